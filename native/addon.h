@@ -1,0 +1,11 @@
+#pragma once
+#include <napi.h>
+
+namespace ddfs {
+// native/hash.cc: XXH64 (one-shot and streaming), aligned buffers.
+void InitHash(Napi::Env env, Napi::Object exports);
+// native/erasure.cc: Reed-Solomon through ISA-L.
+void InitErasure(Napi::Env env, Napi::Object exports);
+// native/store/*.cc: the raw-block store.
+void InitStore(Napi::Env env, Napi::Object exports);
+}  // namespace ddfs

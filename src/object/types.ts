@@ -1,0 +1,72 @@
+// The object layer's public surface, as the node (and later the cluster) uses it.
+// Implementations: LocalObjectStore (src/object/local-object-store.ts) over the node's own
+// devices; the cluster's object store over remote nodes later. Objects are (n,k) erasure coded:
+// n = k + m fragments per stripe, any k restore it.
+import type { BlockStore } from '../store/types'
+
+export interface Schema {
+  k: number   // data fragments per stripe
+  m: number   // parity fragments per stripe
+}
+
+export interface PutOptions {
+  /** Exact byte count the source will yield (a mismatch fails the put and leaves nothing). */
+  size: number
+  /** Optional name (shown in the mount); the id is always the object's address. */
+  name?: string
+  /** Schema; the default is chosen from the failure domains available. */
+  schema?: Schema
+  /** Place an explicit schema even when there are fewer failure domains than fragments. */
+  allowDegraded?: boolean
+  /** XXH64 of the whole content as the client computed it; a mismatch fails the put. */
+  expectedHash?: bigint
+  signal?: AbortSignal
+}
+
+export interface GetOptions {
+  offset?: number
+  length?: number
+  signal?: AbortSignal
+}
+
+/** Where one fragment of one stripe lives. */
+export interface FragmentLocation {
+  stripe: number
+  index: number
+  device: string    // device path
+  sbId: string      // 32 hex chars: the device's superblock id
+  block: number
+  blocks: number
+  length: number
+  hash: bigint
+}
+
+export interface ObjectInfo {
+  id: string        // 32 hex chars
+  size: number
+  schema: Schema
+  stripeSize: number
+  hash: bigint      // XXH64 of the whole object
+  name: string | null
+  version: number
+  createdAt: number // ms since epoch
+  fragments: FragmentLocation[]
+}
+
+export interface ObjectStore {
+  /** Streams `source` in as a new object; resolves once the object is durable. */
+  put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo>
+  /** Yields the object's bytes in order, each piece verified; throws CORRUPT or UNAVAILABLE. */
+  get (id: Buffer, opts?: GetOptions): AsyncIterable<Buffer>
+  /** Manifest and fragment locations; NOT_FOUND for an unknown or deleted id. */
+  query (id: Buffer): Promise<ObjectInfo>
+  /** Deletes the object everywhere it has fragments; NOT_FOUND when unknown. */
+  delete (id: Buffer): Promise<void>
+  /** Ids of live objects, in order, after `after`. */
+  list (after: Buffer | null, limit: number): Promise<Buffer[]>
+}
+
+/** The node's attached devices as the object layer sees them: each device a failure domain. */
+export interface DevicePool {
+  stores (): BlockStore[]
+}
