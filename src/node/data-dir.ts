@@ -1,0 +1,77 @@
+// A node's data directory: its identity (ed25519 key pair seed, 0600), its config (attached
+// devices) and its pid file. The config is a small JSON file: it is never on the data path.
+import fs from 'node:fs'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import SecretStream from '@hyperswarm/secret-stream'
+import { DdfsError } from '../errors'
+
+export interface NodeConfig {
+  devices: string[]
+}
+
+export class DataDir {
+  constructor (readonly dir: string) {}
+
+  ensure (): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 })
+  }
+
+  get configFile (): string { return path.join(this.dir, 'config.json') }
+  get pidFile (): string { return path.join(this.dir, 'node.pid') }
+  get identityFile (): string { return path.join(this.dir, 'identity.seed') }
+
+  readConfig (): NodeConfig {
+    try {
+      const raw = JSON.parse(fs.readFileSync(this.configFile, 'utf8')) as Partial<NodeConfig>
+      return { devices: Array.isArray(raw.devices) ? raw.devices.filter((d) => typeof d === 'string') : [] }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { devices: [] }
+      throw DdfsError.BAD_ARGUMENT(`cannot read ${this.configFile}: ${(err as Error).message}; fix or remove it`)
+    }
+  }
+
+  writeConfig (config: NodeConfig): void {
+    this.ensure()
+    const tmp = `${this.configFile}.tmp`
+    fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 })
+    fs.renameSync(tmp, this.configFile)
+  }
+
+  addDevice (device: string): void {
+    const config = this.readConfig()
+    if (!config.devices.includes(device)) config.devices.push(device)
+    this.writeConfig(config)
+  }
+
+  removeDevice (device: string): boolean {
+    const config = this.readConfig()
+    const before = config.devices.length
+    config.devices = config.devices.filter((d) => d !== device)
+    this.writeConfig(config)
+    return config.devices.length !== before
+  }
+
+  /** The node's ed25519 key pair, created on first use. */
+  keyPair (): { publicKey: Buffer, secretKey: Buffer } {
+    this.ensure()
+    let seed: Buffer
+    try {
+      seed = fs.readFileSync(this.identityFile)
+    } catch {
+      seed = crypto.randomBytes(32)
+      fs.writeFileSync(this.identityFile, seed, { mode: 0o600, flag: 'wx' })
+    }
+    if (seed.length !== 32) throw DdfsError.BAD_ARGUMENT(`${this.identityFile} is not a 32-byte key seed`)
+    return SecretStream.keyPair(seed)
+  }
+
+  readPid (): number | null {
+    try {
+      const pid = Number(fs.readFileSync(this.pidFile, 'utf8').trim())
+      return Number.isInteger(pid) && pid > 0 ? pid : null
+    } catch {
+      return null
+    }
+  }
+}

@@ -1,0 +1,147 @@
+// A ddfs node: its devices, its object store, a local admin socket and an encrypted TCP port.
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import SecretStream from '@hyperswarm/secret-stream'
+import { DdfsError } from '../errors'
+import { Logger } from '../log'
+import { FrameConnection } from '../wire/connection'
+import { LocalObjectStore } from '../object/local-object-store'
+import { NodeDevicePool } from './device-pool'
+import { DataDir } from './data-dir'
+import { socketPath } from './paths'
+import { Session } from './session'
+import type { DeviceInfo } from '../store/types'
+
+export interface NodeOptions {
+  host: string
+  port: number
+  dataDir: string
+  logFile: string | null
+}
+
+export class Node {
+  readonly devices = new NodeDevicePool()
+  readonly objects = new LocalObjectStore(this.devices)
+  readonly data: DataDir
+  readonly log: Logger
+  readonly socket: string
+  private tcp: net.Server | null = null
+  private local: net.Server | null = null
+  private readonly connections = new Set<FrameConnection>()
+  private stopping: Promise<void> | null = null
+  private readonly startedAt = Date.now()
+
+  constructor (readonly opts: NodeOptions) {
+    this.data = new DataDir(opts.dataDir)
+    this.log = new Logger(opts.logFile, `${opts.host}:${opts.port}`)
+    this.socket = socketPath(opts.host, opts.port)
+  }
+
+  /** Opens the devices in the config, then serves. Releases everything it took if it fails. */
+  async start (): Promise<void> {
+    try {
+      this.data.ensure()
+      const keyPair = this.data.keyPair()
+      for (const device of this.data.readConfig().devices) {
+        await this.devices.attach(device, false)
+        this.log.info('device-attached', { device })
+      }
+      await this.listenLocal()
+      this.tcp = net.createServer((raw) => {
+        raw.on('error', () => {})
+        const secure = new SecretStream(false, raw, { keyPair })
+        secure.on('error', (err: Error) => this.log.warn('handshake-failed', { peer: raw.remoteAddress, error: err.message }))
+        this.serve(new FrameConnection(secure), false, `${raw.remoteAddress ?? '?'}:${raw.remotePort ?? 0}`)
+      })
+      await listen(this.tcp, () => this.tcp?.listen(this.opts.port, this.opts.host), `${this.opts.host}:${this.opts.port}`)
+      fs.writeFileSync(this.data.pidFile, `${process.pid}\n`)
+      this.log.info('node-started', { pid: process.pid, data: this.opts.dataDir, devices: this.devices.stores().length, publicKey: keyPair.publicKey.toString('hex') })
+    } catch (err) {
+      this.log.error('node-start-failed', { error: DdfsError.from(err).message })
+      await this.release()
+      throw err
+    }
+  }
+
+  private async listenLocal (): Promise<void> {
+    fs.mkdirSync(path.dirname(this.socket), { recursive: true, mode: 0o700 })
+    // A socket file left by a node that died: remove it if nothing answers there.
+    if (fs.existsSync(this.socket)) {
+      const alive = await new Promise<boolean>((resolve) => {
+        const probe = net.connect(this.socket)
+        probe.on('connect', () => { probe.destroy(); resolve(true) })
+        probe.on('error', () => resolve(false))
+      })
+      if (alive) throw DdfsError.NODE_RUNNING(`a node already serves ${this.opts.host}:${this.opts.port} (socket ${this.socket})`)
+      fs.rmSync(this.socket, { force: true })
+    }
+    this.local = net.createServer((sock) => {
+      sock.on('error', () => {})
+      this.serve(new FrameConnection(sock), true, 'local')
+    })
+    await listen(this.local, () => this.local?.listen(this.socket), this.socket)
+    fs.chmodSync(this.socket, 0o600)
+  }
+
+  private serve (conn: FrameConnection, admin: boolean, peer: string): void {
+    if (this.stopping !== null) { conn.close(); return }
+    this.connections.add(conn)
+    conn.on('close', () => this.connections.delete(conn))
+    // eslint-disable-next-line no-new
+    new Session(this, conn, admin, peer)
+  }
+
+  async attachDevice (device: string, format: boolean): Promise<DeviceInfo> {
+    const info = await this.devices.attach(device, format)
+    this.data.addDevice(path.resolve(device))
+    this.log.info('device-attached', { device: path.resolve(device), formatted: format, sbId: info.sbId })
+    return info
+  }
+
+  async detachDevice (device: string): Promise<void> {
+    await this.devices.detach(device)
+    this.data.removeDevice(path.resolve(device))
+    this.log.info('device-detached', { device: path.resolve(device) })
+  }
+
+  status (): Record<string, unknown> {
+    return {
+      address: `${this.opts.host}:${this.opts.port}`,
+      pid: process.pid,
+      dataDir: this.opts.dataDir,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      devices: this.devices.stores().map((s) => s.info())
+    }
+  }
+
+  /** Stops serving, closes the devices (each writes a checkpoint), removes socket and pid file. */
+  stop (reason: string): Promise<void> {
+    if (this.stopping === null) {
+      this.log.info('node-stopping', { reason })
+      this.stopping = this.release().then(() => this.log.info('node-stopped', { pid: process.pid }))
+    }
+    return this.stopping
+  }
+
+  private async release (): Promise<void> {
+    const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
+    const servers = Promise.all([closeServer(this.tcp), closeServer(this.local)])
+    for (const c of this.connections) c.close()
+    await servers
+    await this.devices.closeAll()
+    if (this.local !== null) fs.rmSync(this.socket, { force: true })
+    if (this.data.readPid() === process.pid) fs.rmSync(this.data.pidFile, { force: true })
+  }
+}
+
+function listen (server: net.Server, start: () => void, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(DdfsError.NODE_RUNNING(`${what} is already in use (another node or program listens there)`))
+      else reject(DdfsError.IO(`cannot listen on ${what}: ${err.message}`))
+    })
+    server.once('listening', () => resolve())
+    start()
+  })
+}

@@ -1,0 +1,211 @@
+// One client connection to a node: decodes requests, runs them against the node's object store
+// and devices, streams replies. Requests on one connection run one at a time; a malformed frame
+// closes only this connection.
+import { DdfsError } from '../errors'
+import { Xxh64Stream } from '../hash'
+import type { FrameConnection, Frame } from '../wire/connection'
+import {
+  MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
+  listMessage, okMessage, decodeMeta, emptyMessage
+} from '../wire/messages'
+import type { Node } from './node'
+
+/** DATA frames of a put queued before the connection is paused: bounds memory per put. */
+const PUT_QUEUE_HIGH = 16
+/** Payload bytes per DATA frame of a get. */
+const GET_CHUNK = 1024 * 1024
+
+interface PutState {
+  requestId: number
+  queue: Buffer[]
+  ended: boolean
+  failed: Error | null
+  wake: (() => void) | null
+  hasher: Xxh64Stream
+  received: number
+  expected: bigint | null
+}
+
+export class Session {
+  private busy: Promise<void> = Promise.resolve()
+  private put: PutState | null = null
+  private discardRequest = -1  // a failed put's request id: its late DATA frames are dropped
+
+  constructor (private readonly node: Node, private readonly conn: FrameConnection, readonly admin: boolean, readonly peer: string) {
+    conn.on('frame', (f: Frame) => this.onFrame(f))
+    conn.on('protocol-error', (err: Error) => node.log.warn('protocol-error', { peer, error: err.message }))
+    conn.on('close', () => this.abortPut(DdfsError.CLOSED('connection closed during the put')))
+  }
+
+  private onFrame (f: Frame): void {
+    // Frames of a put in progress feed its stream directly; everything else is a new request.
+    if (this.put !== null && f.requestId === this.put.requestId && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) {
+      this.onPutFrame(this.put, f)
+      return
+    }
+    if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) return
+    // A put's state exists from its first frame, so its DATA frames are never taken for requests.
+    if (f.type === MessageType.Put && this.put === null) this.put = newPutState(f.requestId)
+    this.busy = this.busy.then(() => this.handle(f)).catch((err) => {
+      this.node.log.warn('request-failed', { peer: this.peer, type: f.type, error: DdfsError.from(err).message })
+      this.conn.sendError(f.requestId, err)
+    })
+  }
+
+  private async handle (f: Frame): Promise<void> {
+    const rid = f.requestId
+    switch (f.type) {
+      case MessageType.Put: return this.startPut(rid, f.meta)
+      case MessageType.Get: return this.get(rid, decodeMeta(getMessage, f.meta))
+      case MessageType.Query: {
+        const { id } = decodeMeta(idMessage, f.meta)
+        const info = await this.node.objects.query(id)
+        this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
+        return
+      }
+      case MessageType.Delete: {
+        const { id } = decodeMeta(idMessage, f.meta)
+        await this.node.objects.delete(id)
+        this.node.log.info('delete', { id: id.toString('hex'), peer: this.peer })
+        this.conn.send(MessageType.Ok, rid, okMessage, { id: id.toString('hex') })
+        return
+      }
+      case MessageType.List: {
+        const { after, limit } = decodeMeta(listMessage, f.meta)
+        const ids = await this.node.objects.list(after, Math.min(limit, 10000))
+        this.conn.send(MessageType.Ok, rid, okMessage, ids.map((i) => i.toString('hex')))
+        return
+      }
+      case MessageType.Status:
+        decodeMeta(emptyMessage, f.meta)
+        this.conn.send(MessageType.Ok, rid, okMessage, this.node.status())
+        return
+      case MessageType.DevAdd:
+      case MessageType.DevRem:
+      case MessageType.DevQuery:
+      case MessageType.NodeStop:
+        return this.adminRequest(f)
+      default:
+        throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
+    }
+  }
+
+  private async adminRequest (f: Frame): Promise<void> {
+    if (!this.admin) {
+      this.node.log.warn('admin-refused', { peer: this.peer, type: f.type })
+      throw DdfsError.PERMISSION('admin commands are accepted only on the node\'s local socket; run this command on the node\'s machine')
+    }
+    const rid = f.requestId
+    if (f.type === MessageType.NodeStop) {
+      decodeMeta(emptyMessage, f.meta)
+      this.conn.send(MessageType.Ok, rid, okMessage, { pid: process.pid })
+      setImmediate(() => { this.node.stop('node stop').catch(() => {}) })
+      return
+    }
+    const { path, format } = decodeMeta(deviceMessage, f.meta)
+    if (f.type === MessageType.DevAdd) {
+      const info = await this.node.attachDevice(path, format)
+      this.conn.send(MessageType.Ok, rid, okMessage, info)
+    } else if (f.type === MessageType.DevRem) {
+      await this.node.detachDevice(path)
+      this.conn.send(MessageType.Ok, rid, okMessage, { path })
+    } else {
+      this.conn.send(MessageType.Ok, rid, okMessage, await this.node.devices.info(path))
+    }
+  }
+
+  // ---- put: DATA frames feed an async iterable that the object store consumes ----
+
+  private async startPut (rid: number, raw: Buffer): Promise<void> {
+    const state = this.put
+    try {
+      if (state === null || state.requestId !== rid) throw DdfsError.PROTOCOL('a put while another is in progress')
+      const meta = decodeMeta(putMessage, raw)
+      const schema = meta.k === 0 ? undefined : { k: meta.k, m: meta.m }
+      const info = await this.node.objects.put(this.putSource(state), {
+        size: meta.size, name: meta.name ?? undefined, schema, allowDegraded: meta.allowDegraded
+      })
+      this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer })
+      this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
+    } catch (err) {
+      this.discardRequest = rid
+      throw err
+    } finally {
+      if (this.put === state) this.put = null
+      this.conn.resume()
+    }
+  }
+
+  private onPutFrame (state: PutState, f: Frame): void {
+    try {
+      if (f.type === MessageType.Data) {
+        if (state.ended) throw DdfsError.PROTOCOL('data after the end of a put')
+        state.hasher.update(f.payload)
+        state.received += f.payload.length
+        state.queue.push(f.payload)
+        if (state.queue.length >= PUT_QUEUE_HIGH) this.conn.pause()
+      } else {
+        state.expected = decodeMeta(putEndMessage, f.meta).hash
+        state.ended = true
+      }
+    } catch (err) {
+      state.failed = err as Error
+    }
+    state.wake?.()
+  }
+
+  private async * putSource (state: PutState): AsyncIterable<Buffer> {
+    for (;;) {
+      if (state.failed !== null) throw state.failed
+      const chunk = state.queue.shift()
+      if (chunk !== undefined) {
+        if (state.queue.length < PUT_QUEUE_HIGH / 2) this.conn.resume()
+        yield chunk
+        continue
+      }
+      if (state.ended) {
+        if (state.expected !== state.hasher.digest()) {
+          throw DdfsError.CORRUPT('the file arrived with a different XXH64 than the client computed; nothing was stored, try again')
+        }
+        return
+      }
+      this.conn.resume()
+      await new Promise<void>((resolve) => { state.wake = resolve })
+      state.wake = null
+    }
+  }
+
+  private abortPut (err: Error): void {
+    const state = this.put
+    if (state === null) return
+    state.failed = err
+    state.wake?.()
+  }
+
+  // ---- get: stream the object in DATA frames, waiting for 'drain' when the socket is full ----
+
+  private async get (rid: number, req: { id: Buffer, offset: number, length: number }): Promise<void> {
+    const info = await this.node.objects.query(req.id)
+    const length = req.length === 0xffffffffffff ? info.size - req.offset : req.length
+    const source = this.node.objects.get(req.id, { offset: req.offset, length })
+    this.conn.send(MessageType.GetHead, rid, getHeadMessage, { size: length, hash: info.hash })
+    for await (const piece of source) {
+      for (let off = 0; off < piece.length; off += GET_CHUNK) {
+        if (this.conn.closed) throw DdfsError.CLOSED('client went away during a get')
+        const ok = this.conn.send(MessageType.Data, rid, null, null, piece.subarray(off, off + GET_CHUNK))
+        if (!ok) await new Promise<void>((resolve) => { this.conn.once('drain', resolve); this.conn.once('close', resolve) })
+      }
+    }
+    this.conn.send(MessageType.GetEnd, rid, emptyMessage, null)
+    this.node.log.info('get', { id: req.id.toString('hex'), bytes: length, peer: this.peer })
+  }
+}
+
+function newPutState (requestId: number): PutState {
+  return { requestId, queue: [], ended: false, failed: null, wake: null, hasher: new Xxh64Stream(), received: 0, expected: null }
+}
+
+/** bigint hashes as 16 hex chars, so replies can be JSON. */
+function jsonSafe (value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_k, v) => typeof v === 'bigint' ? v.toString(16).padStart(16, '0') : v))
+}

@@ -1,0 +1,154 @@
+// The object layer's records on disk: the manifest (compact-encoding) and the fragment trailer
+// (a fixed 64-byte layout after each fragment's data, so the data itself starts block-aligned).
+// Each carries its own XXH64.
+import c from 'compact-encoding'
+import { xxh64 } from '../hash'
+import { DdfsError } from '../errors'
+
+export const MANIFEST_VERSION = 1
+
+export interface Manifest {
+  version: number          // object version (1 on create)
+  size: number
+  k: number
+  m: number
+  stripeSize: number       // data bytes per stripe (k fragments of stripeSize / k)
+  hash: bigint             // XXH64 of the whole object
+  createdAt: number
+  name: string | null
+  tombstone: boolean
+  stripeHashes: bigint[]   // per stripe, per fragment: XXH64 of each fragment's data, k + m per stripe
+}
+
+// XXH64 values as two uint32s (compact-encoding's uint64 is a JS number and would lose bits).
+const hash64 = {
+  preencode (state: c.State): void { state.end += 8 },
+  encode (state: c.State, h: bigint): void {
+    c.uint32.encode(state, Number(h & 0xffffffffn))
+    c.uint32.encode(state, Number(h >> 32n))
+  },
+  decode (state: c.State): bigint {
+    const lo = c.uint32.decode(state)
+    const hi = c.uint32.decode(state)
+    return (BigInt(hi) << 32n) | BigInt(lo)
+  }
+}
+
+const FLAG_NAME = 1
+const FLAG_TOMBSTONE = 2
+
+const manifestEncoding = {
+  preencode (state: c.State, m: Manifest): void {
+    c.uint.preencode(state, MANIFEST_VERSION)
+    c.uint.preencode(state, 0) // flags
+    c.uint.preencode(state, m.version)
+    c.uint.preencode(state, m.size)
+    c.uint.preencode(state, m.k)
+    c.uint.preencode(state, m.m)
+    c.uint.preencode(state, m.stripeSize)
+    state.end += 8
+    c.uint.preencode(state, m.createdAt)
+    if (m.name !== null) c.string.preencode(state, m.name)
+    c.uint.preencode(state, m.stripeHashes.length)
+    state.end += 8 * m.stripeHashes.length
+  },
+  encode (state: c.State, m: Manifest): void {
+    c.uint.encode(state, MANIFEST_VERSION)
+    c.uint.encode(state, (m.name !== null ? FLAG_NAME : 0) | (m.tombstone ? FLAG_TOMBSTONE : 0))
+    c.uint.encode(state, m.version)
+    c.uint.encode(state, m.size)
+    c.uint.encode(state, m.k)
+    c.uint.encode(state, m.m)
+    c.uint.encode(state, m.stripeSize)
+    hash64.encode(state, m.hash)
+    c.uint.encode(state, m.createdAt)
+    if (m.name !== null) c.string.encode(state, m.name)
+    c.uint.encode(state, m.stripeHashes.length)
+    for (const h of m.stripeHashes) hash64.encode(state, h)
+  },
+  decode (state: c.State): Manifest {
+    const format = c.uint.decode(state)
+    if (format !== MANIFEST_VERSION) throw DdfsError.CORRUPT(`unknown manifest format ${format}`)
+    const flags = c.uint.decode(state)
+    const version = c.uint.decode(state)
+    const size = c.uint.decode(state)
+    const k = c.uint.decode(state)
+    const m = c.uint.decode(state)
+    const stripeSize = c.uint.decode(state)
+    const hash = hash64.decode(state)
+    const createdAt = c.uint.decode(state)
+    const name = (flags & FLAG_NAME) !== 0 ? c.string.decode(state) : null
+    const count = c.uint.decode(state)
+    if (count > (state.end - state.start) / 8) throw DdfsError.CORRUPT('manifest truncated')
+    const stripeHashes: bigint[] = new Array(count)
+    for (let i = 0; i < count; i++) stripeHashes[i] = hash64.decode(state)
+    return { version, size, k, m, stripeSize, hash, createdAt, name, tombstone: (flags & FLAG_TOMBSTONE) !== 0, stripeHashes }
+  }
+}
+
+/** Manifest bytes: the compact-encoding record followed by its XXH64. */
+export function encodeManifest (m: Manifest): Buffer {
+  const body = c.encode(manifestEncoding, m)
+  const out = Buffer.allocUnsafe(body.length + 8)
+  out.set(body)
+  out.writeBigUInt64LE(xxh64(body), body.length)
+  return out
+}
+
+export function decodeManifest (buf: Buffer): Manifest {
+  if (buf.length < 9) throw DdfsError.CORRUPT('manifest too short')
+  const body = buf.subarray(0, buf.length - 8)
+  if (xxh64(body) !== buf.readBigUInt64LE(buf.length - 8)) throw DdfsError.CORRUPT('manifest fails its XXH64')
+  try {
+    return c.decode(manifestEncoding, body) as Manifest
+  } catch (err) {
+    throw err instanceof DdfsError ? err : DdfsError.CORRUPT(`manifest does not decode: ${(err as Error).message}`)
+  }
+}
+
+// Fragment trailer: 64 bytes after the fragment's data.
+//   0 magic u32 "DDFR"   4 version u8   5 k u8   6 m u8   7 index u8
+//   8 object id [16]     24 stripe u32  28 data length u32
+//   32 data XXH64 u64    40..56 reserved  56 trailer XXH64 of bytes 0..56
+export const TRAILER_BYTES = 64
+const TRAILER_MAGIC = 0x52464444
+
+export interface FragmentHeader {
+  id: Buffer
+  stripe: number
+  index: number
+  k: number
+  m: number
+  length: number
+  hash: bigint
+}
+
+export function writeTrailer (h: FragmentHeader, out: Buffer, at: number): void {
+  const t = out.subarray(at, at + TRAILER_BYTES)
+  t.fill(0)
+  t.writeUInt32LE(TRAILER_MAGIC, 0)
+  t.writeUInt8(1, 4)
+  t.writeUInt8(h.k, 5)
+  t.writeUInt8(h.m, 6)
+  t.writeUInt8(h.index, 7)
+  h.id.copy(t, 8)
+  t.writeUInt32LE(h.stripe, 24)
+  t.writeUInt32LE(h.length, 28)
+  t.writeBigUInt64LE(h.hash, 32)
+  t.writeBigUInt64LE(xxh64(t.subarray(0, 56)), 56)
+}
+
+export function readTrailer (fragment: Buffer): FragmentHeader {
+  if (fragment.length < TRAILER_BYTES) throw DdfsError.CORRUPT('fragment shorter than its trailer')
+  const t = fragment.subarray(fragment.length - TRAILER_BYTES)
+  if (t.readUInt32LE(0) !== TRAILER_MAGIC || t.readBigUInt64LE(56) !== xxh64(t.subarray(0, 56))) throw DdfsError.CORRUPT('fragment trailer fails its checks')
+  return {
+    id: Buffer.from(t.subarray(8, 24)),
+    stripe: t.readUInt32LE(24),
+    index: t.readUInt8(7),
+    k: t.readUInt8(5),
+    m: t.readUInt8(6),
+    length: t.readUInt32LE(28),
+    hash: t.readBigUInt64LE(32)
+  }
+}

@@ -1,0 +1,153 @@
+// Every message of the client protocol, in one place. A frame on the wire is
+//
+//   u32 LE  body length (type .. payload; at most MAX_FRAME)
+//   u8      type
+//   u32 LE  request id
+//   u32 LE  meta length
+//   meta    compact-encoding record of the type (below)
+//   payload raw bytes (DATA frames)
+//   u64 LE  XXH64 of everything before it (length field included)
+//
+// so the header, the meta and the payload are all covered by one XXH64 per frame.
+import c from 'compact-encoding'
+import { DdfsError } from '../errors'
+
+export const MAX_FRAME = 8 * 1024 * 1024
+export const FRAME_PREFIX = 13  // length + type + request id + meta length
+export const FRAME_HASH = 8
+
+export const enum MessageType {
+  Error = 0,
+  Ok = 1,
+  Put = 2,
+  Data = 3,
+  PutEnd = 4,
+  Get = 5,
+  GetHead = 6,
+  GetEnd = 7,
+  Query = 8,
+  Delete = 9,
+  DevAdd = 10,
+  DevRem = 11,
+  DevQuery = 12,
+  NodeStop = 13,
+  Status = 14,
+  List = 15
+}
+
+const MAX_TYPE = MessageType.List
+
+export function checkType (t: number): MessageType {
+  if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
+  return t as MessageType
+}
+
+/** XXH64 values as two uint32s (compact-encoding's uint64 is a JS number and would lose bits). */
+export const hash64: c.Encoder<bigint> = {
+  preencode (state) { state.end += 8 },
+  encode (state, h) {
+    c.uint32.encode(state, Number(h & 0xffffffffn))
+    c.uint32.encode(state, Number(h >> 32n))
+  },
+  decode (state) {
+    const lo = c.uint32.decode(state)
+    const hi = c.uint32.decode(state)
+    return (BigInt(hi) << 32n) | BigInt(lo)
+  }
+}
+
+const id16 = c.fixed(16)
+
+export interface ErrorMessage { code: string, message: string }
+export const errorMessage: c.Encoder<ErrorMessage> = {
+  preencode (s, m) { c.string.preencode(s, m.code); c.string.preencode(s, m.message) },
+  encode (s, m) { c.string.encode(s, m.code); c.string.encode(s, m.message) },
+  decode (s) { return { code: c.string.decode(s), message: c.string.decode(s) } }
+}
+
+/** OK carries a JSON document: only for small control replies (query, status), never data. */
+export const okMessage: c.Encoder<unknown> = c.json
+
+export interface PutMessage { size: number, name: string | null, k: number, m: number, allowDegraded: boolean }
+export const putMessage: c.Encoder<PutMessage> = {
+  preencode (s, m) {
+    c.uint.preencode(s, 0); c.uint.preencode(s, m.size); c.uint.preencode(s, m.k); c.uint.preencode(s, m.m)
+    if (m.name !== null) c.string.preencode(s, m.name)
+  },
+  encode (s, m) {
+    c.uint.encode(s, (m.name !== null ? 1 : 0) | (m.allowDegraded ? 2 : 0))
+    c.uint.encode(s, m.size); c.uint.encode(s, m.k); c.uint.encode(s, m.m)
+    if (m.name !== null) c.string.encode(s, m.name)
+  },
+  decode (s) {
+    const flags = c.uint.decode(s)
+    const size = c.uint.decode(s)
+    const k = c.uint.decode(s)
+    const m = c.uint.decode(s)
+    const name = (flags & 1) !== 0 ? c.string.decode(s) : null
+    return { size, k, m, name, allowDegraded: (flags & 2) !== 0 }
+  }
+}
+
+export interface PutEndMessage { hash: bigint }
+export const putEndMessage: c.Encoder<PutEndMessage> = {
+  preencode (s) { hash64.preencode(s, 0n) },
+  encode (s, m) { hash64.encode(s, m.hash) },
+  decode (s) { return { hash: hash64.decode(s) } }
+}
+
+export interface IdMessage { id: Buffer }
+export const idMessage: c.Encoder<IdMessage> = {
+  preencode (s) { id16.preencode(s, Buffer.alloc(16)) },
+  encode (s, m) { id16.encode(s, m.id) },
+  decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array) } }
+}
+
+export interface GetMessage { id: Buffer, offset: number, length: number }  // length 0xffffffffffff: to the end
+export const getMessage: c.Encoder<GetMessage> = {
+  preencode (s, m) { id16.preencode(s, m.id); c.uint.preencode(s, m.offset); c.uint.preencode(s, m.length) },
+  encode (s, m) { id16.encode(s, m.id); c.uint.encode(s, m.offset); c.uint.encode(s, m.length) },
+  decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), offset: c.uint.decode(s), length: c.uint.decode(s) } }
+}
+
+export interface GetHeadMessage { size: number, hash: bigint }
+export const getHeadMessage: c.Encoder<GetHeadMessage> = {
+  preencode (s, m) { c.uint.preencode(s, m.size); hash64.preencode(s, m.hash) },
+  encode (s, m) { c.uint.encode(s, m.size); hash64.encode(s, m.hash) },
+  decode (s) { return { size: c.uint.decode(s), hash: hash64.decode(s) } }
+}
+
+export interface DeviceMessage { path: string, format: boolean }
+export const deviceMessage: c.Encoder<DeviceMessage> = {
+  preencode (s, m) { c.uint.preencode(s, 0); c.string.preencode(s, m.path) },
+  encode (s, m) { c.uint.encode(s, m.format ? 1 : 0); c.string.encode(s, m.path) },
+  decode (s) { const flags = c.uint.decode(s); return { format: (flags & 1) !== 0, path: c.string.decode(s) } }
+}
+
+export const emptyMessage: c.Encoder<null> = {
+  preencode () {},
+  encode () {},
+  decode () { return null }
+}
+
+export interface ListMessage { after: Buffer | null, limit: number }
+export const listMessage: c.Encoder<ListMessage> = {
+  preencode (s, m) { c.uint.preencode(s, 0); if (m.after !== null) id16.preencode(s, m.after); c.uint.preencode(s, m.limit) },
+  encode (s, m) { c.uint.encode(s, m.after !== null ? 1 : 0); if (m.after !== null) id16.encode(s, m.after); c.uint.encode(s, m.limit) },
+  decode (s) {
+    const flags = c.uint.decode(s)
+    const after = (flags & 1) !== 0 ? Buffer.from(id16.decode(s) as Uint8Array) : null
+    return { after, limit: c.uint.decode(s) }
+  }
+}
+
+export function decodeMeta<T> (enc: c.Encoder<T>, meta: Buffer): T {
+  try {
+    const state = c.state(0, meta.length, meta)
+    const value = enc.decode(state)
+    if (state.start !== state.end) throw DdfsError.PROTOCOL('trailing bytes after a message')
+    return value
+  } catch (err) {
+    throw err instanceof DdfsError ? err : DdfsError.PROTOCOL(`malformed message: ${(err as Error).message}`)
+  }
+}
