@@ -30,6 +30,9 @@ export class Node {
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
   private stopping: Promise<void> | null = null
+  private onStopped: () => void = () => {}
+  /** Resolves once the node has stopped (by `node stop`, a signal, or stop()). */
+  readonly stopped = new Promise<void>((resolve) => { this.onStopped = resolve })
   private readonly startedAt = Date.now()
 
   constructor (readonly opts: NodeOptions) {
@@ -119,7 +122,10 @@ export class Node {
   stop (reason: string): Promise<void> {
     if (this.stopping === null) {
       this.log.info('node-stopping', { reason })
-      this.stopping = this.release().then(() => this.log.info('node-stopped', { pid: process.pid }))
+      this.stopping = this.release().then(() => {
+        this.log.info('node-stopped', { pid: process.pid })
+        this.onStopped()
+      })
     }
     return this.stopping
   }

@@ -1,0 +1,438 @@
+// The `ddfs` command: the seed's ds_ctl and ds_client commands, one for one.
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { DdfsError, EXIT_CODES } from '../errors'
+import { DEFAULT_HOST, DEFAULT_PORT, DEFAULT_LOG } from '../constants'
+import { Client } from '../client/client'
+import { Node } from '../node/node'
+import { DataDir } from '../node/data-dir'
+import { defaultDataDir, socketPath } from '../node/paths'
+import { formatDevice, probeDevice } from '../store/native-store'
+import { parseFlags, usage, closest, type FlagSpec, type Flags } from './args'
+import { ProgressBar } from './progress'
+import { printDevice, printObject } from './output'
+
+const ADDRESS: FlagSpec[] = [
+  { name: 'server', short: 's', type: 'string', help: 'node address', default: DEFAULT_HOST },
+  { name: 'port', short: 'p', type: 'number', help: 'node port', default: DEFAULT_PORT }
+]
+const COMMON: FlagSpec[] = [
+  { name: 'json', type: 'boolean', help: 'print JSON for scripts' },
+  { name: 'quiet', short: 'q', type: 'boolean', help: 'no progress bar' },
+  { name: 'help', short: 'h', type: 'boolean', help: 'show this help' }
+]
+const DATA: FlagSpec = { name: 'data', type: 'string', help: 'node data directory (default /var/lib/ddfs/node-<port>)' }
+const LOG: FlagSpec = { name: 'log', type: 'string', help: 'log file', default: DEFAULT_LOG }
+
+interface Command {
+  name: string
+  summary: string
+  flags: FlagSpec[]
+  examples: string[]
+  run: (flags: Flags, rest: string[]) => Promise<void>
+}
+
+const COMMANDS: Command[] = [
+  {
+    name: 'dev add',
+    summary: 'attach a block device (or a file) to a node; -f formats it first (destroys its contents)',
+    flags: [{ name: 'device', short: 'd', type: 'string', help: 'block device or file' }, { name: 'format', short: 'f', type: 'boolean', help: 'format the device (!!!)' }, ...ADDRESS, DATA, ...COMMON],
+    examples: ['ddfs dev add -d /dev/sdb -f', 'ddfs dev add -d /var/tmp/disk0.img -f -p 8001'],
+    run: devAdd
+  },
+  {
+    name: 'dev rem',
+    summary: 'detach a device from a node',
+    flags: [{ name: 'device', short: 'd', type: 'string', help: 'block device or file' }, ...ADDRESS, DATA, ...COMMON],
+    examples: ['ddfs dev rem -d /dev/sdb'],
+    run: devRem
+  },
+  {
+    name: 'dev query',
+    summary: 'show a device\'s superblock and usage',
+    flags: [{ name: 'device', short: 'd', type: 'string', help: 'block device or file' }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs dev query -d /dev/loop0', 'ddfs dev query -d /dev/loop0 --json'],
+    run: devQuery
+  },
+  {
+    name: 'node start',
+    summary: 'start a node in the background; returns once it serves',
+    flags: [...ADDRESS, DATA, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' }, ...COMMON],
+    examples: ['ddfs node start -s 127.0.0.1 -p 8000', 'ddfs node start -p 8001 --data /var/lib/ddfs/b --log /var/log/ddfs-b.log'],
+    run: nodeStart
+  },
+  {
+    name: 'node stop',
+    summary: 'stop a node (finishes requests, closes devices cleanly)',
+    flags: [...ADDRESS, ...COMMON],
+    examples: ['ddfs node stop -s 127.0.0.1 -p 8000'],
+    run: nodeStop
+  },
+  {
+    name: 'node run',
+    summary: 'run a node in the foreground (what node start runs)',
+    flags: [...ADDRESS, DATA, LOG, ...COMMON],
+    examples: ['ddfs node run -p 8000'],
+    run: nodeRun
+  },
+  {
+    name: 'status',
+    summary: 'show a node\'s devices and state',
+    flags: [...ADDRESS, ...COMMON],
+    examples: ['ddfs status', 'ddfs status --json'],
+    run: status
+  },
+  {
+    name: 'put',
+    summary: 'store a file; prints its 32-hex object id',
+    flags: [
+      { name: 'file', short: 'f', type: 'string', help: 'file to store' },
+      { name: 'name', type: 'string', help: 'name to list the object under' },
+      { name: 'fragments', short: 'n', type: 'number', help: 'n: fragments per stripe' },
+      { name: 'needed', short: 'k', type: 'number', help: 'k: fragments needed to restore' },
+      { name: 'allow-degraded', type: 'boolean', help: 'place the schema even on fewer failure domains' },
+      ...ADDRESS, ...COMMON
+    ],
+    examples: ['ddfs put -s 127.0.0.1 -p 8000 -f myfile.txt', 'ddfs put -f big.iso -n 6 -k 4'],
+    run: put
+  },
+  {
+    name: 'get',
+    summary: 'read an object back into a file',
+    flags: [{ name: 'id', short: 'i', type: 'string', help: 'object id (32 hex chars)' }, { name: 'file', short: 'f', type: 'string', help: 'output file' }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs get -s 127.0.0.1 -p 8000 -i d963a52161d67bf9d1e7c09ce313b050 -f output.txt'],
+    run: get
+  },
+  {
+    name: 'query',
+    summary: 'show an object: size, schema, and where each fragment lives',
+    flags: [{ name: 'id', short: 'i', type: 'string', help: 'object id (32 hex chars)' }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs query -i d963a52161d67bf9d1e7c09ce313b050'],
+    run: query
+  },
+  {
+    name: 'delete',
+    summary: 'delete an object',
+    flags: [{ name: 'id', short: 'i', type: 'string', help: 'object id (32 hex chars)' }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs delete -i d963a52161d67bf9d1e7c09ce313b050'],
+    run: del
+  },
+  {
+    name: 'ls',
+    summary: 'list object ids',
+    flags: [{ name: 'limit', type: 'number', help: 'at most this many', default: 1000 }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs ls', 'ddfs ls --json'],
+    run: ls
+  }
+]
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+function need (flags: Flags, name: string, cmd: string, what: string): string {
+  const v = flags[name]
+  if (typeof v !== 'string' || v === '') throw DdfsError.BAD_ARGUMENT(`'ddfs ${cmd}' needs ${what} (see ddfs ${cmd} --help)`)
+  return v
+}
+
+function idArg (flags: Flags, cmd: string): Buffer {
+  const id = need(flags, 'id', cmd, '-i ID')
+  if (!/^[0-9a-fA-F]{32}$/.test(id)) throw DdfsError.BAD_ARGUMENT(`'${id}' is not an object id (32 hex characters)`)
+  return Buffer.from(id, 'hex')
+}
+
+function address (flags: Flags): { host: string, port: number } {
+  const port = flags.port as number
+  if (port < 1 || port > 65535) throw DdfsError.BAD_ARGUMENT(`port ${port} is out of range (1-65535)`)
+  return { host: flags.server as string, port }
+}
+
+async function withClient<T> (flags: Flags, fn: (c: Client) => Promise<T>): Promise<T> {
+  const client = await Client.connect(address(flags))
+  try {
+    return await fn(client)
+  } finally {
+    client.close()
+  }
+}
+
+/** A client on the node's local socket, or null when no node runs at that address. */
+async function localClient (flags: Flags): Promise<Client | null> {
+  const { host, port } = address(flags)
+  if (!fs.existsSync(socketPath(host, port))) return null
+  try {
+    const c = await Client.connect({ host, port, timeoutMs: 3000 })
+    if (!c.local) { c.close(); return null }
+    return c
+  } catch {
+    return null
+  }
+}
+
+function dataDir (flags: Flags): DataDir {
+  const d = flags.data
+  return new DataDir(typeof d === 'string' ? path.resolve(d) : defaultDataDir(address(flags).port))
+}
+
+function out (flags: Flags, json: unknown, text: string): void {
+  process.stdout.write(flags.json === true ? JSON.stringify(json, null, 2) + '\n' : text)
+}
+
+// ---- device commands -----------------------------------------------------------------------------
+
+async function devAdd (flags: Flags): Promise<void> {
+  const device = path.resolve(need(flags, 'device', 'dev add', '-d DEVICE'))
+  const format = flags.format === true
+  const client = await localClient(flags)
+  let info: unknown
+  if (client !== null) {
+    try { info = await client.devAdd(device, format) } finally { client.close() }
+  } else {
+    // No node running: format now if asked, check the device, and record it for the next start.
+    if (format) info = await formatDevice(device, { force: true })
+    else {
+      info = await probeDevice(device)
+      if (info === null) throw DdfsError.DEVICE_NOT_FORMATTED(`${device} holds no ddfs store; add -f to format it (this destroys its contents)`)
+    }
+    dataDir(flags).addDevice(device)
+  }
+  out(flags, info, `${device} attached${format ? ' (formatted)' : ''}\n`)
+}
+
+async function devRem (flags: Flags): Promise<void> {
+  const device = path.resolve(need(flags, 'device', 'dev rem', '-d DEVICE'))
+  const client = await localClient(flags)
+  if (client !== null) {
+    try { await client.devRem(device) } finally { client.close() }
+  } else if (!dataDir(flags).removeDevice(device)) {
+    throw DdfsError.NOT_FOUND(`${device} is not attached to the node at ${address(flags).host}:${address(flags).port}`)
+  }
+  out(flags, { device }, `${device} detached\n`)
+}
+
+async function devQuery (flags: Flags): Promise<void> {
+  const device = path.resolve(need(flags, 'device', 'dev query', '-d DEVICE'))
+  const client = await localClient(flags)
+  let info
+  if (client !== null) {
+    try { info = await client.devQuery(device) } finally { client.close() }
+  } else {
+    info = await probeDevice(device)
+    if (info === null) throw DdfsError.DEVICE_NOT_FORMATTED(`${device} holds no ddfs store; format it with: ddfs dev add -d ${device} -f`)
+  }
+  printDevice(info as Record<string, unknown>, flags.json === true)
+}
+
+// ---- node commands ---------------------------------------------------------------------------
+
+function nodeArgs (flags: Flags): string[] {
+  const a = ['-s', String(flags.server), '-p', String(flags.port)]
+  if (typeof flags.data === 'string') a.push('--data', path.resolve(flags.data))
+  if (typeof flags.log === 'string') a.push('--log', path.resolve(flags.log))
+  return a
+}
+
+async function nodeStart (flags: Flags): Promise<void> {
+  if (flags.foreground === true) return nodeRun(flags)
+  const { host, port } = address(flags)
+  const bin = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
+  // The child reports readiness (or its error) on fd 3, then runs on its own.
+  const child = spawn(process.execPath, [bin, 'node', 'run', ...nodeArgs(flags)], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...process.env, DDFS_READY_FD: '3' }
+  })
+  const pipe = child.stdio[3] as NodeJS.ReadableStream
+  let text = ''
+  pipe.setEncoding?.('utf8')
+  const result = await new Promise<string>((resolve) => {
+    pipe.on('data', (d: string) => { text += d; if (text.includes('\n')) resolve(text) })
+    child.on('exit', (code) => resolve(text === '' ? `error ${JSON.stringify({ code: 'INTERNAL', message: `the node exited with ${code} before it served` })}\n` : text))
+  })
+  ;(pipe as unknown as { destroy: () => void }).destroy()
+  child.unref()
+  if (!result.startsWith('ready')) {
+    const { code, message } = JSON.parse(result.slice(6)) as { code: string, message: string }
+    throw new DdfsError(code as never, message)
+  }
+  const dataDirPath = typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port)
+  out(flags, { address: `${host}:${port}`, pid: child.pid, dataDir: dataDirPath }, `node started at ${host}:${port} pid ${child.pid ?? '?'} data ${dataDirPath}\n`)
+}
+
+async function nodeRun (flags: Flags): Promise<void> {
+  const { host, port } = address(flags)
+  const node = new Node({
+    host,
+    port,
+    dataDir: typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port),
+    logFile: typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG
+  })
+  const readyFd = process.env.DDFS_READY_FD !== undefined ? Number(process.env.DDFS_READY_FD) : null
+  try {
+    await node.start()
+  } catch (err) {
+    const e = DdfsError.from(err)
+    if (readyFd !== null) { fs.writeSync(readyFd, `error ${JSON.stringify({ code: e.code, message: e.message.slice(e.code.length + 2) })}\n`); fs.closeSync(readyFd) }
+    throw e
+  }
+  const stop = (signal: string): void => { node.stop(signal).then(() => process.exit(0), () => process.exit(1)) }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('uncaughtException', (err) => { node.log.error('uncaught-exception', { error: err.stack ?? err.message }) })
+  process.on('unhandledRejection', (err) => { node.log.error('unhandled-rejection', { error: String(err) }) })
+  if (readyFd !== null) { fs.writeSync(readyFd, 'ready\n'); fs.closeSync(readyFd) }
+  // After a `node stop`, exit once everything is closed.
+  await node.stopped
+  await node.log.close()
+  process.exit(0)
+}
+
+async function nodeStop (flags: Flags): Promise<void> {
+  const { host, port } = address(flags)
+  const client = await localClient(flags)
+  if (client === null) throw DdfsError.NODE_NOT_RUNNING(`no ddfs node runs at ${host}:${port} on this machine`)
+  let pid: number
+  try {
+    pid = ((await client.stopNode()) as { pid: number }).pid
+  } finally {
+    client.close()
+  }
+  // Wait until the process is gone, so a following start on the same port succeeds.
+  const deadline = Date.now() + 30000
+  while (Date.now() < deadline) {
+    try { process.kill(pid, 0) } catch { break }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  out(flags, { address: `${host}:${port}`, pid }, `node at ${host}:${port} (pid ${pid}) stopped\n`)
+}
+
+async function status (flags: Flags): Promise<void> {
+  const s = await withClient(flags, (c) => c.status()) as { address: string, pid: number, dataDir: string, uptimeSeconds: number, devices: Array<Record<string, number | string>> }
+  let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir}\n`
+  for (const d of s.devices) {
+    const pct = (100 * Number(d.usedBlocks) / Number(d.blocks)).toFixed(1)
+    text += `  ${String(d.path)}  sb_id ${String(d.sbId)}  ${pct}% used (${String(d.usedBlocks)}/${String(d.blocks)} blocks)  entries ${String(d.entries)}\n`
+  }
+  if (s.devices.length === 0) text += '  no devices attached: ddfs dev add -d DEVICE -f\n'
+  out(flags, s, text)
+}
+
+// ---- object commands -------------------------------------------------------------------------
+
+async function put (flags: Flags): Promise<void> {
+  const file = need(flags, 'file', 'put', '-f FILE')
+  let st: fs.Stats
+  try {
+    st = fs.statSync(file)
+  } catch {
+    throw DdfsError.NOT_FOUND(`no such file: ${file}`)
+  }
+  if (!st.isFile()) throw DdfsError.BAD_ARGUMENT(`${file} is not a regular file`)
+  const n = flags.fragments as number | undefined
+  const k = flags.needed as number | undefined
+  if ((n === undefined) !== (k === undefined)) throw DdfsError.BAD_ARGUMENT('give both -n N and -k K, or neither')
+  if (n !== undefined && k !== undefined && (k < 1 || n < k || n > 64)) throw DdfsError.BAD_ARGUMENT(`schema -n ${n} -k ${k} is invalid: need 1 <= k <= n <= 64`)
+  const bar = new ProgressBar(st.size, 'put', flags.quiet === true)
+  const info = await withClient(flags, (c) => c.put(
+    fs.createReadStream(file, { highWaterMark: 1024 * 1024 }),
+    { size: st.size, name: typeof flags.name === 'string' ? flags.name : null, k: k ?? 0, m: n !== undefined && k !== undefined ? n - k : 0, allowDegraded: flags['allow-degraded'] === true },
+    (b) => bar.update(b)
+  ))
+  bar.finish()
+  out(flags, info, `${String(info.id)}\n`)
+}
+
+async function get (flags: Flags): Promise<void> {
+  const id = idArg(flags, 'get')
+  const file = path.resolve(need(flags, 'file', 'get', '-f FILE'))
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.ddfs-${process.pid}`)
+  let fh: fs.promises.FileHandle
+  try {
+    fh = await fs.promises.open(tmp, 'w', 0o644)
+  } catch (err) {
+    throw DdfsError.BAD_ARGUMENT(`cannot write ${file}: ${(err as Error).message}`)
+  }
+  try {
+    let bar: ProgressBar | null = null
+    const { size } = await withClient(flags, (c) => c.get(id, async (piece) => { await fh.write(piece) }, {}, (b) => {
+      bar ??= new ProgressBar(b, 'get', flags.quiet === true)
+      bar.update(b)
+    }))
+    bar = bar as ProgressBar | null
+    bar?.finish()
+    await fh.close()
+    fs.renameSync(tmp, file)
+    out(flags, { id: id.toString('hex'), file, size }, '')
+  } catch (err) {
+    await fh.close().catch(() => {})
+    fs.rmSync(tmp, { force: true })
+    throw err
+  }
+}
+
+async function query (flags: Flags): Promise<void> {
+  const id = idArg(flags, 'query')
+  const info = await withClient(flags, (c) => c.query(id))
+  printObject(info as Record<string, unknown>, flags.json === true)
+}
+
+async function del (flags: Flags): Promise<void> {
+  const id = idArg(flags, 'delete')
+  await withClient(flags, (c) => c.delete(id))
+  out(flags, { id: id.toString('hex'), deleted: true }, '')
+}
+
+async function ls (flags: Flags): Promise<void> {
+  const ids = await withClient(flags, (c) => c.list(null, flags.limit as number)) as string[]
+  out(flags, ids, ids.map((i) => i + '\n').join(''))
+}
+
+// ---- entry -----------------------------------------------------------------------------------
+
+function helpText (): string {
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`)
+  return `ddfs: a distributed, decentralized, fault-tolerant file system\n\nUsage: ddfs <command> [flags]   (ddfs <command> --help for its flags)\n\nCommands:\n${lines.join('\n')}\n\n` +
+    'Exit codes: 0 ok, 1 internal, 2 bad argument, 3 not found, 4 device in use or not formatted, 5 device full,\n' +
+    '  6 corrupt data, 7 I/O error, 8 node not running / already running, 9 protocol, 10 permission, 11 unavailable\n'
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const words: string[] = []
+  while (words.length < 2 && argv.length > 0 && !argv[0].startsWith('-')) words.push(argv.shift() as string)
+  if (words.length === 0) {
+    process.stdout.write(helpText())
+    return argv.includes('--help') || argv.includes('-h') || argv.length === 0 ? 0 : 2
+  }
+  let cmd = COMMANDS.find((c) => c.name === words.join(' '))
+  if (cmd === undefined && words.length === 2) {
+    cmd = COMMANDS.find((c) => c.name === words[0])
+    if (cmd !== undefined) argv.unshift(words[1])
+  }
+  if (cmd === undefined) {
+    const near = closest(words.join(' '), COMMANDS.map((c) => c.name))
+    const groups = [...new Set(COMMANDS.filter((c) => c.name.startsWith(words[0] + ' ')).map((c) => c.name))]
+    let msg = `unknown command 'ddfs ${words.join(' ')}'`
+    if (near !== null) msg += `; did you mean 'ddfs ${near}'?`
+    else if (groups.length > 0) msg += `; try one of: ${groups.map((g) => `ddfs ${g}`).join(', ')}`
+    process.stderr.write(`ddfs: ${msg} (see ddfs --help)\n`)
+    return EXIT_CODES.BAD_ARGUMENT
+  }
+  try {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(`ddfs ${cmd.name}: ${cmd.summary}\n\nFlags:\n${usage(cmd.flags)}\n\nExamples:\n${cmd.examples.map((e) => `  ${e}`).join('\n')}\n`)
+      return 0
+    }
+    const { flags, rest } = parseFlags(argv, cmd.flags, cmd.name)
+    if (rest.length > 0) throw DdfsError.BAD_ARGUMENT(`unexpected argument '${rest[0]}' (see ddfs ${cmd.name} --help)`)
+    await cmd.run(flags, rest)
+    return 0
+  } catch (err) {
+    const e = DdfsError.from(err)
+    process.stderr.write(`ddfs ${cmd.name}: ${e.message}\n`)
+    return EXIT_CODES[e.code] ?? 1
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err) => { console.error(err); process.exitCode = 1 })
+}
