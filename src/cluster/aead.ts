@@ -1,0 +1,130 @@
+// The AEADs the transport can run, behind one small interface. Each instance holds one
+// direction's key and frame counter: the nonce is the counter, so it never repeats under a key,
+// and a replayed, dropped or reordered frame fails authentication instead of being accepted.
+import crypto from 'node:crypto'
+import { sodium } from './sodium'
+
+export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305' | 'xchacha20-poly1305' | 'sodium-chacha20-poly1305'
+
+/** Wire ids of the AEADs; the handshake carries one byte. */
+export const AEAD_IDS: Record<AeadName, number> = {
+  'aes-256-gcm': 1,
+  'chacha20-poly1305': 2,
+  'xchacha20-poly1305': 3,
+  'sodium-chacha20-poly1305': 4
+}
+
+export const AEAD_NAMES = Object.keys(AEAD_IDS) as AeadName[]
+
+export function aeadById (id: number): AeadName | null {
+  for (const name of AEAD_NAMES) if (AEAD_IDS[name] === id) return name
+  return null
+}
+
+export const TAG_BYTES = 16
+export const HEADER_BYTES = 4
+
+export interface Aead {
+  /**
+   * Encrypts one frame of `total` plaintext bytes (given as parts) and returns the buffers to
+   * write, in order: the 4-byte header (ciphertext length, authenticated as associated data),
+   * the ciphertext and the tag.
+   */
+  seal (parts: readonly Buffer[], total: number): Buffer[]
+  /** Decrypts a frame body (ciphertext + tag) whose header was `header`; null if it fails. */
+  open (header: Buffer, body: Buffer): Buffer | null
+}
+
+export function createAead (name: AeadName, key: Buffer): Aead {
+  switch (name) {
+    case 'aes-256-gcm': return new NodeAead('aes-256-gcm', key)
+    case 'chacha20-poly1305': return new NodeAead('chacha20-poly1305', key)
+    case 'xchacha20-poly1305': return new SodiumAead(key, 24, sodium.crypto_aead_xchacha20poly1305_ietf_encrypt, sodium.crypto_aead_xchacha20poly1305_ietf_decrypt)
+    case 'sodium-chacha20-poly1305': return new SodiumAead(key, 12, sodium.crypto_aead_chacha20poly1305_ietf_encrypt, sodium.crypto_aead_chacha20poly1305_ietf_decrypt)
+  }
+}
+
+/** Writes the 64-bit frame counter into the first 8 bytes of the nonce (the rest stays zero). */
+function setCounter (nonce: Buffer, counter: number): void {
+  nonce.writeUInt32LE(counter >>> 0, 0)
+  nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 4)
+}
+
+// node:crypto (OpenSSL): AES-256-GCM runs on AES-NI/VAES here. update() allocates its output,
+// so a frame costs one ciphertext buffer per part; OpenSSL has no in-place API in Node.
+class NodeAead implements Aead {
+  private readonly key: crypto.KeyObject
+  private readonly nonce = Buffer.alloc(12)
+  private counter = 0
+
+  constructor (private readonly alg: 'aes-256-gcm' | 'chacha20-poly1305', key: Buffer) {
+    this.key = crypto.createSecretKey(key)
+  }
+
+  seal (parts: readonly Buffer[], total: number): Buffer[] {
+    const header = Buffer.allocUnsafe(HEADER_BYTES)
+    header.writeUInt32LE(total + TAG_BYTES, 0)
+    setCounter(this.nonce, this.counter++)
+    const c = crypto.createCipheriv(this.alg as 'aes-256-gcm', this.key, this.nonce, { authTagLength: TAG_BYTES })
+    c.setAAD(header)
+    const out: Buffer[] = [header]
+    for (const p of parts) if (p.length > 0) out.push(c.update(p))
+    c.final()
+    out.push(c.getAuthTag())
+    return out
+  }
+
+  open (header: Buffer, body: Buffer): Buffer | null {
+    if (body.length < TAG_BYTES) return null
+    setCounter(this.nonce, this.counter)
+    const d = crypto.createDecipheriv(this.alg as 'aes-256-gcm', this.key, this.nonce, { authTagLength: TAG_BYTES })
+    d.setAAD(header)
+    d.setAuthTag(body.subarray(body.length - TAG_BYTES))
+    const plain = d.update(body.subarray(0, body.length - TAG_BYTES))
+    try {
+      d.final()
+    } catch {
+      return null
+    }
+    this.counter++
+    return plain
+  }
+}
+
+type SodiumEncrypt = (c: Buffer, m: Buffer, ad: Buffer | null, nsec: null, npub: Buffer, k: Buffer) => number
+type SodiumDecrypt = (m: Buffer, nsec: null, c: Buffer, ad: Buffer | null, npub: Buffer, k: Buffer) => number
+
+// libsodium: encrypts and decrypts in place, so a frame is one buffer (header, ciphertext, tag)
+// on send and a view of the received bytes on receive.
+class SodiumAead implements Aead {
+  private readonly nonce: Buffer
+  private counter = 0
+
+  constructor (private readonly key: Buffer, nonceBytes: number, private readonly enc: SodiumEncrypt, private readonly dec: SodiumDecrypt) {
+    this.nonce = Buffer.alloc(nonceBytes)
+  }
+
+  seal (parts: readonly Buffer[], total: number): Buffer[] {
+    const frame = Buffer.allocUnsafe(HEADER_BYTES + total + TAG_BYTES)
+    frame.writeUInt32LE(total + TAG_BYTES, 0)
+    let off = HEADER_BYTES
+    for (const p of parts) off += p.copy(frame, off)
+    setCounter(this.nonce, this.counter++)
+    const body = frame.subarray(HEADER_BYTES)
+    this.enc(body, body.subarray(0, total), frame.subarray(0, HEADER_BYTES), null, this.nonce, this.key)
+    return [frame]
+  }
+
+  open (header: Buffer, body: Buffer): Buffer | null {
+    if (body.length < TAG_BYTES) return null
+    setCounter(this.nonce, this.counter)
+    const plain = body.subarray(0, body.length - TAG_BYTES)
+    try {
+      this.dec(plain, null, body, header, this.nonce, this.key)
+    } catch {
+      return null
+    }
+    this.counter++
+    return plain
+  }
+}

@@ -1,0 +1,434 @@
+// Authenticated, encrypted frames between cluster members over plain TCP.
+//
+// Handshake (2 round trips, initiator = the connecting side):
+//   I -> R  HELLO  version(1) aead(1) ephemeral X25519 public key(32)
+//   R -> I  HELLO  version(1) aead(1) ephemeral X25519 public key(32)
+//   both    dh = X25519(e, E'); th = BLAKE2b_psk("th" | helloI | helloR);
+//           kIR = BLAKE2b_psk("i2r" | dh | th), kRI = BLAKE2b_psk("r2i" | dh | th)
+//   I -> R  frame 0 under kIR: I's ed25519 public key(32) | sign_I("ddfs-auth-i" | th)(64)
+//   R -> I  frame 0 under kRI: R's ed25519 public key(32) | sign_R("ddfs-auth-r" | th)(64)
+// The PSK (derived from the cluster secret) keys every derivation, so a peer without it cannot
+// produce or read frame 0: the responder closes before it sends anything but its random
+// ephemeral key. Ephemeral keys give forward secrecy; the signatures over the transcript bind
+// each side's long-term identity to this session; identities travel encrypted.
+//
+// Frames after that: u32le length of the body | body = ciphertext | 16-byte tag, the header is
+// associated data and the nonce is a per-direction counter, so tampering, replay and reordering
+// all fail authentication and close the connection.
+import net from 'node:net'
+import { EventEmitter } from 'node:events'
+import { DdfsError } from '../errors'
+import { sodium, type KeyPair } from './sodium'
+import { deriveClusterKeys } from './secret'
+import { createAead, aeadById, AEAD_IDS, AEAD_NAMES, HEADER_BYTES, TAG_BYTES, type Aead, type AeadName } from './aead'
+
+export type { AeadName } from './aead'
+
+const VERSION = 1
+const HELLO_BYTES = 34
+const AUTH_BYTES = 32 + 64
+/** Largest plaintext frame. Large frames amortise the per-frame cipher setup and syscalls. */
+export const MAX_FRAME = 4 * 1024 * 1024
+/** AES-256-GCM: fastest and cheapest per GiB here (see docs/cluster.md, bench/transport.ts). */
+export const DEFAULT_AEAD: AeadName = 'aes-256-gcm'
+const HANDSHAKE_TIMEOUT_MS = 10_000
+
+export interface TransportOptions {
+  /** The 32-byte cluster secret (not a derived key). */
+  secret: Buffer
+  /** This side's ed25519 identity. */
+  keyPair: KeyPair
+  /** Initiator: the AEAD to propose; responder: ignored. Default aes-256-gcm. */
+  aead?: AeadName
+  /** Responder: the AEADs it accepts. Default all. */
+  aeads?: readonly AeadName[]
+  /** Handshake deadline, default 10 s. */
+  handshakeTimeout?: number
+}
+
+export interface ConnectOptions extends TransportOptions {
+  host: string
+  port: number
+  /** When set, the connection fails unless the responder proves this identity. */
+  remotePublicKey?: Buffer
+}
+
+export interface ListenOptions extends TransportOptions {
+  host: string
+  /** 0 picks a free port; read it back from server.address(). */
+  port: number
+}
+
+export interface SecureConnectionEvents {
+  frame: [frame: Buffer]
+  drain: []
+  close: [err: Error | null]
+}
+
+/** One authenticated encrypted connection; frames arrive in order, each exactly as sent. */
+export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
+  /** The peer's ed25519 public key, proven in the handshake. */
+  readonly remotePublicKey: Buffer
+  readonly publicKey: Buffer
+  readonly aead: AeadName
+  readonly remoteAddress: string
+  closed = false
+
+  /** @internal built by connect()/listen() once the handshake is done. */
+  constructor (private readonly socket: net.Socket, private readonly reader: FrameReader, private readonly tx: Aead, private readonly rx: Aead,
+    info: { remotePublicKey: Buffer, publicKey: Buffer, aead: AeadName }) {
+    super()
+    this.remotePublicKey = info.remotePublicKey
+    this.publicKey = info.publicKey
+    this.aead = info.aead
+    this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
+    reader.onError = (err) => this.close(err)
+    socket.on('drain', () => this.emit('drain'))
+    socket.on('error', (err) => this.close(err))
+    socket.on('close', () => this.close())
+  }
+
+  /**
+   * Sends one frame (the parts are concatenated on the other side). Returns false when the
+   * socket's buffer is full: wait for 'drain' before sending more.
+   */
+  send (frame: Buffer | readonly Buffer[]): boolean {
+    if (this.closed) throw DdfsError.CLOSED('the connection is closed')
+    const parts = Buffer.isBuffer(frame) ? [frame] : frame
+    let total = 0
+    for (const p of parts) total += p.length
+    if (total > MAX_FRAME) throw DdfsError.BAD_ARGUMENT(`a frame has at most ${MAX_FRAME} bytes, got ${total}`)
+    const out = this.tx.seal(parts, total)
+    if (out.length === 1) return this.socket.write(out[0])
+    this.socket.cork()
+    for (let i = 0; i < out.length - 1; i++) this.socket.write(out[i])
+    const ok = this.socket.write(out[out.length - 1])
+    this.socket.uncork()
+    return ok
+  }
+
+  /** Stops delivering frames (TCP backpressure reaches the sender) until resume(). */
+  pause (): void {
+    this.paused = true
+    this.socket.pause()
+  }
+
+  resume (): void {
+    this.paused = false
+    if (this.started) this.socket.resume()
+  }
+
+  private paused = false
+  private started = false
+
+  /** @internal called once the caller had the chance to attach its 'frame' listener. */
+  start (): void {
+    if (this.closed) return
+    this.started = true
+    this.reader.onFrame = (header, body) => this.onFrame(header, body)
+    const stash = this.reader.stash
+    this.reader.stash = null
+    if (stash !== null) this.reader.push(stash)
+    if (!this.paused) this.socket.resume()
+  }
+
+  /** Bytes queued in the socket, not yet handed to the kernel. */
+  get bufferedAmount (): number { return this.socket.writableLength }
+
+  /** Closes the connection; with an error, at once, otherwise after queued frames are flushed. */
+  close (err?: Error | null): void {
+    if (this.closed) return
+    this.closed = true
+    this.reader.onFrame = null
+    if (err != null) this.socket.destroy()
+    else this.socket.end()
+    this.emit('close', err ?? null)
+  }
+
+  private onFrame (header: Buffer, body: Buffer): void {
+    const plain = this.rx.open(header, body)
+    if (plain === null) {
+      this.close(DdfsError.PROTOCOL(`a frame from ${this.remoteAddress} failed authentication (tampered, replayed or reordered); connection closed`))
+      return
+    }
+    this.emit('frame', plain)
+  }
+}
+
+export interface SecureServerEvents {
+  /** A peer that failed the handshake: wrong secret, bad identity, timeout, garbage. */
+  reject: [err: DdfsError, remoteAddress: string]
+  error: [err: Error]
+}
+
+export class SecureServer extends EventEmitter<SecureServerEvents> {
+  private readonly sockets = new Set<net.Socket>()
+
+  constructor (private readonly server: net.Server) {
+    super()
+  }
+
+  /** @internal */
+  track (socket: net.Socket): void {
+    this.sockets.add(socket)
+    socket.on('close', () => this.sockets.delete(socket))
+  }
+
+  address (): { host: string, port: number } {
+    const a = this.server.address() as net.AddressInfo
+    return { host: a.address, port: a.port }
+  }
+
+  /** Stops accepting and destroys every connection it accepted. */
+  close (): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    return new Promise((resolve) => this.server.close(() => resolve()))
+  }
+}
+
+/** Opens a connection and runs the handshake as the initiator. */
+export function connect (opts: ConnectOptions): Promise<SecureConnection> {
+  const aead = opts.aead ?? DEFAULT_AEAD
+  checkOptions(opts)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true })
+    const hs = new Handshake(socket, true, opts, aead, [aead])
+    hs.run().then((conn) => {
+      if (opts.remotePublicKey !== undefined && !conn.remotePublicKey.equals(opts.remotePublicKey)) {
+        conn.close(DdfsError.PERMISSION('wrong peer identity'))
+        reject(DdfsError.PERMISSION(`${opts.host}:${opts.port} proved identity ${conn.remotePublicKey.toString('hex').slice(0, 16)}…, not the expected ${opts.remotePublicKey.toString('hex').slice(0, 16)}…`))
+        return
+      }
+      resolve(conn)
+    }, (err: Error) => {
+      reject(DdfsError.from(err).code === 'INTERNAL' ? DdfsError.NODE_NOT_RUNNING(`cannot reach ${opts.host}:${opts.port}: ${err.message}`) : err)
+    })
+  })
+}
+
+/** Accepts connections; `onConnection` gets each one after its handshake succeeded. */
+export async function listen (opts: ListenOptions, onConnection: (conn: SecureConnection) => void): Promise<SecureServer> {
+  checkOptions(opts)
+  const accepted = opts.aeads ?? AEAD_NAMES
+  const server = net.createServer({ noDelay: true })
+  const secure = new SecureServer(server)
+  server.on('connection', (socket) => {
+    secure.track(socket)
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
+    new Handshake(socket, false, opts, DEFAULT_AEAD, accepted).run().then(onConnection, (err: Error) => {
+      secure.emit('reject', DdfsError.from(err), remote)
+    })
+  })
+  server.on('error', (err) => secure.emit('error', err))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve() })
+  })
+  return secure
+}
+
+function checkOptions (opts: TransportOptions): void {
+  if (!Buffer.isBuffer(opts.secret) || opts.secret.length !== 32) throw DdfsError.BAD_ARGUMENT('a transport needs the 32-byte cluster secret')
+  if (opts.keyPair?.publicKey?.length !== 32 || opts.keyPair?.secretKey?.length !== 64) throw DdfsError.BAD_ARGUMENT('a transport needs an ed25519 key pair')
+}
+
+/**
+ * Splits the byte stream into the initial hello and then length-prefixed frames. A frame that
+ * arrives in one read is handed out as a view of that read; one spread over several reads is
+ * gathered into one buffer of its exact size (one copy).
+ */
+class FrameReader {
+  onFrame: ((header: Buffer, body: Buffer) => void) | null = null
+  onHello: ((hello: Buffer) => void) | null = null
+  onError: ((err: Error) => void) = () => {}
+  stash: Buffer | null = null
+  private readonly header = Buffer.alloc(HEADER_BYTES)
+  private headerFill = 0
+  private body: Buffer | null = null
+  private bodyFill = 0
+  private hello: Buffer | null = Buffer.alloc(HELLO_BYTES)
+  private helloFill = 0
+
+  push (chunk: Buffer): void {
+    let off = 0
+    while (off < chunk.length) {
+      if (this.hello !== null) {
+        const n = chunk.copy(this.hello, this.helloFill, off)
+        this.helloFill += n
+        off += n
+        if (this.helloFill === HELLO_BYTES) {
+          const h = this.hello
+          this.hello = null
+          this.onHello?.(h)
+        }
+        continue
+      }
+      if (this.failed) return
+      if (this.onFrame === null) {
+        // Between the handshake and the caller's listener: keep the bytes for start().
+        const rest = chunk.subarray(off)
+        this.stash = this.stash === null ? Buffer.from(rest) : Buffer.concat([this.stash, rest])
+        return
+      }
+      if (this.body === null) {
+        // Fast path: a whole frame inside this read needs no copy at all.
+        if (this.headerFill === 0 && chunk.length - off >= HEADER_BYTES) {
+          const len = chunk.readUInt32LE(off)
+          if (!this.checkLength(len)) return
+          if (chunk.length - off - HEADER_BYTES >= len) {
+            this.onFrame(chunk.subarray(off, off + HEADER_BYTES), chunk.subarray(off + HEADER_BYTES, off + HEADER_BYTES + len))
+            off += HEADER_BYTES + len
+            continue
+          }
+        }
+        const n = Math.min(HEADER_BYTES - this.headerFill, chunk.length - off)
+        chunk.copy(this.header, this.headerFill, off, off + n)
+        this.headerFill += n
+        off += n
+        if (this.headerFill < HEADER_BYTES) return
+        const len = this.header.readUInt32LE(0)
+        if (!this.checkLength(len)) return
+        this.body = Buffer.allocUnsafeSlow(len)
+        this.bodyFill = 0
+      }
+      const n = chunk.copy(this.body, this.bodyFill, off)
+      this.bodyFill += n
+      off += n
+      if (this.bodyFill === this.body.length) {
+        const body = this.body
+        this.body = null
+        this.headerFill = 0
+        // The header buffer is reused, so hand out a copy of these 4 bytes, not the buffer.
+        this.onFrame(Buffer.from(this.header), body)
+      }
+    }
+  }
+
+  private checkLength (len: number): boolean {
+    if (len >= TAG_BYTES && len <= MAX_FRAME + TAG_BYTES) return true
+    this.onError(DdfsError.PROTOCOL(`frame length ${len} out of range`))
+    this.onFrame = null
+    this.failed = true
+    return false
+  }
+
+  failed = false
+}
+
+class Handshake {
+  private readonly reader = new FrameReader()
+  private readonly eSecret = Buffer.alloc(32)
+  private readonly eHello = Buffer.alloc(HELLO_BYTES)
+  private readonly psk: Buffer
+
+  constructor (private readonly socket: net.Socket, private readonly initiator: boolean, private readonly opts: TransportOptions,
+    private aead: AeadName, private readonly accepted: readonly AeadName[]) {
+    this.psk = deriveClusterKeys(opts.secret).psk
+    sodium.randombytes_buf(this.eSecret)
+    this.eHello[0] = VERSION
+    this.eHello[1] = AEAD_IDS[aead]
+    sodium.crypto_scalarmult_base(this.eHello.subarray(2), this.eSecret)
+  }
+
+  run (): Promise<SecureConnection> {
+    const { socket, reader } = this
+    return new Promise((resolve, reject) => {
+      let done = false
+      const fail = (err: Error): void => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        socket.destroy()
+        reject(err)
+      }
+      const timer = setTimeout(() => fail(DdfsError.PERMISSION('handshake timed out')), this.opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT_MS)
+      timer.unref()
+      const onData = (chunk: Buffer): void => reader.push(chunk)
+      const onClose = (): void => fail(DdfsError.PERMISSION(this.initiator
+        ? 'the node closed the connection during the handshake: wrong cluster secret, or not a ddfs node'
+        : 'the peer closed the connection during the handshake'))
+      const onError = (err: Error): void => fail(err)
+      socket.on('data', onData)
+      socket.on('close', onClose)
+      socket.on('error', onError)
+      reader.onError = fail
+
+      let tx: Aead | null = null
+      let rx: Aead | null = null
+      let th: Buffer | null = null
+
+      if (this.initiator) socket.write(this.eHello)
+
+      reader.onHello = (peerHello) => {
+        try {
+          if (peerHello[0] !== VERSION) throw DdfsError.PROTOCOL(`unsupported transport version ${peerHello[0]}`)
+          const peerAead = aeadById(peerHello[1])
+          if (peerAead === null || !this.accepted.includes(peerAead)) throw DdfsError.PROTOCOL(`unsupported AEAD ${peerHello[1]}`)
+          if (!this.initiator) {
+            this.aead = peerAead
+            this.eHello[1] = peerHello[1]
+          }
+          const helloI = this.initiator ? this.eHello : peerHello
+          const helloR = this.initiator ? peerHello : this.eHello
+          const dh = Buffer.alloc(32)
+          sodium.crypto_scalarmult(dh, this.eSecret, peerHello.subarray(2))
+          sodium.sodium_memzero(this.eSecret)
+          if (dh.every((b) => b === 0)) throw DdfsError.PROTOCOL('degenerate ephemeral key')
+          th = kdf(this.psk, 'th', helloI, helloR)
+          const kIR = kdf(this.psk, 'i2r', dh, th)
+          const kRI = kdf(this.psk, 'r2i', dh, th)
+          tx = createAead(this.aead, this.initiator ? kIR : kRI)
+          rx = createAead(this.aead, this.initiator ? kRI : kIR)
+          if (this.initiator) {
+            this.sendAuth(tx, th)
+          } else {
+            socket.write(this.eHello)
+          }
+        } catch (err) {
+          fail(err as Error)
+        }
+      }
+
+      reader.onFrame = (header, body) => {
+        if (rx === null || tx === null || th === null) return fail(DdfsError.PROTOCOL('frame before hello'))
+        const plain = rx.open(header, body)
+        if (plain === null || plain.length !== AUTH_BYTES) {
+          return fail(DdfsError.PERMISSION('the peer could not prove it holds the cluster secret'))
+        }
+        const remotePublicKey = Buffer.from(plain.subarray(0, 32))
+        const sig = plain.subarray(32)
+        if (!sodium.crypto_sign_verify_detached(sig, authMessage(!this.initiator, th), remotePublicKey)) {
+          return fail(DdfsError.PERMISSION('the peer\'s identity signature is invalid'))
+        }
+        if (!this.initiator) this.sendAuth(tx, th)
+        done = true
+        clearTimeout(timer)
+        socket.off('close', onClose)
+        socket.off('error', onError)
+        // Frames that arrive with or after the auth frame wait in the reader until the caller has
+        // attached its listener: the promise resolves (microtask) before start() (next turn).
+        reader.onFrame = null
+        socket.pause()
+        const conn = new SecureConnection(socket, reader, tx, rx, { remotePublicKey, publicKey: this.opts.keyPair.publicKey, aead: this.aead })
+        resolve(conn)
+        setImmediate(() => conn.start())
+      }
+    })
+  }
+
+  private sendAuth (tx: Aead, th: Buffer): void {
+    const sig = Buffer.alloc(64)
+    sodium.crypto_sign_detached(sig, authMessage(this.initiator, th), this.opts.keyPair.secretKey)
+    for (const b of tx.seal([this.opts.keyPair.publicKey, sig], AUTH_BYTES)) this.socket.write(b)
+  }
+}
+
+function authMessage (initiator: boolean, th: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(initiator ? 'ddfs-auth-i' : 'ddfs-auth-r'), th])
+}
+
+function kdf (key: Buffer, label: string, a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.alloc(32)
+  sodium.crypto_generichash(out, Buffer.concat([Buffer.from(label), a, b]), key)
+  return out
+}
