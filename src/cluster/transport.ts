@@ -242,6 +242,9 @@ class FrameReader {
   onHello: ((hello: Buffer) => void) | null = null
   onError: ((err: Error) => void) = () => {}
   stash: Buffer | null = null
+  /** Set once the AEAD is known: whether the body buffer may be reused after open(). */
+  reuse = false
+  private spare: Buffer | null = null
   private readonly header = Buffer.alloc(HEADER_BYTES)
   private headerFill = 0
   private body: Buffer | null = null
@@ -288,7 +291,14 @@ class FrameReader {
         if (this.headerFill < HEADER_BYTES) return
         const len = this.header.readUInt32LE(0)
         if (!this.checkLength(len)) return
-        this.body = Buffer.allocUnsafeSlow(len)
+        // A cipher that decrypts into a new buffer leaves the ciphertext buffer free for the next
+        // frame: one buffer per connection instead of a fresh (page-faulting) one per frame.
+        if (this.reuse && len <= MAX_FRAME + TAG_BYTES) {
+          if (this.spare === null) this.spare = Buffer.allocUnsafeSlow(MAX_FRAME + TAG_BYTES)
+          this.body = this.spare.subarray(0, len)
+        } else {
+          this.body = Buffer.allocUnsafeSlow(len)
+        }
         this.bodyFill = 0
       }
       const n = chunk.copy(this.body, this.bodyFill, off)
@@ -379,6 +389,7 @@ class Handshake {
           const kRI = kdf(this.psk, 'r2i', dh, th)
           tx = createAead(this.aead, this.initiator ? kIR : kRI)
           rx = createAead(this.aead, this.initiator ? kRI : kIR)
+          this.reader.reuse = !rx.inPlace
           if (this.initiator) {
             this.sendAuth(tx, th)
           } else {
