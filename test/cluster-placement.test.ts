@@ -1,0 +1,98 @@
+import test from 'brittle'
+import crypto from 'node:crypto'
+import { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, type PlacementMember } from '../src/cluster/placement'
+
+function members (count: number): PlacementMember[] {
+  return Array.from({ length: count }, () => ({ publicKey: crypto.randomBytes(32) }))
+}
+
+function ids (count: number): Buffer[] {
+  return Array.from({ length: count }, () => crypto.randomBytes(16))
+}
+
+const keys = (list: PlacementMember[]): string[] => list.map((m) => m.publicKey.toString('hex'))
+
+test('placement is deterministic and independent of the order members are listed in', (t) => {
+  const ms = members(12)
+  const shuffled = [...ms].reverse()
+  for (const id of ids(200)) {
+    t.alike(keys(fragmentHolders(id, ms, 6)), keys(fragmentHolders(id, shuffled, 6)))
+    t.alike(keys(manifestHolders(id, ms, 2)), keys(manifestHolders(id, shuffled, 2)))
+  }
+  const h = nameHash('report.pdf')
+  t.ok(h.equals(nameHash('report.pdf')) && !h.equals(nameHash('report.pdf ')), 'name hashes are stable and distinct')
+  t.alike(keys(nameHolders(h, ms, 2)), keys(nameHolders(h, shuffled, 2)))
+})
+
+test('fragments go to n distinct nodes, manifests and names to m+1, and too few nodes is an error', (t) => {
+  const ms = members(8)
+  let spread = 0
+  for (const id of ids(500)) {
+    const f = fragmentHolders(id, ms, 6)
+    t.is(new Set(keys(f)).size, 6)
+    const man = manifestHolders(id, ms, 2)
+    t.is(new Set(keys(man)).size, 3)
+    if (keys(man).some((k) => !keys(f).includes(k))) spread++
+  }
+  t.ok(spread > 0, 'manifest placement is independent of fragment placement')
+  t.is(manifestHolders(crypto.randomBytes(16), members(2), 2).length, 2, 'all members when fewer than m+1')
+  t.exception(() => fragmentHolders(crypto.randomBytes(16), members(5), 6), /UNAVAILABLE/)
+  const dup = members(6)
+  dup.push({ publicKey: Buffer.from(dup[0].publicKey) })
+  t.exception(() => fragmentHolders(crypto.randomBytes(16), dup, 6), /BAD_ARGUMENT/)
+})
+
+test('load spreads evenly: every node holds close to n/N of the fragments', (t) => {
+  const ms = members(10)
+  const count = new Map<string, number>()
+  const all = ids(10_000)
+  for (const id of all) for (const k of keys(fragmentHolders(id, ms, 6))) count.set(k, (count.get(k) ?? 0) + 1)
+  const expected = all.length * 6 / 10
+  for (const [k, c] of count) t.ok(Math.abs(c - expected) < expected * 0.1, `${k.slice(0, 8)} holds ${c}, expected about ${expected}`)
+})
+
+test('adding a node moves only the fragments whose new placement includes it, one per object, about 1/N of all', (t) => {
+  const n = 6
+  const ms = members(10)
+  const newcomer = { publicKey: crypto.randomBytes(32) }
+  const grown = [...ms, newcomer]
+  let moved = 0
+  let affected = 0
+  let wrong = 0
+  for (const id of ids(10_000)) {
+    const before = assignFragments(id, ms, n)
+    const includesNew = fragmentHolders(id, grown, n).includes(newcomer)
+    const moves = fragmentMoves(id, grown, n, before)
+    moved += moves.length
+    if (includesNew) affected++
+    // Exactly the objects whose new holder set includes the newcomer move, and only one
+    // fragment each: the one on the holder the newcomer displaced, and it goes to the newcomer.
+    const ok = includesNew
+      ? moves.length === 1 && moves[0].to === newcomer && !fragmentHolders(id, grown, n).includes(moves[0].from as PlacementMember)
+      : moves.length === 0
+    if (!ok) wrong++
+  }
+  t.is(wrong, 0, 'moves happen exactly where the new placement includes the new node')
+  t.is(moved, affected, 'one fragment per affected object')
+  const fraction = moved / (10_000 * n)
+  t.comment(`moved ${moved} of ${10_000 * n} fragments (${(fraction * 100).toFixed(2)} %), 1/(N+1) = ${(100 / 11).toFixed(2)} %`)
+  t.ok(fraction > 0.07 && fraction < 0.115, 'about 1/(N+1) of the fragments move')
+})
+
+test('removing a node moves exactly the fragments it held, each to a node that was not a holder', (t) => {
+  const n = 6
+  const ms = members(10)
+  const gone = ms[3]
+  const shrunk = ms.filter((m) => m !== gone)
+  let wrong = 0
+  for (const id of ids(2_000)) {
+    const before = assignFragments(id, ms, n)
+    const moves = fragmentMoves(id, shrunk, n, before)
+    const held = before.indexOf(gone)
+    const ok = held === -1
+      ? moves.length === 0
+      : moves.length === 1 && moves[0].index === held && moves[0].from === gone && !before.includes(moves[0].to)
+    if (!ok) wrong++
+  }
+  t.is(wrong, 0)
+})
