@@ -14,6 +14,7 @@ declare module 'hyperdht' {
     /** dht-rpc counters: replies received and requests that failed. */
     readonly successes: number
     readonly errors: number
+    readonly inflight: number
   }
 
   interface MutableRecord { value: Buffer, seq: number, signature: Buffer, from: NodeAddress }
