@@ -172,6 +172,25 @@ function tests (): void {
     await t.exception(connect({ host: HOST, port: server.address().port, secret, keyPair: randomKeyPair(), remotePublicKey: randomKeyPair().publicKey }), /PERMISSION/)
   })
 
+  test('pause stops delivery at once, even between frames of one read, and resume delivers the rest in order', async (t) => {
+    const { client, accepted } = await pair(t)
+    const got: string[] = []
+    let paused = false
+    accepted.on('frame', (f) => {
+      got.push(f.toString())
+      if (!paused) { paused = true; accepted.pause() }
+    })
+    const frames = Array.from({ length: 10 }, (_, i) => Buffer.from(`frame ${i}`))
+    client.send(frames[0])
+    for (const f of frames.slice(1)) client.send(f)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    t.alike(got, ['frame 0'], 'one frame delivered while paused')
+    const all = new Promise<void>((resolve) => accepted.on('frame', () => { if (got.length === 10) resolve() }))
+    accepted.resume()
+    await all
+    t.alike(got, frames.map((f) => f.toString()), 'the rest, in order')
+  })
+
   test('a frame larger than the maximum is refused before it is sent', async (t) => {
     const { client } = await pair(t)
     t.exception(() => client.send(Buffer.alloc(MAX_FRAME + 1)), /BAD_ARGUMENT/)

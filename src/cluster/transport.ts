@@ -107,15 +107,19 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
     return ok
   }
 
-  /** Stops delivering frames (TCP backpressure reaches the sender) until resume(). */
+  /**
+   * Stops delivering frames until resume(), at once (even between frames of one read); the
+   * socket stops reading, so TCP backpressure reaches the sender.
+   */
   pause (): void {
     this.paused = true
+    this.reader.onFrame = null
     this.socket.pause()
   }
 
   resume (): void {
     this.paused = false
-    if (this.started) this.socket.resume()
+    this.deliver()
   }
 
   private paused = false
@@ -123,14 +127,20 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
 
   /** @internal called once the caller had the chance to attach its 'frame' listener. */
   start (): void {
-    if (this.closed) return
     this.started = true
-    this.reader.onFrame = (header, body) => this.onFrame(header, body)
+    this.deliver()
+  }
+
+  private deliver (): void {
+    if (this.closed || !this.started || this.paused) return
+    this.reader.onFrame = this.frameHandler
     const stash = this.reader.stash
     this.reader.stash = null
     if (stash !== null) this.reader.push(stash)
-    if (!this.paused) this.socket.resume()
+    if (!this.paused && !this.closed) this.socket.resume()
   }
+
+  private readonly frameHandler = (header: Buffer, body: Buffer): void => this.onFrame(header, body)
 
   /** Bytes queued in the socket, not yet handed to the kernel. */
   get bufferedAmount (): number { return this.socket.writableLength }
@@ -140,6 +150,7 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
     if (this.closed) return
     this.closed = true
     this.reader.onFrame = null
+    this.reader.failed = true // drop whatever still arrives
     if (err != null) this.socket.destroy()
     else this.socket.end()
     this.emit('close', err ?? null)
@@ -268,7 +279,7 @@ class FrameReader {
       }
       if (this.failed) return
       if (this.onFrame === null) {
-        // Between the handshake and the caller's listener: keep the bytes for start().
+        // Paused, or between the handshake and the caller's listener: keep the bytes for later.
         const rest = chunk.subarray(off)
         this.stash = this.stash === null ? Buffer.from(rest) : Buffer.concat([this.stash, rest])
         return
