@@ -63,6 +63,7 @@ const TAG_BYTES = 16
 
 const QUERY_OPTS = { retries: 1 }
 const ANNOUNCE_EVERY = 12
+const LEAVE_DEADLINE_MS = 1500
 
 function withDeadline<T> (p: Promise<T | null>, ms: number): Promise<T | null> {
   return new Promise((resolve) => {
@@ -180,12 +181,11 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.destroyed = true
     if (this.timer !== null) clearInterval(this.timer)
     if (!force) {
-      try {
-        await withDeadline(this.publish(FLAG_LEAVING, false).then(() => true), 2000)
-        await withDeadline(this.dht.unannounce(this.keys.topic, this.opts.keyPair).then(() => true), 2000)
-      } catch {
-        // Leaving is best effort: the others drop this node after ttl anyway.
-      }
+      // Best effort within LEAVE_DEADLINE: the others drop this node after ttl anyway.
+      await withDeadline(Promise.all([
+        this.publish(FLAG_LEAVING, false),
+        this.dht.unannounce(this.keys.topic, this.opts.keyPair)
+      ]).then(() => true), LEAVE_DEADLINE_MS)
     }
     // destroy() without force hangs once the other DHT nodes are gone (hyperdht-local.md).
     await this.dht.destroy({ force: true })
