@@ -113,3 +113,25 @@ test('a member that leaves cleanly is removed, and one that dies is removed once
   t.alike(removed, [9303, 9302])
   t.alike(ports(nodes[1].members()), [9300, 9301])
 })
+
+test('the holders of an id are found through the DHT without a membership view, and only by members', async (t) => {
+  const secret = crypto.randomBytes(32)
+  const dhtPort = await freeUdpPort()
+  const first = node(t, secret, [], 9400, dhtPort)
+  await first.ready()
+  const boot = [`${HOST}:${dhtPort}`]
+  const nodes = [first, node(t, secret, boot, 9401), node(t, secret, boot, 9402), node(t, secret, boot, 9403)]
+  const outsider = node(t, crypto.randomBytes(32), boot, 9499)
+  await Promise.all([...nodes.slice(1), outsider].map((n) => n.ready()))
+  const id = crypto.randomBytes(16)
+  await nodes[1].announceHolding(id)
+  await nodes[2].announceHolding(id)
+  t.alike(ports(await nodes[3].findHolders(id)), [9401, 9402], 'a node that never refreshed its view finds both holders with addresses')
+  t.alike(ports(await nodes[1].findHolders(id)), [9401, 9402], 'a holder finds itself and the other')
+  t.alike(await outsider.findHolders(id), [], 'another secret gives another target: nothing')
+  let raw = 0
+  for await (const r of outsider.dht.lookup(Buffer.concat([id, Buffer.alloc(16)]))) raw += r.peers.length
+  t.is(raw, 0, 'the raw id is not a DHT target')
+  await nodes[2].unannounceHolding(id)
+  t.alike(ports(await nodes[0].findHolders(id)), [9401], 'an unannounced holder is gone')
+})

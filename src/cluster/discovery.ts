@@ -175,6 +175,49 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     return this.refreshing
   }
 
+  /**
+   * Announces this node as a holder of `id` (an object id, a name hash) in the DHT, under a
+   * target keyed with the cluster secret, so others find the holders without a membership view
+   * (findHolders) and DHT nodes learn nothing about ids. An announcement lives 20 minutes in
+   * hyperdht: call again within that to keep it.
+   */
+  async announceHolding (id: Buffer): Promise<void> {
+    await this.dht.announce(this.holderTarget(id), this.opts.keyPair, [], QUERY_OPTS).finished()
+  }
+
+  async unannounceHolding (id: Buffer): Promise<void> {
+    await this.dht.unannounce(this.holderTarget(id), this.opts.keyPair)
+  }
+
+  /**
+   * The members that announced holding `id`: one DHT lookup, O(log N) messages (bench/lookup.ts),
+   * plus one record read for each holder not yet in the local view.
+   */
+  async findHolders (id: Buffer): Promise<Member[]> {
+    const keys = new Map<string, Buffer>()
+    const lookup = this.dht.lookup(this.holderTarget(id), QUERY_OPTS)
+    await withDeadline((async () => {
+      for await (const reply of lookup) for (const p of reply.peers) keys.set(p.publicKey.toString('hex'), p.publicKey)
+      return true
+    })(), this.queryTimeout)
+    const out: Member[] = []
+    await Promise.all([...keys].map(async ([hex, publicKey]) => {
+      if (publicKey.equals(this.opts.keyPair.publicKey)) { out.push(this.selfMember); return }
+      const known = this.known.get(hex)
+      if (known !== undefined) { out.push(known.member); return }
+      const rec = await withDeadline(this.dht.mutableGet(publicKey, { latest: false, ...QUERY_OPTS }), this.queryTimeout)
+      const opened = rec === null ? null : openRecord(this.keys.recordKey, publicKey, rec.value)
+      if (opened !== null && (opened.flags & FLAG_LEAVING) === 0) out.push({ publicKey, host: opened.address.host, port: opened.address.port, self: false })
+    }))
+    return out.sort((a, b) => Buffer.compare(a.publicKey, b.publicKey))
+  }
+
+  private holderTarget (id: Buffer): Buffer {
+    const out = Buffer.alloc(32)
+    sodium.crypto_generichash(out, id, this.keys.holderKey)
+    return out
+  }
+
   /** Leaves: with `force`, just stops; otherwise tells the others first (a "leaving" record). */
   async destroy ({ force = false }: { force?: boolean } = {}): Promise<void> {
     if (this.destroyed) return

@@ -14,6 +14,8 @@ export interface ClusterKeys {
   psk: Buffer
   /** Key that encrypts the members' discovery records (their data addresses). */
   recordKey: Buffer
+  /** Key that turns an object id into the DHT target its holders announce under. */
+  holderKey: Buffer
 }
 
 /** Writes a new random secret to `file` with mode 0600; refuses to replace an existing file. */
@@ -64,7 +66,8 @@ export function deriveClusterKeys (secret: Buffer): ClusterKeys {
   return {
     topic: derive(secret, 'ddfs/v1/dht-topic'),
     psk: derive(secret, 'ddfs/v1/transport-psk'),
-    recordKey: derive(secret, 'ddfs/v1/discovery-record')
+    recordKey: derive(secret, 'ddfs/v1/discovery-record'),
+    holderKey: derive(secret, 'ddfs/v1/holder-target')
   }
 }
 
