@@ -165,6 +165,21 @@ function tests (): void {
     t.is(received, 34, 'only the 34-byte hello (version, aead, random ephemeral key) came back')
   })
 
+  test('before the handshake completes a frame longer than the auth frame is refused', async (t) => {
+    const server = await listen({ host: HOST, port: 0, secret: crypto.randomBytes(32), keyPair: randomKeyPair() }, () => t.fail('no connection'))
+    t.teardown(() => server.close())
+    const rejected = new Promise<string>((resolve) => server.once('reject', (err) => resolve(err.message)))
+    const sock = net.connect({ host: HOST, port: server.address().port })
+    sock.on('error', () => {})
+    const closed = new Promise((resolve) => sock.on('close', resolve))
+    sock.resume() // read to the end, so 'close' follows the server's close
+    const len = Buffer.alloc(4)
+    len.writeUInt32LE(MAX_FRAME)
+    sock.write(Buffer.concat([Buffer.from([1, 1]), crypto.randomBytes(32), len]))
+    t.ok(/PROTOCOL: frame length/.test(await rejected), 'rejected on the length alone')
+    await closed
+  })
+
   test('a connection expecting another identity is refused', async (t) => {
     const secret = crypto.randomBytes(32)
     const server = await listen({ host: HOST, port: 0, secret, keyPair: randomKeyPair() }, () => {})

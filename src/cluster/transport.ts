@@ -325,8 +325,12 @@ class FrameReader {
     }
   }
 
+  /** Largest body accepted: only the auth frame's size until the handshake is done, so an
+   * unauthenticated peer cannot make the node allocate a large buffer. */
+  maxBody = AUTH_BYTES + TAG_BYTES
+
   private checkLength (len: number): boolean {
-    if (len >= TAG_BYTES && len <= MAX_FRAME + TAG_BYTES) return true
+    if (len >= TAG_BYTES && len <= this.maxBody) return true
     this.onError(DdfsError.PROTOCOL(`frame length ${len} out of range`))
     this.onFrame = null
     this.failed = true
@@ -430,6 +434,7 @@ class Handshake {
         // Frames that arrive with or after the auth frame wait in the reader until the caller has
         // attached its listener: the promise resolves (microtask) before start() (next turn).
         reader.onFrame = null
+        reader.maxBody = MAX_FRAME + TAG_BYTES
         socket.pause()
         const conn = new SecureConnection(socket, reader, tx, rx, { remotePublicKey, publicKey: this.opts.keyPair.publicKey, aead: this.aead })
         resolve(conn)
