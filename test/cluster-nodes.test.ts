@@ -31,6 +31,7 @@ async function nodeMain (secretFile: string, dir: string, bootstrap: string, dht
   })
   server.on('reject', (err) => emit({ event: 'reject', code: err.code }))
   const disc = new Discovery({ secret, keyPair, dataAddress: { host: HOST, port: server.address().port }, bootstrap: bootstrap === '' ? [] : bootstrap.split(','), host: HOST, dhtPort: dhtPort === 0 ? undefined : dhtPort, interval: 300, ttl: 3000 })
+  disc.on('member-remove', (m) => emit({ event: 'member-remove', port: m.port }))
   process.on('SIGTERM', () => {
     disc.destroy().then(() => server.close()).finally(() => process.exit(0))
   })
@@ -94,7 +95,7 @@ async function stop (proc: ChildProcess): Promise<void> {
   clearTimeout(killer)
 }
 
-interface Child { proc: ChildProcess, events: Event[], wait: (name: string) => Promise<Event> }
+interface Child { proc: ChildProcess, events: Event[], wait: (name: string, pred?: (e: Event) => boolean) => Promise<Event> }
 
 function start (t: Test, args: string[]): Child {
   const proc = spawn(process.execPath, [__filename, '--node', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -111,9 +112,9 @@ function start (t: Test, args: string[]): Child {
   // All children stop in parallel (one teardown each would wait for them one by one).
   if (children.length === 0) t.teardown(() => Promise.all(children.splice(0).map(stop)))
   children.push(proc)
-  const wait = (name: string): Promise<Event> => new Promise((resolve, reject) => {
+  const wait = (name: string, pred: (e: Event) => boolean = () => true): Promise<Event> => new Promise((resolve, reject) => {
     const check = (): void => {
-      const e = events.find((x) => x.event === name)
+      const e = events.find((x) => x.event === name && pred(x))
       if (e !== undefined) return resolve(e)
       if (proc.exitCode !== null) return reject(new Error(`node exited ${proc.exitCode} before ${name}`))
       waiters.push(check)
@@ -133,7 +134,7 @@ async function freeUdpPort (): Promise<number> {
 }
 
 function tests (): void {
-  test('four node processes find each other, connect with the secret, agree on placement, and shut out a node without it', { timeout: 120_000 }, async (t) => {
+  test('four node processes find each other, connect with the secret, agree on placement, shut out a node without it, and drop a killed node', { timeout: 120_000 }, async (t) => {
     const dir = await t.tmp()
     const secretFile = path.join(dir, 'cluster.key')
     createClusterSecret(secretFile)
@@ -164,5 +165,12 @@ function tests (): void {
     await new Promise((resolve) => setTimeout(resolve, 200))
     const rejects = nodes.reduce((s, n) => s + n.events.filter((e) => e.event === 'reject').length, 0)
     t.is(rejects, 4, 'each member reported the rejected handshake')
+
+    // A node killed outright (no leaving record) drops out of every other view once its
+    // record stops advancing, and nobody else is dropped on the way.
+    nodes[3].proc.kill('SIGKILL')
+    await Promise.all(nodes.slice(0, 3).map((n) => n.wait('member-remove', (e) => e.port === ports[3])))
+    const removals = nodes.slice(0, 3).flatMap((n) => n.events.filter((e) => e.event === 'member-remove').map((e) => e.port))
+    t.alike(removals, [ports[3], ports[3], ports[3]], 'each survivor removed the killed node, and only it')
   })
 }
