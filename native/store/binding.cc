@@ -104,6 +104,7 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeStore", {
       InstanceMethod("summary", &StoreWrap::Summary),
+      InstanceMethod("put", &StoreWrap::Put),
       InstanceMethod("beginWrite", &StoreWrap::BeginWrite),
       InstanceMethod("write", &StoreWrap::Write),
       InstanceMethod("commit", &StoreWrap::Commit),
@@ -134,6 +135,32 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     uint64_t len = U64Arg(info, 1, "length");
     try { return Napi::Number::New(info.Env(), static_cast<double>(Get(info.Env())->BeginWrite(k, len))); }
     catch (const StoreError& e) { throw Napi::Error::New(info.Env(), e.what()); }
+  }
+  // A whole small entry in one pool task: reserve, write, group commit.
+  Napi::Value Put(const Napi::CallbackInfo& info) {
+    auto s = Get(info.Env());
+    Key k = KeyArg(info, 0);
+    auto buf = BufArg(info, 1, 0, "data");
+    if (buf.ByteLength() > fmt::kSegmentSize) Fail(info.Env(), "put takes at most one segment; use beginWrite for larger entries");
+    const uint8_t* p = buf.Data();
+    size_t n = buf.ByteLength();
+    auto e = std::make_shared<Entry>();
+    auto* t = new Task(info.Env(), [s, k, p, n, e] {
+      uint64_t wid = s->BeginWrite(k, n);
+      try {
+        s->Write(wid, 0, p, n);
+      } catch (...) { s->Abort(wid); throw; }
+      *e = s->Commit(wid);
+    }, [e](Napi::Env env) -> Napi::Value {
+      auto o = Napi::Object::New(env);
+      o.Set("block", static_cast<double>(e->block));
+      o.Set("blocks", static_cast<double>(e->blocks));
+      o.Set("length", static_cast<double>(e->length));
+      o.Set("hash", Napi::BigInt::New(env, static_cast<uint64_t>(e->hash)));
+      return o;
+    });
+    t->Keep(buf);
+    return Queue(t);
   }
   Napi::Value Write(const Napi::CallbackInfo& info) {
     auto s = Get(info.Env());

@@ -47,8 +47,15 @@ struct Superblock {
   uint64_t journal_head_seq; // first journal sequence number not in the checkpoint
   uint64_t journal_head_pos; // its position (block offset inside the journal)
   uint64_t data_block;       // first block after the fixed regions
+  uint64_t index_first_len;  // blocks in the first extent of the index checkpoint
 };
 static_assert(sizeof(Superblock) <= kHashOffset, "superblock fits a block");
+
+// The index checkpoint may span several extents (free space fragments over time): the first
+// block of each extent holds, in its header's `reserved`, the next extent as start | len << 40.
+inline uint64_t PackExtent(uint64_t start, uint64_t len) { return start | (len << 40); }
+inline uint64_t ExtentStart(uint64_t packed) { return packed & ((uint64_t(1) << 40) - 1); }
+inline uint64_t ExtentLen(uint64_t packed) { return packed >> 40; }
 
 // Header of journal, index and bitmap blocks.
 struct BlockHeader {

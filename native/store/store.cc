@@ -102,6 +102,7 @@ void Store::Format(const std::string& path, bool force, DeviceSummary* out) {
   sb.data_block = data_block;
   sb.index_block = data_block;  // an empty index checkpoint: one block
   sb.index_blocks = 1;
+  sb.index_first_len = 1;
   sb.index_entries = 0;
   sb.journal_head_seq = 1;
   sb.journal_head_pos = 0;
@@ -223,19 +224,25 @@ void Store::Load() {
   bitmap_.assign((sb_.blocks + 63) / 64, 0);
   used_blocks_ = 0;
   MarkUsed(0, sb_.data_block, true);
-  MarkUsed(sb_.index_block, sb_.index_blocks, true);
-
-  // The index checkpoint: every block verified.
-  if (sb_.index_blocks > 0) {
-    AlignedBuffer idx(sb_.index_blocks * kBlockSize);
-    io.Read(sb_.index_block * kBlockSize, idx.data(), idx.size());
-    uint64_t seen = 0;
-    for (uint64_t i = 0; i < sb_.index_blocks; i++) {
+  // The index checkpoint: a chain of extents, every block verified.
+  index_extents_.clear();
+  uint64_t seen = 0, ordinal = 0;
+  uint64_t start = sb_.index_block, len = sb_.index_first_len;
+  while (len > 0) {
+    if (start < sb_.data_block || start + len > sb_.blocks || ordinal + len > sb_.index_blocks)
+      throw StoreError("CORRUPT: the index checkpoint of " + io.path() + " points outside the data area");
+    AlignedBuffer idx(len * kBlockSize);
+    io.Read(start * kBlockSize, idx.data(), idx.size());
+    MarkUsed(start, len, true);
+    index_extents_.emplace_back(start, len);
+    uint64_t next = 0;
+    for (uint64_t i = 0; i < len; i++, ordinal++) {
       uint8_t* b = idx.data() + i * kBlockSize;
       BlockHeader h;
       memcpy(&h, b, sizeof h);
-      if (!BlockValid(b) || h.magic != kIndexMagic || h.seq != i || h.generation != sb_.generation || h.count > kRecordsPerBlock)
-        throw StoreError("CORRUPT: index block " + std::to_string(sb_.index_block + i) + " of " + io.path() + " fails its checksum");
+      if (!BlockValid(b) || h.magic != kIndexMagic || h.seq != ordinal || h.generation != sb_.generation || h.count > kRecordsPerBlock)
+        throw StoreError("CORRUPT: index block " + std::to_string(start + i) + " of " + io.path() + " fails its checksum");
+      if (i == 0) next = h.reserved;
       for (uint32_t j = 0; j < h.count; j++) {
         Record r;
         memcpy(&r, b + kBlockHeaderBytes + j * kRecordBytes, sizeof r);
@@ -243,8 +250,11 @@ void Store::Load() {
         seen++;
       }
     }
-    if (seen != sb_.index_entries) throw StoreError("CORRUPT: index of " + io.path() + " holds " + std::to_string(seen) + " entries, superblock says " + std::to_string(sb_.index_entries));
+    start = ExtentStart(next);
+    len = ExtentLen(next);
   }
+  if (ordinal != sb_.index_blocks || seen != sb_.index_entries)
+    throw StoreError("CORRUPT: index of " + io.path() + " holds " + std::to_string(seen) + " entries in " + std::to_string(ordinal) + " blocks, superblock says " + std::to_string(sb_.index_entries) + " in " + std::to_string(sb_.index_blocks));
 
   // Replay the journal from the checkpoint's head while blocks are valid and in sequence.
   journal_seq_ = sb_.journal_head_seq;
@@ -295,6 +305,26 @@ uint64_t Store::Allocate(uint64_t n) {
                    std::to_string(sb_.blocks - used_blocks_) + " blocks free); add a device or delete objects");
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> Store::AllocateExtents(uint64_t n) {
+  try {
+    return {{Allocate(n), n}};
+  } catch (const StoreError&) {
+  }
+  // No contiguous run: gather free runs from the start of the data area.
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t got = 0;
+  for (uint64_t b = sb_.data_block; b < sb_.blocks && got < n;) {
+    if (bitmap_[b / 64] & (1ULL << (b % 64))) { b++; continue; }
+    uint64_t s = b;
+    while (b < sb_.blocks && got + (b - s) < n && !(bitmap_[b / 64] & (1ULL << (b % 64)))) b++;
+    out.emplace_back(s, b - s);
+    got += b - s;
+  }
+  if (got < n) throw StoreError("DEVICE_FULL: " + io_->path() + " has no room for its index (" + std::to_string(n) + " blocks); delete objects or add a device");
+  for (auto& [s, len] : out) MarkUsed(s, len, true);
+  return out;
+}
+
 // ---- writes -----------------------------------------------------------------------------------
 
 void Store::CheckOpen() {
@@ -308,6 +338,12 @@ uint64_t Store::BeginWrite(const Key& key, uint64_t length) {
   w.key = key;
   w.length = length;
   w.blocks = ExtentBlocks(length);
+  // Keep room for the next index checkpoint (written before the old one is freed), so a full
+  // device can still checkpoint, close and delete.
+  uint64_t reserve = (index_.size() + pending_.size() + 1) / kRecordsPerBlock + 8;
+  if (sb_.blocks - used_blocks_ < w.blocks + reserve)
+    throw StoreError("DEVICE_FULL: " + io_->path() + " is full (" + std::to_string(sb_.blocks - used_blocks_) + " blocks free, " +
+                     std::to_string(w.blocks) + " needed); add a device or delete objects");
   w.block = Allocate(w.blocks);
   if (length > kSegmentSize) w.segment_hashes.assign(SegmentsFor(length), 0);
   uint64_t id = next_write_id_++;
@@ -443,13 +479,16 @@ uint64_t Store::RemoveId(const uint8_t* id16) {
 // many concurrent commits share two fdatasyncs.
 void Store::CommitRecords(std::vector<Record> records) {
   std::unique_lock<std::mutex> lk(commit_mu_);
+  if (failed_batch_ != 0) throw StoreError(batch_error_);
   uint64_t my_batch = queued_batch_;
   queue_.insert(queue_.end(), records.begin(), records.end());
   for (;;) {
-    if (durable_batch_ >= my_batch) {
-      if (failed_batch_ == my_batch) throw StoreError(batch_error_);
-      return;
+    if (failed_batch_ != 0 && my_batch >= failed_batch_) {
+      queue_.clear();  // nothing queued can become durable any more
+      commit_cv_.notify_all();
+      throw StoreError(batch_error_);
     }
+    if (durable_batch_ >= my_batch) return;
     if (!flushing_) break;
     commit_cv_.wait(lk);
   }
@@ -468,9 +507,10 @@ void Store::CommitRecords(std::vector<Record> records) {
   lk.lock();
   flushing_ = false;
   durable_batch_ = batch_no;
-  if (!error.empty()) { failed_batch_ = batch_no; batch_error_ = error; }
+  if (!error.empty() && failed_batch_ == 0) { failed_batch_ = batch_no; batch_error_ = error; }
+  if (failed_batch_ != 0) queue_.clear();
   commit_cv_.notify_all();
-  if (!error.empty() && batch_no == my_batch) throw StoreError(error);
+  if (failed_batch_ != 0 && my_batch >= failed_batch_) throw StoreError(batch_error_);
   // Our records were in this batch (my_batch == batch_no), since we queued before leading.
 }
 
@@ -529,7 +569,7 @@ void Store::Checkpoint() {
   std::unique_lock<std::mutex> g(mu_);
   uint64_t entries = index_.size();
   uint64_t nblocks = std::max<uint64_t>(1, (entries + kRecordsPerBlock - 1) / kRecordsPerBlock);
-  uint64_t block = Allocate(nblocks);
+  auto extents = AllocateExtents(nblocks);
   AlignedBuffer idx(nblocks * kBlockSize);
   memset(idx.data(), 0, idx.size());
   auto it = index_.begin();
@@ -548,13 +588,20 @@ void Store::Checkpoint() {
     }
     BlockHeader h{kIndexMagic, count, i, gen, 0};
     memcpy(b, &h, sizeof h);
-    SealBlock(b);
   }
+  // Chain the extents, then seal every block.
+  for (uint64_t e = 0, first = 0; e < extents.size(); first += extents[e].second, e++) {
+    BlockHeader h;
+    memcpy(&h, idx.data() + first * kBlockSize, sizeof h);
+    h.reserved = e + 1 < extents.size() ? PackExtent(extents[e + 1].first, extents[e + 1].second) : 0;
+    memcpy(idx.data() + first * kBlockSize, &h, sizeof h);
+  }
+  for (uint64_t i = 0; i < nblocks; i++) SealBlock(idx.data() + i * kBlockSize);
   // Bitmap as it will be once the old checkpoint is released: in-flight reservations are
   // left out (they are not in the index, so they are free after a crash anyway).
   std::vector<uint64_t> bits = bitmap_;
   auto clear = [&](uint64_t b0, uint64_t n) { for (uint64_t b = b0; b < b0 + n; b++) bits[b / 64] &= ~(1ULL << (b % 64)); };
-  clear(sb_.index_block, sb_.index_blocks);
+  for (auto& [b0, n] : index_extents_) clear(b0, n);
   for (auto& [id, w] : pending_) clear(w.block, w.blocks);
   g.unlock();
 
@@ -572,12 +619,14 @@ void Store::Checkpoint() {
     SealBlock(b);
   }
   try {
-    io_->Write(block * kBlockSize, idx.data(), idx.size());
+    for (uint64_t e = 0, first = 0; e < extents.size(); first += extents[e].second, e++)
+      io_->Write(extents[e].first * kBlockSize, idx.data() + first * kBlockSize, extents[e].second * kBlockSize);
     io_->Write(region * kBlockSize, bm.data(), bm.size());
     io_->Flush();
     Superblock next = sb_;
     next.generation = gen;
-    next.index_block = block;
+    next.index_block = extents[0].first;
+    next.index_first_len = extents[0].second;
     next.index_blocks = nblocks;
     next.index_entries = entries;
     next.journal_head_seq = journal_seq_;
@@ -585,11 +634,12 @@ void Store::Checkpoint() {
     WriteSuperblock(next);
     io_->Flush();
     g.lock();
-    MarkUsed(sb_.index_block, sb_.index_blocks, false);
+    for (auto& [b0, n] : index_extents_) MarkUsed(b0, n, false);
+    index_extents_ = extents;
     sb_ = next;
   } catch (...) {
     if (!g.owns_lock()) g.lock();
-    MarkUsed(block, nblocks, false);
+    for (auto& [b0, n] : extents) MarkUsed(b0, n, false);
     throw;
   }
 }

@@ -75,6 +75,7 @@ class Store {
   void Load();
   void Apply(const fmt::Record& r);           // replay a record into index + free map (lock held)
   uint64_t Allocate(uint64_t blocks);          // lock held; throws DEVICE_FULL
+  std::vector<std::pair<uint64_t, uint64_t>> AllocateExtents(uint64_t blocks);  // lock held; any runs
   void MarkUsed(uint64_t block, uint64_t n, bool used);  // lock held
   void CommitRecords(std::vector<fmt::Record> records);  // group commit; durable on return
   void FlushBatch(std::vector<fmt::Record>& records);    // leader only
@@ -88,6 +89,7 @@ class Store {
   std::mutex mu_;  // index, free map, pending writes
   std::map<Key, Entry> index_;
   std::vector<uint64_t> bitmap_;  // 1 = used
+  std::vector<std::pair<uint64_t, uint64_t>> index_extents_;  // extents of the current checkpoint
   uint64_t used_blocks_ = 0;
   uint64_t alloc_hint_ = 0;
   std::unordered_map<uint64_t, PendingWrite> pending_;
@@ -101,8 +103,10 @@ class Store {
   uint64_t queued_batch_ = 1;    // batch number the queue will be flushed as
   uint64_t durable_batch_ = 0;   // highest batch known durable
   bool flushing_ = false;
-  std::string batch_error_;      // error of the last failed batch
-  uint64_t failed_batch_ = 0;
+  // After a failed flush the device's state is unknown (its cache may have dropped writes), so
+  // the first failure is sticky: that batch and every later one fail; the store must be reopened.
+  std::string batch_error_;
+  uint64_t failed_batch_ = 0;    // first failed batch, 0 if none
 
   uint64_t journal_seq_ = 0;     // next journal sequence number
   uint64_t journal_pos_ = 0;     // next journal block position

@@ -13,6 +13,7 @@ interface NativeSummary {
 interface NativeEntry { key?: Buffer, block: number, blocks: number, length: number, hash: bigint }
 interface NativeStore {
   summary (): NativeSummary
+  put (key: Buffer, data: Uint8Array): Promise<NativeEntry>
   beginWrite (key: Buffer, length: number): number
   write (wid: number, offset: number, data: Uint8Array): Promise<void>
   commit (wid: number): Promise<NativeEntry>
@@ -130,17 +131,14 @@ export class NativeBlockStore implements BlockStore {
   }
 
   async put (key: EntryKey, data: Buffer): Promise<EntryInfo> {
+    if (data.length <= SEGMENT_SIZE) return toEntryInfo(key, await call(() => this.handle.put(encodeKey(key), data)))
     const h = await this.beginWrite(key, data.length)
     try {
-      // Entries above one segment go in segment-sized writes, a few in flight at once.
-      if (data.length <= SEGMENT_SIZE) {
-        await h.write(0, data)
-      } else {
-        const chunk = 4 * SEGMENT_SIZE
-        const writes: Promise<void>[] = []
-        for (let off = 0; off < data.length; off += chunk) writes.push(h.write(off, data.subarray(off, off + chunk)))
-        await Promise.all(writes)
-      }
+      // Entries above one segment go in 4-segment writes, all in flight at once.
+      const chunk = 4 * SEGMENT_SIZE
+      const writes: Promise<void>[] = []
+      for (let off = 0; off < data.length; off += chunk) writes.push(h.write(off, data.subarray(off, off + chunk)))
+      await Promise.all(writes)
       return await h.commit()
     } catch (err) {
       await h.abort()

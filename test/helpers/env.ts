@@ -1,0 +1,93 @@
+// Test helpers: temp dirs, loop devices, node processes, all cleaned up in teardown (also
+// when the test fails).
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import type { Test } from 'brittle'
+
+export const ROOT = path.join(__dirname, '..', '..', '..')
+export const BIN = path.join(ROOT, 'bin', 'ddfs')
+export const isRoot = process.getuid?.() === 0
+
+export function tmpDir (t: Test, prefix = 'ddfs-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Infinity })
+  return dir
+}
+
+/** A sparse file of `size` bytes. */
+export function deviceFile (dir: string, name: string, size: number): string {
+  const file = path.join(dir, name)
+  fs.writeFileSync(file, '')
+  fs.truncateSync(file, size)
+  return file
+}
+
+/** A loop device over a new file (root only); detached in teardown. */
+export function loopDevice (t: Test, dir: string, size: number): string {
+  const file = deviceFile(dir, `loop-${Date.now()}-${Math.random().toString(16).slice(2)}.img`, size)
+  const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim()
+  t.teardown(() => { spawnSync('losetup', ['-d', dev]) }, { order: 10 })
+  return dev
+}
+
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+/** Runs `ddfs ...args` to completion. */
+export function ddfs (args: string[], opts: { input?: string, env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.stdin.end(opts.input ?? '')
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+let nextPort = 20000 + (process.pid % 2000) * 10
+
+/** A free-looking port for a test node (ports are spread by pid so parallel runs do not meet). */
+export function testPort (): number {
+  return nextPort++
+}
+
+export interface TestNode { host: string, port: number, data: string, log: string, args: string[] }
+
+/** Starts a node through `ddfs node start` and stops it (or kills it) in teardown. */
+export async function startNode (t: Test, dir: string, devices: string[], opts: { port?: number, format?: boolean } = {}): Promise<TestNode> {
+  const port = opts.port ?? testPort()
+  const data = path.join(dir, `node-${port}`)
+  const log = path.join(dir, `node-${port}.log`)
+  const args = ['-s', '127.0.0.1', '-p', String(port), '--data', data]
+  for (const d of devices) {
+    const r = await ddfs(['dev', 'add', '-d', d, ...(opts.format !== false ? ['-f'] : []), ...args])
+    if (r.code !== 0) throw new Error(`dev add failed: ${r.stderr}`)
+  }
+  const r = await ddfs(['node', 'start', ...args, '--log', log])
+  if (r.code !== 0) throw new Error(`node start failed: ${r.stderr}`)
+  t.teardown(() => stopNode({ host: '127.0.0.1', port, data, log, args }), { order: 0 })
+  return { host: '127.0.0.1', port, data, log, args }
+}
+
+/** Stops a node; kills it when it does not stop. */
+export async function stopNode (node: TestNode): Promise<void> {
+  const pid = readPid(node.data)
+  await ddfs(['node', 'stop', '-s', node.host, '-p', String(node.port)])
+  if (pid !== null) { try { process.kill(pid, 'SIGKILL') } catch {} }
+}
+
+export function readPid (data: string): number | null {
+  try { return Number(fs.readFileSync(path.join(data, 'node.pid'), 'utf8').trim()) } catch { return null }
+}
+
+export function md5 (file: string): string {
+  return execFileSync('md5sum', [file], { encoding: 'utf8' }).split(' ')[0]
+}
+
+export function track (t: Test, child: ChildProcess): ChildProcess {
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') }, { order: 0 })
+  return child
+}
