@@ -1,7 +1,7 @@
 // Bulk throughput of one stream between two processes on 127.0.0.1, for each candidate data
 // path: plain TCP, @hyperswarm/secret-stream over TCP, and the cluster transport with each AEAD.
 // Prints `RESULT transport.<kind> <MB/s> MB/s` and `RESULT transport.<kind>.cpu <s/GiB> s/GiB`
-// (sender + receiver CPU seconds per GiB; also per side in a comment line).
+// (sender + receiver CPU seconds per GiB), and per side `.cpu.send` / `.cpu.recv`.
 //
 //   npm run bench:transport            BENCH_BYTES=268435456 (default 1 GiB), BENCH_FRAME=1048576
 import net from 'node:net'
@@ -135,6 +135,8 @@ async function runKind (kind: string): Promise<void> {
   const gib = BYTES / GIB
   console.log(`RESULT transport.${kind} ${mbps.toFixed(0)} MB/s`)
   console.log(`RESULT transport.${kind}.cpu ${((s.cpu + r.cpu) / gib).toFixed(2)} s/GiB`)
+  console.log(`RESULT transport.${kind}.cpu.send ${(s.cpu / gib).toFixed(2)} s/GiB`)
+  console.log(`RESULT transport.${kind}.cpu.recv ${(r.cpu / gib).toFixed(2)} s/GiB`)
   console.log(`# ${kind}: sender ${(s.cpu / gib).toFixed(2)} s/GiB, receiver ${(r.cpu / gib).toFixed(2)} s/GiB, ${s.seconds.toFixed(2)} s for ${(BYTES / 1048576).toFixed(0)} MiB`)
 }
 runKind.current = null as ReturnType<typeof spawn> | null
