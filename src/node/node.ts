@@ -46,11 +46,12 @@ export class Node {
     try {
       this.data.ensure()
       const keyPair = this.data.keyPair()
+      // The local socket first: it tells a second start on the same address to stop early.
+      await this.listenLocal()
       for (const device of this.data.readConfig().devices) {
         await this.devices.attach(device, false)
         this.log.info('device-attached', { device })
       }
-      await this.listenLocal()
       this.tcp = net.createServer((raw) => {
         raw.on('error', () => {})
         const secure = new SecretStream(false, raw, { keyPair })
