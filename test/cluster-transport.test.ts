@@ -180,6 +180,20 @@ function tests (): void {
     await closed
   })
 
+  test('a client that never completes the handshake is closed at the deadline, and nothing listening is NODE_NOT_RUNNING', async (t) => {
+    const server = await listen({ host: HOST, port: 0, secret: crypto.randomBytes(32), keyPair: randomKeyPair(), handshakeTimeout: 200 }, () => t.fail('no connection'))
+    const rejected = new Promise<string>((resolve) => server.once('reject', (err) => resolve(err.message)))
+    const sock = net.connect({ host: HOST, port: server.address().port })
+    sock.on('error', () => {})
+    const closed = new Promise((resolve) => sock.on('close', resolve))
+    sock.resume()
+    t.ok(/timed out/.test(await rejected), 'the server gave up on the silent client')
+    await closed
+    const port = server.address().port
+    await server.close()
+    await t.exception(connect({ host: HOST, port, secret: crypto.randomBytes(32), keyPair: randomKeyPair() }), /NODE_NOT_RUNNING/)
+  })
+
   test('a connection expecting another identity is refused', async (t) => {
     const secret = crypto.randomBytes(32)
     const server = await listen({ host: HOST, port: 0, secret, keyPair: randomKeyPair() }, () => {})
