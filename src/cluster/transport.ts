@@ -154,8 +154,13 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
     this.closed = true
     this.reader.onFrame = null
     this.reader.failed = true // drop whatever still arrives
-    if (err != null) this.socket.destroy()
-    else this.socket.end()
+    if (err != null) {
+      this.socket.destroy()
+    } else {
+      // A peer that never closes its side must not hold the socket forever.
+      this.socket.end()
+      setTimeout(() => this.socket.destroy(), HANDSHAKE_TIMEOUT_MS).unref()
+    }
     this.emit('close', err ?? null)
   }
 
