@@ -10,12 +10,16 @@ import { spawn } from 'node:child_process'
 import SecretStream from '@hyperswarm/secret-stream'
 import { connect, listen, type AeadName, type SecureConnection } from '../src/cluster/transport'
 import { randomKeyPair } from '../src/cluster/identity'
+import { secureStream } from '../src/cluster/stream'
+import { FrameConnection, type Frame } from '../src/wire/connection'
+import { MessageType } from '../src/wire/messages'
 
 const HOST = '127.0.0.1'
 const BYTES = Number(process.env.BENCH_BYTES ?? 1024 * 1024 * 1024)
 const FRAME = Number(process.env.BENCH_FRAME ?? 1024 * 1024)
 const GIB = 1024 * 1024 * 1024
-const KINDS = ['tcp', 'secret-stream', 'aes-256-gcm', 'chacha20-poly1305', 'xchacha20-poly1305', 'sodium-chacha20-poly1305']
+// wire+X: the node protocol's FrameConnection (src/wire: framing + XXH64 per frame) over X.
+const KINDS = ['tcp', 'secret-stream', 'aes-256-gcm', 'chacha20-poly1305', 'xchacha20-poly1305', 'sodium-chacha20-poly1305', 'wire+secret-stream', 'wire+aes-256-gcm']
 // The secret is only for the benchmark's two processes; passed on argv.
 const SECRET = process.env.BENCH_SECRET !== undefined ? Buffer.from(process.env.BENCH_SECRET, 'hex') : crypto.randomBytes(32)
 
@@ -39,6 +43,23 @@ async function receiver (kind: string): Promise<void> {
   const finish = (ack: () => void): void => {
     report({ cpu: cpuNow() - cpu0, seconds: (Date.now() - start) / 1000 })
     ack()
+  }
+  if (kind.startsWith('wire+')) {
+    const onWire = (fc: FrameConnection): void => {
+      fc.on('frame', (f: Frame) => {
+        begin()
+        got += f.payload.length
+        if (got === BYTES) finish(() => fc.send(MessageType.Ok, f.requestId, null, null))
+      })
+    }
+    if (kind === 'wire+secret-stream') {
+      const server = net.createServer({ noDelay: true }, (socket) => onWire(new FrameConnection(new SecretStream(false, socket))))
+      server.listen(0, HOST, () => process.stdout.write(`PORT ${(server.address() as net.AddressInfo).port}\n`))
+    } else {
+      const server = await listen({ host: HOST, port: 0, secret: SECRET, keyPair: randomKeyPair() }, (conn) => onWire(new FrameConnection(secureStream(conn))))
+      process.stdout.write(`PORT ${server.address().port}\n`)
+    }
+    return
   }
   if (kind === 'tcp' || kind === 'secret-stream') {
     const server = net.createServer({ noDelay: true }, (socket) => {
@@ -69,7 +90,21 @@ async function sender (kind: string, port: number): Promise<void> {
   let write: (b: Buffer) => boolean
   let onDrain: (fn: () => void) => void
   let acked: Promise<void>
-  if (kind === 'tcp' || kind === 'secret-stream') {
+  if (kind.startsWith('wire+')) {
+    let fc: FrameConnection
+    if (kind === 'wire+secret-stream') {
+      const socket = net.connect({ host: HOST, port, noDelay: true })
+      const ss = new SecretStream(true, socket)
+      fc = new FrameConnection(ss)
+      await ss.opened
+    } else {
+      const conn = await connect({ host: HOST, port, secret: SECRET, keyPair: randomKeyPair() })
+      fc = new FrameConnection(secureStream(conn))
+    }
+    write = (b) => fc.send(MessageType.Data, 1, null, null, b)
+    onDrain = (fn) => fc.once('drain', fn)
+    acked = new Promise((resolve) => fc.once('frame', () => resolve()))
+  } else if (kind === 'tcp' || kind === 'secret-stream') {
     const socket = net.connect({ host: HOST, port, noDelay: true })
     await new Promise((resolve) => socket.once('connect', resolve))
     const stream = kind === 'tcp' ? socket : new SecretStream(true, socket) as unknown as net.Socket

@@ -3,5 +3,6 @@ export { createClusterSecret, loadClusterSecret, deriveClusterKeys, SECRET_BYTES
 export { loadOrCreateIdentity, keyPairFromSeed, randomKeyPair, IDENTITY_FILE, type KeyPair } from './identity'
 export { connect, listen, SecureConnection, SecureServer, MAX_FRAME, DEFAULT_AEAD, type ConnectOptions, type ListenOptions, type TransportOptions, type AeadName } from './transport'
 export { Discovery, startBootstrap, parseAddress, type DiscoveryOptions, type Member, type Address } from './discovery'
+export { secureStream } from './stream'
 export { PeerPool, type PeerAddress, type PeerPoolOptions } from './pool'
 export { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, rank, type PlacementMember, type FragmentMove } from './placement'
