@@ -11,6 +11,7 @@ import { defaultDataDir, socketPath } from '../node/paths'
 import { formatDevice, probeDevice } from '../store/native-store'
 import { parseFlags, usage, closest, type FlagSpec, type Flags } from './args'
 import { ProgressBar } from './progress'
+import { OutputFile } from './output-file'
 import { printDevice, printObject } from './output'
 
 const ADDRESS: FlagSpec[] = [
@@ -345,26 +346,26 @@ async function put (flags: Flags): Promise<void> {
 async function get (flags: Flags): Promise<void> {
   const id = idArg(flags, 'get')
   const file = path.resolve(need(flags, 'file', 'get', '-f FILE'))
+  // Into a temp file beside the output, renamed at the end: a failed get leaves no partial file.
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.ddfs-${process.pid}`)
-  let fh: fs.promises.FileHandle
+  let output: OutputFile
   try {
-    fh = await fs.promises.open(tmp, 'w', 0o644)
+    output = OutputFile.open(tmp)
   } catch (err) {
     throw DdfsError.BAD_ARGUMENT(`cannot write ${file}: ${(err as Error).message}`)
   }
   try {
     let bar: ProgressBar | null = null
-    const { size } = await withClient(flags, (c) => c.get(id, async (piece) => { await fh.write(piece) }, {}, (b) => {
+    const { size } = await withClient(flags, (c) => c.get(id, (piece) => output.write(piece), {}, (b) => {
       bar ??= new ProgressBar(b, 'get', flags.quiet === true)
       bar.update(b)
     }))
-    bar = bar as ProgressBar | null
-    bar?.finish()
-    await fh.close()
+    await output.close()
     fs.renameSync(tmp, file)
+    ;(bar as ProgressBar | null)?.finish()
     out(flags, { id: id.toString('hex'), file, size }, '')
   } catch (err) {
-    await fh.close().catch(() => {})
+    output.abort()
     fs.rmSync(tmp, { force: true })
     throw err
   }

@@ -18,8 +18,11 @@ export interface PutOptions {
   schema?: Schema
   /** Place an explicit schema even when there are fewer failure domains than fragments. */
   allowDegraded?: boolean
-  /** XXH64 of the whole content as the client computed it; a mismatch fails the put. */
-  expectedHash?: bigint
+  /**
+   * XXH64 of the whole content as the client computed it; a mismatch fails the put. A promise
+   * when it arrives after the data (the client sends it at the end of the stream).
+   */
+  expectedHash?: bigint | Promise<bigint>
   signal?: AbortSignal
 }
 
