@@ -19,7 +19,7 @@ const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
 
 function result (name: string, value: number, unit: string): void {
-  console.log(`RESULT ${name} ${value.toFixed(unit === 'ops/s' ? 0 : 1)} ${unit}`)
+  console.log(`RESULT ${name} ${value.toFixed(unit === 'ops/s' ? 0 : unit === 'MB/s' ? 1 : 2)} ${unit}`)
 }
 
 function fio (file: string, rw: 'write' | 'read'): number {
@@ -112,6 +112,7 @@ async function main (): Promise<void> {
     fs.truncateSync(file, 3 * GiB)
     execFileSync('fallocate', ['-l', String(3 * GiB), file])
     console.log(`# bench:store on ${file} (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'})`)
+    fio(file, 'write')  // first pass turns fallocate's unwritten extents into written ones, as for the store later
     const fioWrite = fio(file, 'write')
     const fioRead = fio(file, 'read')
     result('fio.write', fioWrite, 'MB/s')

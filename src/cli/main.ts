@@ -11,7 +11,7 @@ import { defaultDataDir, socketPath } from '../node/paths'
 import { formatDevice, probeDevice } from '../store/native-store'
 import { parseFlags, usage, closest, type FlagSpec, type Flags } from './args'
 import { ProgressBar } from './progress'
-import { OutputFile } from './output-file'
+import { OutputFile } from '../client/output-file'
 import { printDevice, printObject } from './output'
 
 const ADDRESS: FlagSpec[] = [
@@ -24,6 +24,7 @@ const COMMON: FlagSpec[] = [
   { name: 'help', short: 'h', type: 'boolean', help: 'show this help' }
 ]
 const DATA: FlagSpec = { name: 'data', type: 'string', help: 'node data directory (default /var/lib/ddfs/node-<port>)' }
+const STREAM: FlagSpec = { name: 'stream', type: 'boolean', help: 'send the bytes over the connection even when the node could read or write the file itself' }
 const LOG: FlagSpec = { name: 'log', type: 'string', help: 'log file', default: DEFAULT_LOG }
 
 interface Command {
@@ -93,7 +94,7 @@ const COMMANDS: Command[] = [
       { name: 'fragments', short: 'n', type: 'number', help: 'n: fragments per stripe' },
       { name: 'needed', short: 'k', type: 'number', help: 'k: fragments needed to restore' },
       { name: 'allow-degraded', type: 'boolean', help: 'place the schema even on fewer failure domains' },
-      ...ADDRESS, ...COMMON
+      STREAM, ...ADDRESS, ...COMMON
     ],
     examples: ['ddfs put -s 127.0.0.1 -p 8000 -f myfile.txt', 'ddfs put -f big.iso -n 6 -k 4'],
     run: put
@@ -101,7 +102,7 @@ const COMMANDS: Command[] = [
   {
     name: 'get',
     summary: 'read an object back into a file',
-    flags: [{ name: 'id', short: 'i', type: 'string', help: 'object id (32 hex chars)' }, { name: 'file', short: 'f', type: 'string', help: 'output file' }, ...ADDRESS, ...COMMON],
+    flags: [{ name: 'id', short: 'i', type: 'string', help: 'object id (32 hex chars)' }, { name: 'file', short: 'f', type: 'string', help: 'output file' }, STREAM, ...ADDRESS, ...COMMON],
     examples: ['ddfs get -s 127.0.0.1 -p 8000 -i d963a52161d67bf9d1e7c09ce313b050 -f output.txt'],
     run: get
   },
@@ -333,12 +334,13 @@ async function put (flags: Flags): Promise<void> {
   const k = flags.needed as number | undefined
   if ((n === undefined) !== (k === undefined)) throw DdfsError.BAD_ARGUMENT('give both -n N and -k K, or neither')
   if (n !== undefined && k !== undefined && (k < 1 || n < k || n > 64)) throw DdfsError.BAD_ARGUMENT(`schema -n ${n} -k ${k} is invalid: need 1 <= k <= n <= 64`)
+  const meta = { size: st.size, name: typeof flags.name === 'string' ? flags.name : null, k: k ?? 0, m: n !== undefined && k !== undefined ? n - k : 0, allowDegraded: flags['allow-degraded'] === true }
   const bar = new ProgressBar(st.size, 'put', flags.quiet === true)
-  const info = await withClient(flags, (c) => c.put(
-    fs.createReadStream(file, { highWaterMark: 1024 * 1024 }),
-    { size: st.size, name: typeof flags.name === 'string' ? flags.name : null, k: k ?? 0, m: n !== undefined && k !== undefined ? n - k : 0, allowDegraded: flags['allow-degraded'] === true },
-    (b) => bar.update(b)
-  ))
+  const info = await withClient(flags, async (c) => {
+    // On the node's machine the node reads the file itself: no bytes cross the socket.
+    if (c.local && flags.stream !== true) return await c.putLocal(path.resolve(file), meta) as Record<string, unknown>
+    return await c.put(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), meta, (b) => bar.update(b))
+  })
   bar.finish()
   out(flags, info, `${String(info.id)}\n`)
 }
@@ -356,11 +358,19 @@ async function get (flags: Flags): Promise<void> {
   }
   try {
     let bar: ProgressBar | null = null
-    const { size } = await withClient(flags, (c) => c.get(id, (piece) => output.write(piece), {}, (b) => {
-      bar ??= new ProgressBar(b, 'get', flags.quiet === true)
-      bar.update(b)
-    }))
-    await output.close()
+    const { size } = await withClient(flags, async (c) => {
+      // On the node's machine the node writes the file itself: no bytes cross the socket.
+      if (c.local && flags.stream !== true) {
+        output.abort()
+        return await c.getLocal(id, tmp) as { size: number }
+      }
+      const r = await c.get(id, (piece) => output.write(piece), {}, (b) => {
+        bar ??= new ProgressBar(b, 'get', flags.quiet === true)
+        bar.update(b)
+      })
+      await output.close()
+      return r
+    })
     fs.renameSync(tmp, file)
     ;(bar as ProgressBar | null)?.finish()
     out(flags, { id: id.toString('hex'), file, size }, '')

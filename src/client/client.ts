@@ -9,7 +9,7 @@ import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage, listMessage,
-  errorMessage, emptyMessage, okMessage, decodeMeta, type PutMessage
+  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, type PutMessage
 } from '../wire/messages'
 import type c from 'compact-encoding'
 import { socketPath } from '../node/paths'
@@ -111,6 +111,10 @@ export class Client {
   devRem (path: string): Promise<unknown> { return this.call(MessageType.DevRem, deviceMessage, { path, format: false }) }
   devQuery (path: string): Promise<unknown> { return this.call(MessageType.DevQuery, deviceMessage, { path, format: false }) }
   stopNode (): Promise<unknown> { return this.call(MessageType.NodeStop, emptyMessage, null) }
+  /** Local socket only: the node reads `path` itself (the fast path on the node's machine). */
+  putLocal (path: string, put: PutMessage): Promise<unknown> { return this.call(MessageType.PutLocal, putLocalMessage, { path, put }) }
+  /** Local socket only: the node writes the object to `path` itself. */
+  getLocal (id: Buffer, path: string): Promise<unknown> { return this.call(MessageType.GetLocal, getLocalMessage, { id, path }) }
 
   /** Streams `source` (exactly `opts.size` bytes) into a new object; resolves with its info. */
   async put (source: AsyncIterable<Buffer>, opts: PutMessage, progress?: Progress): Promise<Record<string, unknown>> {

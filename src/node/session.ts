@@ -5,8 +5,11 @@ import { DdfsError } from '../errors'
 import type { FrameConnection, Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
-  listMessage, okMessage, decodeMeta, emptyMessage
+  listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage
 } from '../wire/messages'
+import fs from 'node:fs'
+import { Xxh64Stream } from '../hash'
+import { OutputFile } from '../client/output-file'
 import type { Node } from './node'
 
 /** DATA frames of a put queued before the connection is paused: bounds memory per put. */
@@ -78,6 +81,9 @@ export class Session {
         decodeMeta(emptyMessage, f.meta)
         this.conn.send(MessageType.Ok, rid, okMessage, this.node.status())
         return
+      case MessageType.PutLocal:
+      case MessageType.GetLocal:
+        return this.localFile(f)
       case MessageType.DevAdd:
       case MessageType.DevRem:
       case MessageType.DevQuery:
@@ -110,6 +116,47 @@ export class Session {
     } else {
       this.conn.send(MessageType.Ok, rid, okMessage, await this.node.devices.info(path))
     }
+  }
+
+  // ---- the local fast path: the node reads or writes the client's file itself ----
+
+  private async localFile (f: Frame): Promise<void> {
+    if (!this.admin) throw DdfsError.PERMISSION('file paths are accepted only on the node\'s local socket')
+    const rid = f.requestId
+    if (f.type === MessageType.PutLocal) {
+      const { path, put: meta } = decodeMeta(putLocalMessage, f.meta)
+      const fh = await fs.promises.open(path, 'r').catch((err: Error) => { throw DdfsError.NOT_FOUND(`the node cannot read ${path}: ${err.message}`) })
+      try {
+        const st = await fh.stat()
+        if (!st.isFile() || st.size !== meta.size) throw DdfsError.BAD_ARGUMENT(`${path} is not a regular file of ${meta.size} bytes`)
+        const info = await this.node.objects.put(readFile(fh, meta.size), {
+          size: meta.size, name: meta.name ?? undefined, schema: meta.k === 0 ? undefined : { k: meta.k, m: meta.m }, allowDegraded: meta.allowDegraded
+        })
+        this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer, file: path })
+        this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
+      } finally {
+        await fh.close()
+      }
+      return
+    }
+    const { id, path } = decodeMeta(getLocalMessage, f.meta)
+    const info = await this.node.objects.query(id)
+    const out = OutputFile.open(path)
+    try {
+      const whole = new Xxh64Stream()
+      for await (const piece of this.node.objects.get(id)) {
+        whole.update(piece)
+        const wait = out.write(piece)
+        if (wait !== undefined) await wait
+      }
+      if (whole.digest() !== info.hash) throw DdfsError.CORRUPT(`object ${info.id} reads back with a different XXH64 than stored`)
+      await out.close()
+    } catch (err) {
+      out.abort()
+      throw err
+    }
+    this.node.log.info('get', { id: info.id, bytes: info.size, peer: this.peer, file: path })
+    this.conn.send(MessageType.Ok, rid, okMessage, { id: info.id, size: info.size })
   }
 
   // ---- put: DATA frames feed an async iterable that the object store consumes ----
@@ -189,6 +236,17 @@ export class Session {
     }
     this.conn.send(MessageType.GetEnd, rid, emptyMessage, null)
     this.node.log.info('get', { id: req.id.toString('hex'), bytes: length, peer: this.peer })
+  }
+}
+
+/** A file's bytes through one reused 4 MiB buffer (the object store copies each chunk at once). */
+async function * readFile (fh: fs.promises.FileHandle, size: number): AsyncIterable<Buffer> {
+  const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
+  for (let pos = 0; pos < size;) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos)
+    if (bytesRead === 0) throw DdfsError.IO(`the file ended after ${pos} of ${size} bytes`)
+    pos += bytesRead
+    yield buf.subarray(0, bytesRead)
   }
 }
 

@@ -17,8 +17,8 @@ import type { DevicePool, GetOptions, ObjectInfo, ObjectStore, PutOptions, Schem
 /** Data bytes in one fragment of one stripe. */
 export const FRAGMENT_DATA = SEGMENT_SIZE - TRAILER_BYTES
 
-/** Stripes written or read ahead at once: bounds memory to a few MiB per transfer. */
-const IN_FLIGHT = 4
+/** Stripes written or read ahead at once: bounds memory to 8 MiB per transfer. */
+const IN_FLIGHT = 8
 
 /** A tombstone is a zero-length entry: it uses no blocks, and keeps a deleted id from coming back. */
 const TOMBSTONE_KIND = 3
@@ -54,6 +54,9 @@ export class LocalObjectStore implements ObjectStore {
     let failure: unknown = null
     let received = 0
     let stripe = 0
+    // Stripe buffers are reused once their write is done: fresh memory costs a page fault per
+    // 4 KiB, which on this kind of VM caps a stream near 400 MB/s.
+    const spare: Buffer[] = []
     let buf = allocAligned(SEGMENT_SIZE)
     let fill = 0
 
@@ -61,13 +64,13 @@ export class LocalObjectStore implements ObjectStore {
       const s = stripe++
       const data = buf
       const length = fill
-      buf = allocAligned(SEGMENT_SIZE)
+      buf = spare.pop() ?? allocAligned(SEGMENT_SIZE)
       fill = 0
       const hash = xxh64(data.subarray(0, length))
       stripeHashes[s] = hash
       writeTrailer({ id, stripe: s, index: 0, k: 1, m: 0, length, hash }, data, length)
       const p = store.put(keyOf(id, EntryKind.Fragment, s), data.subarray(0, length + TRAILER_BYTES))
-        .then(() => undefined, (err) => { failure ??= err })
+        .then(() => { spare.push(data) }, (err) => { failure ??= err })
         .finally(() => inflight.delete(p))
       inflight.add(p)
       if (inflight.size >= IN_FLIGHT) await Promise.race(inflight)

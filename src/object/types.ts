@@ -57,7 +57,10 @@ export interface ObjectInfo {
 }
 
 export interface ObjectStore {
-  /** Streams `source` in as a new object; resolves once the object is durable. */
+  /**
+   * Streams `source` in as a new object; resolves once the object is durable. A chunk is used
+   * before the next one is asked for, so a source may reuse one buffer for every chunk.
+   */
   put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo>
   /** Yields the object's bytes in order, each piece verified; throws CORRUPT or UNAVAILABLE. */
   get (id: Buffer, opts?: GetOptions): AsyncIterable<Buffer>

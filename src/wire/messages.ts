@@ -32,10 +32,12 @@ export const enum MessageType {
   DevQuery = 12,
   NodeStop = 13,
   Status = 14,
-  List = 15
+  List = 15,
+  PutLocal = 16,   // local socket only: the node reads the file itself
+  GetLocal = 17    // local socket only: the node writes the file itself
 }
 
-const MAX_TYPE = MessageType.List
+const MAX_TYPE = MessageType.GetLocal
 
 export function checkType (t: number): MessageType {
   if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
@@ -115,6 +117,25 @@ export const getHeadMessage: c.Encoder<GetHeadMessage> = {
   preencode (s, m) { c.uint.preencode(s, m.size); hash64.preencode(s, m.hash) },
   encode (s, m) { c.uint.encode(s, m.size); hash64.encode(s, m.hash) },
   decode (s) { return { size: c.uint.decode(s), hash: hash64.decode(s) } }
+}
+
+/**
+ * The local fast path: on the node's own machine the client names a file and the node reads or
+ * writes it directly, so the bytes never cross a socket. Only on the Unix socket (mode 0600 in a
+ * 0700 directory: the client already runs as the node's user and could read the file itself).
+ */
+export interface PutLocalMessage { path: string, put: PutMessage }
+export const putLocalMessage: c.Encoder<PutLocalMessage> = {
+  preencode (s, m) { c.string.preencode(s, m.path); putMessage.preencode(s, m.put) },
+  encode (s, m) { c.string.encode(s, m.path); putMessage.encode(s, m.put) },
+  decode (s) { return { path: c.string.decode(s), put: putMessage.decode(s) } }
+}
+
+export interface GetLocalMessage { id: Buffer, path: string }
+export const getLocalMessage: c.Encoder<GetLocalMessage> = {
+  preencode (s, m) { id16.preencode(s, m.id); c.string.preencode(s, m.path) },
+  encode (s, m) { id16.encode(s, m.id); c.string.encode(s, m.path) },
+  decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), path: c.string.decode(s) } }
 }
 
 export interface DeviceMessage { path: string, format: boolean }

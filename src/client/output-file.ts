@@ -16,6 +16,7 @@ export class OutputFile {
   private fill = 0
   private written = 0
   private pending: Promise<unknown> = Promise.resolve()
+  private closed = false
 
   private constructor (private readonly fd: number, private readonly direct: boolean) {
     if (direct) this.front = allocAligned(BUFFER)
@@ -68,13 +69,15 @@ export class OutputFile {
       await this.pending
       fs.fsyncSync(this.fd)
     } finally {
-      fs.closeSync(this.fd)
+      this.abort()
     }
   }
 
-  /** Discards the file descriptor after a failure. */
+  /** Closes the file descriptor without finishing the file (idempotent). */
   abort (): void {
-    try { fs.closeSync(this.fd) } catch {}
+    if (this.closed) return
+    this.closed = true
+    fs.closeSync(this.fd)
   }
 
   // Hands the full front buffer to the writer and takes a free one (or a new one) in front.
