@@ -201,6 +201,29 @@ test('bad input gets a clear message and a non-zero exit', async (t) => {
   t.is(kv((await ddfs(['dev', 'query', '-d', dev, ...addr])).stdout).used_blocks, used, 'nothing left behind')
 })
 
+test('a corrupt block on the device makes get fail with CORRUPT and write no output', async (t) => {
+  const dir = tmpDir(t)
+  const dev = deviceFile(dir, 'dev.img', 32 * MiB)
+  const node = await startNode(t, dir, [dev])
+  const addr = ['-s', node.host, '-p', String(node.port)]
+  const file = path.join(dir, 'in')
+  fs.writeFileSync(file, crypto.randomBytes(200_000))
+  const id = (await ddfs(['put', ...addr, '-f', file])).stdout.trim()
+  const block = Number(kv((await ddfs(['query', ...addr, '-i', id])).stdout).block)
+  const fd = fs.openSync(dev, 'r+')
+  fs.writeSync(fd, Buffer.from('bit rot'), 0, 7, block * 4096 + 1234)
+  fs.fsyncSync(fd)
+  fs.closeSync(fd)
+  for (const mode of [[], ['--stream']]) {
+    const out = path.join(dir, `out${mode.length}`)
+    const r = await ddfs(['get', ...addr, '-i', id, '-f', out, ...mode])
+    t.is(r.code, 6, `get ${mode.join(' ')} exits 6`)
+    t.ok(/CORRUPT/.test(r.stderr), r.stderr.trim())
+    t.absent(fs.existsSync(out), 'no output file')
+    t.is(fs.readdirSync(dir).filter((f) => f.includes('.ddfs-')).length, 0, 'no temp file left')
+  }
+})
+
 test('admin commands over TCP are refused; malformed frames do not hurt the node', async (t) => {
   const dir = tmpDir(t)
   const node = await startNode(t, dir, [deviceFile(dir, 'dev.img', 16 * MiB)])
