@@ -182,7 +182,7 @@ test('bad input gets a clear message and a non-zero exit', async (t) => {
     [['put', ...addr, '--fiel', 'x'], 2, /did you mean --file/],
     [['dev', 'ad', '-d', dev], 2, /did you mean 'ddfs dev add'/],
     [['put', '-s', '127.0.0.1', '-p', String(testPort()), '-f', dev], 8, /no ddfs node at/],
-    [['node', 'start', ...node.args], 8, /already/],
+    [['node', 'start', ...node.args, '--log', node.log], 8, /already/],
     [['dev', 'add', '-d', dev, '-f', ...addr], 4, /DEVICE_IN_USE|already attached/],
     [['dev', 'query', '-d', path.join(dir, 'nope.img'), ...addr], 3, /NOT_FOUND|no such/],
     [['put', ...addr, '-f', dev, '-n', '3'], 2, /both -n N and -k K/]
