@@ -124,14 +124,13 @@ struct Job {
 };
 
 // Validates (k, m, shards) and collects pointers; shards must all be Buffers of one length.
-Job Collect(const Napi::CallbackInfo& info, size_t first_shard_arg, int count_expected) {
+Job Collect(const Napi::CallbackInfo& info, size_t first_shard_arg, int count_expected, bool keep) {
   Napi::Env env = info.Env();
   if (info.Length() < first_shard_arg + 1 || !info[0].IsNumber() || !info[1].IsNumber()) Bad(env, "k and m must be numbers");
   Job j;
   j.k = info[0].As<Napi::Number>().Int32Value();
   j.m = info[1].As<Napi::Number>().Int32Value();
   if (j.k < 1 || j.m < 0 || j.k + j.m > kMaxFragments) Bad(env, "need 1 <= k, 0 <= m, k + m <= 64");
-  int expect = count_expected < 0 ? j.k + j.m : count_expected;
   bool first = true;
   for (size_t a = first_shard_arg; a < first_shard_arg + (count_expected < 0 ? 1 : 2); a++) {
     if (!info[a].IsArray()) Bad(env, "fragments must be arrays of Buffers");
@@ -145,10 +144,9 @@ Job Collect(const Napi::CallbackInfo& info, size_t first_shard_arg, int count_ex
       if (first) { j.len = b.ByteLength(); first = false; }
       if (b.ByteLength() != j.len) Bad(env, "every fragment must have the same length");
       j.shards.push_back(b.Data());
-      j.refs.push_back(Napi::Persistent(v.As<Napi::Object>()));
+      if (keep) j.refs.push_back(Napi::Persistent(v.As<Napi::Object>()));  // async: hold the buffers
     }
   }
-  (void)expect;
   return j;
 }
 
@@ -201,19 +199,19 @@ uint64_t PresentArg(const Napi::CallbackInfo& info, size_t i, int n) {
 
 // encode(k, m, data[k], parity[m]) -> Promise; encodeSync(...) on the calling thread.
 Napi::Value Encode(const Napi::CallbackInfo& info) {
-  auto* w = new CodeWorker(info.Env(), Collect(info, 2, 0), false);
+  auto* w = new CodeWorker(info.Env(), Collect(info, 2, 0, true), false);
   auto p = w->Promise();
   w->Queue();
   return p;
 }
 Napi::Value EncodeSync(const Napi::CallbackInfo& info) {
-  Job j = Collect(info, 2, 0);
+  Job j = Collect(info, 2, 0, false);
   DoEncode(j);
   return info.Env().Undefined();
 }
 // reconstruct(k, m, shards[n], present[n]) -> Promise: rebuilds the missing shards in place.
 Napi::Value Reconstruct(const Napi::CallbackInfo& info) {
-  Job j = Collect(info, 2, -1);
+  Job j = Collect(info, 2, -1, true);
   j.present = PresentArg(info, 3, j.k + j.m);
   auto* w = new CodeWorker(info.Env(), std::move(j), true);
   auto p = w->Promise();
@@ -221,7 +219,7 @@ Napi::Value Reconstruct(const Napi::CallbackInfo& info) {
   return p;
 }
 Napi::Value ReconstructSync(const Napi::CallbackInfo& info) {
-  Job j = Collect(info, 2, -1);
+  Job j = Collect(info, 2, -1, false);
   j.present = PresentArg(info, 3, j.k + j.m);
   try { DoReconstruct(j); } catch (const std::exception& e) { throw Napi::Error::New(info.Env(), e.what()); }
   return info.Env().Undefined();
