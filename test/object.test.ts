@@ -123,6 +123,12 @@ test('one node, 6 devices, 4+2: wipe any 2 devices and every object still reads 
     }
     for (const s of pool.list) await s.close()
   }
+  // Three devices lost is more than m = 2: a clear UNAVAILABLE that says how many were there.
+  for (let i = 0; i < files.length; i++) fs.copyFileSync(path.join(dir, `${path.basename(files[i])}.intact`), files[i])
+  for (const i of [0, 2, 4]) { fs.truncateSync(files[i], 0); fs.truncateSync(files[i], 64 * MiB); await formatDevice(files[i]) }
+  for (let i = 0; i < files.length; i++) pool.list[i] = await openDevice(files[i])
+  const big = [...written.keys()][3]
+  await t.exception(readAll(objects, Buffer.from(big, 'hex')), /UNAVAILABLE: stripe \d+ of object .*: 3 of 6 fragments reachable and intact, 4 needed/)
 })
 
 test('a corrupted fragment is detected and the object still reads from the others', async (t) => {
@@ -143,7 +149,7 @@ test('a corrupted fragment is detected and the object still reads from the other
     fs.writeSync(fd2, Buffer.from('flipped'), 0, 7, f.block * 4096 + 100)
     fs.closeSync(fd2)
   }
-  await t.exception(readAll(objects, id), /UNAVAILABLE: stripe 0 .* 3 of 6 fragments reachable and intact, 4 needed/)
+  await t.exception(readAll(objects, id), /CORRUPT: stripe 0 .* 3 of 6 fragments reachable and intact, 4 needed/)
 })
 
 test('a fragment of another object or another stripe is rejected', async (t) => {

@@ -216,11 +216,14 @@ export class LocalObjectStore implements ObjectStore {
     const { bytes, fragLen } = stripeShape(manifest, s)
     const shards: Array<Buffer | null> = new Array(n).fill(null)
     const errors: string[] = []
+    let corrupt = 0
     const fetch = async (i: number): Promise<void> => {
       try {
         shards[i] = await this.readFragment(id, manifest, s, i, fragLen)
       } catch (err) {
-        errors.push(DdfsError.from(err).message)
+        const e = DdfsError.from(err)
+        if (e.code === 'CORRUPT') corrupt++
+        errors.push(e.message)
       }
     }
     // Data fragments first: when they are all good no decoding is needed.
@@ -231,7 +234,9 @@ export class LocalObjectStore implements ObjectStore {
       if (shards[i] !== null) good++
     }
     if (good < k) {
-      throw DdfsError.UNAVAILABLE(`stripe ${s} of object ${id.toString('hex')}: ${good} of ${n} fragments reachable and intact, ${k} needed (${errors.join('; ')})`)
+      // Enough fragments were there but too many failed their checks: that is corruption.
+      const what = `stripe ${s} of object ${id.toString('hex')}: ${good} of ${n} fragments reachable and intact, ${k} needed (${errors.join('; ')})`
+      throw good + corrupt >= k ? DdfsError.CORRUPT(what) : DdfsError.UNAVAILABLE(what)
     }
     if (shards.slice(0, k).some((x) => x === null)) {
       const present = shards.map((x) => x !== null)
