@@ -309,12 +309,13 @@ async function nodeStop (flags: Flags): Promise<void> {
 }
 
 async function status (flags: Flags): Promise<void> {
-  const s = await withClient(flags, (c) => c.status()) as { address: string, pid: number, dataDir: string, uptimeSeconds: number, devices: Array<Record<string, number | string>> }
+  const s = await withClient(flags, (c) => c.status()) as { address: string, pid: number, dataDir: string, uptimeSeconds: number, devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }> }
   let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir}\n`
   for (const d of s.devices) {
     const pct = (100 * Number(d.usedBlocks) / Number(d.blocks)).toFixed(1)
     text += `  ${String(d.path)}  sb_id ${String(d.sbId)}  ${pct}% used (${String(d.usedBlocks)}/${String(d.blocks)} blocks)  entries ${String(d.entries)}\n`
   }
+  for (const d of s.failedDevices) text += `  ${d.path}  FAILED: ${d.error}\n`
   if (s.devices.length === 0) text += '  no devices attached: ddfs dev add -d DEVICE -f\n'
   out(flags, s, text)
 }

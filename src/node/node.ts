@@ -34,6 +34,8 @@ export class Node {
   /** Resolves once the node has stopped (by `node stop`, a signal, or stop()). */
   readonly stopped = new Promise<void>((resolve) => { this.onStopped = resolve })
   private readonly startedAt = Date.now()
+  /** Devices in the config that could not be attached, with the reason. */
+  readonly failedDevices = new Map<string, string>()
 
   constructor (readonly opts: NodeOptions) {
     this.data = new DataDir(opts.dataDir)
@@ -48,9 +50,17 @@ export class Node {
       const keyPair = this.data.keyPair()
       // The local socket first: it tells a second start on the same address to stop early.
       await this.listenLocal()
+      // A device that fails to open (wiped, missing, corrupt) leaves the node running degraded:
+      // the others still serve, and erasure coding covers what that device held.
       for (const device of this.data.readConfig().devices) {
-        await this.devices.attach(device, false)
-        this.log.info('device-attached', { device })
+        try {
+          await this.devices.attach(device, false)
+          this.log.info('device-attached', { device })
+        } catch (err) {
+          const e = DdfsError.from(err)
+          this.failedDevices.set(device, e.message)
+          this.log.error('device-failed', { device, error: e.message })
+        }
       }
       this.tcp = net.createServer((raw) => {
         raw.on('error', () => {})
@@ -98,12 +108,18 @@ export class Node {
 
   async attachDevice (device: string, format: boolean): Promise<DeviceInfo> {
     const info = await this.devices.attach(device, format)
+    this.failedDevices.delete(path.resolve(device))
     this.data.addDevice(path.resolve(device))
     this.log.info('device-attached', { device: path.resolve(device), formatted: format, sbId: info.sbId })
     return info
   }
 
   async detachDevice (device: string): Promise<void> {
+    if (this.failedDevices.delete(path.resolve(device))) {
+      this.data.removeDevice(path.resolve(device))
+      this.log.info('device-detached', { device: path.resolve(device) })
+      return
+    }
     await this.devices.detach(device)
     this.data.removeDevice(path.resolve(device))
     this.log.info('device-detached', { device: path.resolve(device) })
@@ -115,7 +131,8 @@ export class Node {
       pid: process.pid,
       dataDir: this.opts.dataDir,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
-      devices: this.devices.stores().map((s) => s.info())
+      devices: this.devices.stores().map((s) => s.info()),
+      failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error }))
     }
   }
 
