@@ -9,6 +9,8 @@ import { execFileSync } from 'node:child_process'
 import { encodeSync, reconstructSync } from '../src/erasure/reed-solomon'
 import { xxh64 } from '../src/hash'
 import { writeTrailer, TRAILER_BYTES } from '../src/object/records'
+import { LocalObjectStore } from '../src/object/local-object-store'
+import { MemoryStore } from '../src/store/memory-store'
 
 const STRIPE = 1024 * 1024
 const SCHEMAS: Array<[number, number]> = [[4, 2], [8, 3], [10, 4]]
@@ -69,7 +71,20 @@ function isalFigures (): Map<string, number> {
   }
 }
 
-function main (): void {
+/** The whole put path of the object layer (stream, hash, encode, trailers) into in-memory stores. */
+async function objectPut (k: number, m: number): Promise<number> {
+  const stores = Array.from({ length: k + m }, (_, i) => new MemoryStore(`mem${i}`, 4 * 1024 ** 3))
+  const objects = new LocalObjectStore({ stores: () => stores })
+  const chunk = crypto.randomBytes(4 * 1024 * 1024)
+  const size = 256 * 1024 * 1024
+  async function * source (): AsyncIterable<Buffer> { for (let off = 0; off < size; off += chunk.length) yield chunk }
+  await objects.put(source(), { size: 16 * 1024 * 1024, schema: { k, m } }).catch(() => {})  // warm-up
+  const t0 = process.hrtime.bigint()
+  await objects.put(source(), { size, schema: { k, m } })
+  return size / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e9
+}
+
+async function main (): Promise<void> {
   console.log(`# bench:ec, 1 MiB stripes, one thread (${os.cpus()[0]?.model ?? '?'})`)
   const c = isalFigures()
   const ts = typescriptFigures()
@@ -81,7 +96,8 @@ function main (): void {
       result(`ec.${key}.ratio`, (ts.get(key) ?? 0) / (c.get(key) ?? 1), 'isal')
     }
     result(`object.pipeline.${k}+${m}`, ts.get(`pipeline.${k}+${m}`) ?? 0)
+    result(`object.put.memory.${k}+${m}`, await objectPut(k, m))
   }
 }
 
-main()
+main().catch((err) => { console.error(err); process.exitCode = 1 })

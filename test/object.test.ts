@@ -6,6 +6,7 @@ import { formatDevice, openDevice, type NativeBlockStore } from '../src/store/na
 import { LocalObjectStore, FRAGMENT_DATA, defaultSchema } from '../src/object/local-object-store'
 import { EntryKind } from '../src/store/types'
 import type { Schema } from '../src/object/types'
+import { MemoryStore } from '../src/store/memory-store'
 import { tmpDir, deviceFile } from './helpers/env'
 
 const MiB = 1024 * 1024
@@ -46,6 +47,20 @@ async function put (objects: LocalObjectStore, data: Buffer, schema?: Schema): P
 
 test('the default schema follows the failure domains: 4+2 from 6 devices, the widest below', (t) => {
   t.alike([1, 2, 3, 4, 5, 6, 9].map((d) => { const s = defaultSchema(d); return `${s.k}+${s.m}` }), ['1+0', '1+1', '2+1', '2+2', '3+2', '4+2', '4+2'])
+})
+
+test('over in-memory stores: random schemas and sizes round-trip, ranged reads match', async (t) => {
+  const stores = Array.from({ length: 10 }, (_, i) => new MemoryStore(`mem${i}`))
+  const objects = new LocalObjectStore({ stores: () => stores })
+  for (let round = 0; round < 20; round++) {
+    const k = 1 + (round % 7)
+    const m = round % 4
+    const data = crypto.randomBytes((round * 123_457) % (2 * k * FRAGMENT_DATA + 7))
+    const id = await put(objects, data, { k, m })
+    t.ok((await readAll(objects, id)).equals(data), `${k}+${m}, ${data.length} bytes`)
+    const off = Math.floor(data.length / 4)
+    t.ok((await readAll(objects, id, off, Math.floor(data.length / 2))).equals(data.subarray(off, off + Math.floor(data.length / 2))))
+  }
 })
 
 test('sizes around the stripe boundary round-trip with 4+2 on 6 devices, and ranged reads match', async (t) => {
