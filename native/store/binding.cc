@@ -88,13 +88,18 @@ Napi::Object SummaryObject(Napi::Env env, const DeviceSummary& s) {
   return o;
 }
 
-Napi::Object EntryObject(Napi::Env env, const Key& k, const Entry& e) {
+Napi::Object EntryFields(Napi::Env env, const Entry& e) {
   auto o = Napi::Object::New(env);
-  o.Set("key", Napi::Buffer<uint8_t>::Copy(env, k.data(), k.size()));
   o.Set("block", static_cast<double>(e.block));
   o.Set("blocks", static_cast<double>(e.blocks));
   o.Set("length", static_cast<double>(e.length));
   o.Set("hash", Napi::BigInt::New(env, static_cast<uint64_t>(e.hash)));
+  return o;
+}
+
+Napi::Object EntryObject(Napi::Env env, const Key& k, const Entry& e) {
+  auto o = EntryFields(env, e);
+  o.Set("key", Napi::Buffer<uint8_t>::Copy(env, k.data(), k.size()));
   return o;
 }
 
@@ -151,14 +156,7 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
         s->Write(wid, 0, p, n);
       } catch (...) { s->Abort(wid); throw; }
       *e = s->Commit(wid);
-    }, [e](Napi::Env env) -> Napi::Value {
-      auto o = Napi::Object::New(env);
-      o.Set("block", static_cast<double>(e->block));
-      o.Set("blocks", static_cast<double>(e->blocks));
-      o.Set("length", static_cast<double>(e->length));
-      o.Set("hash", Napi::BigInt::New(env, static_cast<uint64_t>(e->hash)));
-      return o;
-    });
+    }, [e](Napi::Env env) -> Napi::Value { return EntryFields(env, *e); });
     t->Keep(buf);
     return Queue(t);
   }
@@ -177,14 +175,7 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     auto s = Get(info.Env());
     uint64_t wid = U64Arg(info, 0, "write id");
     auto e = std::make_shared<Entry>();
-    auto* t = new Task(info.Env(), [s, wid, e] { *e = s->Commit(wid); }, [e](Napi::Env env) -> Napi::Value {
-      auto o = Napi::Object::New(env);
-      o.Set("block", static_cast<double>(e->block));
-      o.Set("blocks", static_cast<double>(e->blocks));
-      o.Set("length", static_cast<double>(e->length));
-      o.Set("hash", Napi::BigInt::New(env, static_cast<uint64_t>(e->hash)));
-      return o;
-    });
+    auto* t = new Task(info.Env(), [s, wid, e] { *e = s->Commit(wid); }, [e](Napi::Env env) -> Napi::Value { return EntryFields(env, *e); });
     return Queue(t);
   }
   Napi::Value Abort(const Napi::CallbackInfo& info) {
