@@ -17,4 +17,3 @@ export function defaultDataDir (port: number): string {
   return path.join(DEFAULT_DATA_ROOT, `node-${port}`)
 }
 
-export { runtimeDir }

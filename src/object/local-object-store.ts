@@ -27,7 +27,7 @@ function keyOf (id: Buffer, kind: number, stripe = 0, index = 0): EntryKey {
   return { id, kind, stripe, index }
 }
 
-export function checkId (id: Buffer): void {
+function checkId (id: Buffer): void {
   if (!Buffer.isBuffer(id) || id.length !== ID_BYTES) throw DdfsError.BAD_ARGUMENT('an object id is 32 hex characters')
 }
 

@@ -26,7 +26,3 @@ export function decodeKey (buf: Buffer): EntryKey {
     index: buf.readUInt16BE(22)
   }
 }
-
-export function compareKeys (a: EntryKey, b: EntryKey): number {
-  return Buffer.compare(encodeKey(a), encodeKey(b))
-}

@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import type { Test } from 'brittle'
 
 export const ROOT = path.join(__dirname, '..', '..', '..')
@@ -85,9 +85,4 @@ export function readPid (data: string): number | null {
 
 export function md5 (file: string): string {
   return execFileSync('md5sum', [file], { encoding: 'utf8' }).split(' ')[0]
-}
-
-export function track (t: Test, child: ChildProcess): ChildProcess {
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') }, { order: 0 })
-  return child
 }
