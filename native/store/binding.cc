@@ -23,9 +23,16 @@ class Task : public Napi::AsyncWorker {
     try { work_(); } catch (const std::exception& e) { SetError(e.what()); }
   }
   void OnOK() override {
+    if (always) always();
     try { deferred_.Resolve(done_(Env())); } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    if (always) always();
+    if (onError) onError(Env(), e);
+    else deferred_.Reject(e.Value());
+  }
+  std::function<void(Napi::Env, const Napi::Error&)> onError;  // replaces the rejection when set
+  std::function<void()> always;                                // runs on the JS thread before settling
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -103,6 +110,14 @@ Napi::Object EntryObject(Napi::Env env, const Key& k, const Entry& e) {
   return o;
 }
 
+// A put whose commit completes on another thread.
+struct Completion {
+  explicit Completion(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise::Deferred deferred;  // no N-API call in its destructor: may die on any thread
+  std::string error;
+  Entry entry;
+};
+
 class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
  public:
   static Napi::FunctionReference* ctor;
@@ -123,14 +138,43 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
       InstanceMethod("close", &StoreWrap::Close),
     });
   }
-  explicit StoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StoreWrap>(info) {}
+  explicit StoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StoreWrap>(info) {
+    tsfn_ = Tsfn::New(info.Env(), "ddfs-commit", 0, 1, this);
+    tsfn_.Unref(info.Env());  // referenced only while commits are in flight (CommitStarted)
+  }
+  // The thread-safe function is released when the store closes; one never closed is cleaned up
+  // with the environment (it holds no reference on the event loop meanwhile).
   std::shared_ptr<Store> store;
 
  private:
+  // Runs on the JS thread for every completed asynchronous commit.
+  static void Deliver(Napi::Env env, Napi::Function, StoreWrap* owner, std::shared_ptr<Completion>* held) {
+    std::shared_ptr<Completion> c = *held;
+    delete held;
+    if (env == nullptr) return;  // the environment is going away
+    if (c->error.empty()) c->deferred.Resolve(EntryFields(env, c->entry));
+    else c->deferred.Reject(Napi::Error::New(env, c->error).Value());
+    owner->CommitEnded(env);
+  }
+  using Tsfn = Napi::TypedThreadSafeFunction<StoreWrap, std::shared_ptr<Completion>, Deliver>;
+  Tsfn tsfn_;
+  size_t inflight_ = 0;
+
+  // The thread-safe function keeps the event loop alive only while commits are in flight.
+  void ReleaseTsfn() {
+    if (released_) return;
+    released_ = true;
+    tsfn_.Release();
+  }
+  bool released_ = false;
+  void CommitStarted(Napi::Env env) { if (inflight_++ == 0) tsfn_.Ref(env); }
+  void CommitEnded(Napi::Env env) { if (--inflight_ == 0) tsfn_.Unref(env); }
+
   std::shared_ptr<Store> Get(Napi::Env env) {
     if (!store) throw Napi::Error::New(env, "CLOSED: the store is closed");
     return store;
   }
+
   Napi::Value Summary(const Napi::CallbackInfo& info) {
     try { return SummaryObject(info.Env(), Get(info.Env())->Summary()); }
     catch (const StoreError& e) { throw Napi::Error::New(info.Env(), e.what()); }
@@ -141,7 +185,8 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     try { return Napi::Number::New(info.Env(), static_cast<double>(Get(info.Env())->BeginWrite(k, len))); }
     catch (const StoreError& e) { throw Napi::Error::New(info.Env(), e.what()); }
   }
-  // A whole small entry in one pool task: reserve, write, group commit.
+  // A whole small entry: reserve and write on a pool thread, then commit without holding that
+  // thread; the batch's leader completes the promise through a thread-safe function.
   Napi::Value Put(const Napi::CallbackInfo& info) {
     auto s = Get(info.Env());
     Key k = KeyArg(info, 0);
@@ -149,17 +194,28 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     if (buf.ByteLength() > fmt::kSegmentSize) Fail(info.Env(), "put takes at most one segment; use beginWrite for larger entries");
     const uint8_t* p = buf.Data();
     size_t n = buf.ByteLength();
-    auto e = std::make_shared<Entry>();
-    auto* t = new Task(info.Env(), [s, k, p, n, e] {
+    auto c = std::make_shared<Completion>(info.Env());
+    CommitStarted(info.Env());
+    auto tsfn = tsfn_;
+    auto* t = new Task(info.Env(), [s, k, p, n, c, tsfn] {
       uint64_t wid = s->BeginWrite(k, n);
       try {
         s->Write(wid, 0, p, n);
       } catch (...) { s->Abort(wid); throw; }
-      *e = s->Commit(wid);
-    }, [e](Napi::Env env) -> Napi::Value { return EntryFields(env, *e); });
-    t->Keep(buf);
-    return Queue(t);
+      s->CommitAsync(wid, [c, tsfn](const std::string& error, const Entry& e) {
+        c->error = error;
+        c->entry = e;
+        auto* held = new std::shared_ptr<Completion>(c);
+        if (tsfn.BlockingCall(held) != napi_ok) delete held;
+      });
+    }, [](Napi::Env env) { return env.Undefined(); });
+    // The task settles only failures before the commit; the commit settles the promise itself.
+    t->onError = [this, c](Napi::Env env, const Napi::Error& err) { c->deferred.Reject(err.Value()); CommitEnded(env); };
+    t->Keep(buf);  // the buffer stays alive until the write is done
+    Queue(t);
+    return c->deferred.Promise();
   }
+
   Napi::Value Write(const Napi::CallbackInfo& info) {
     auto s = Get(info.Env());
     uint64_t wid = U64Arg(info, 0, "write id");
@@ -247,7 +303,9 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     if (!store) return Queue(new Task(info.Env(), [] {}, [](Napi::Env env) { return env.Undefined(); }));
     auto s = store;
     store.reset();
-    return Queue(new Task(info.Env(), [s] { s->Close(); }, [](Napi::Env env) { return env.Undefined(); }));
+    auto* t = new Task(info.Env(), [s] { s->Close(); }, [](Napi::Env env) { return env.Undefined(); });
+    t->always = [this] { ReleaseTsfn(); };  // every completion has been delivered by now
+    return Queue(t);
   }
 };
 Napi::FunctionReference* StoreWrap::ctor = nullptr;

@@ -396,7 +396,9 @@ void Store::Write(uint64_t write_id, uint64_t offset, const uint8_t* data, size_
   w->bytes_written += len;
 }
 
-Entry Store::Commit(uint64_t write_id) {
+// Everything of a commit but the journal record: the hash list of a large entry is written and
+// the record built. Throws (after aborting the write) when that fails.
+bool Store::PrepareCommit(uint64_t write_id, Record* r, Entry* e) {
   PendingWrite w;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -422,13 +424,21 @@ Entry Store::Commit(uint64_t write_id) {
   } else if (w.length == 0) {
     hash = XXH64(nullptr, 0, 0);
   }
-  Record r{};
-  r.type = kPut;
-  memcpy(r.key, w.key.data(), kKeyBytes);
-  r.block = w.block;
-  r.blocks = static_cast<uint32_t>(w.blocks);
-  r.length = w.length;
-  r.hash = hash;
+  *r = Record{};
+  r->type = kPut;
+  memcpy(r->key, w.key.data(), kKeyBytes);
+  r->block = w.block;
+  r->blocks = static_cast<uint32_t>(w.blocks);
+  r->length = w.length;
+  r->hash = hash;
+  *e = Entry{w.block, w.blocks, w.length, hash};
+  return true;
+}
+
+Entry Store::Commit(uint64_t write_id) {
+  Record r;
+  Entry e;
+  PrepareCommit(write_id, &r, &e);
   try {
     CommitRecords({r});
   } catch (...) {
@@ -437,7 +447,31 @@ Entry Store::Commit(uint64_t write_id) {
   }
   std::lock_guard<std::mutex> g(mu_);
   pending_.erase(write_id);
-  return Entry{w.block, w.blocks, w.length, hash};
+  return e;
+}
+
+void Store::CommitAsync(uint64_t write_id, CommitDone done) {
+  Record r;
+  Entry e;
+  PrepareCommit(write_id, &r, &e);
+  auto finish = [this, write_id, e, done](const std::string& error) {
+    if (error.empty()) {
+      std::lock_guard<std::mutex> g(mu_);
+      pending_.erase(write_id);
+    } else {
+      Abort(write_id);
+    }
+    done(error, e);
+  };
+  std::unique_lock<std::mutex> lk(commit_mu_);
+  if (failed_batch_ != 0) {
+    std::string error = batch_error_;
+    lk.unlock();
+    finish(error);
+    return;
+  }
+  Enqueue({r}, finish, lk);
+  if (!flushing_) LeadFlushes(lk);
 }
 
 void Store::Abort(uint64_t write_id) {
@@ -474,44 +508,61 @@ uint64_t Store::RemoveId(const uint8_t* id16) {
   return before;
 }
 
-// Group commit. Each caller queues its records and waits until a batch holding them is durable.
-// Whoever finds no flush running becomes the leader and flushes everything queued so far, so
-// many concurrent commits share two fdatasyncs.
+// Group commit. Callers queue records; whoever finds no flush running leads: it flushes the
+// whole queue as one batch, and again while more arrived meanwhile, so many concurrent commits
+// share two fdatasyncs. Synchronous callers wait for their batch; asynchronous ones (CommitAsync)
+// return at once and are completed by the leader.
+uint64_t Store::Enqueue(const std::vector<Record>& records, std::function<void(const std::string&)> done, std::unique_lock<std::mutex>& lk) {
+  (void)lk;
+  queue_.insert(queue_.end(), records.begin(), records.end());
+  if (done) queue_done_.push_back(std::move(done));
+  return queued_batch_;
+}
+
+void Store::LeadFlushes(std::unique_lock<std::mutex>& lk) {
+  flushing_ = true;
+  while (!queue_.empty()) {
+    std::vector<Record> batch;
+    std::vector<std::function<void(const std::string&)>> dones;
+    batch.swap(queue_);
+    dones.swap(queue_done_);
+    uint64_t batch_no = queued_batch_++;
+    lk.unlock();
+    std::string error;
+    try {
+      FlushBatch(batch);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    lk.lock();
+    if (!error.empty() && failed_batch_ == 0) { failed_batch_ = batch_no; batch_error_ = error; }
+    durable_batch_ = batch_no;
+    std::string outcome = failed_batch_ != 0 ? batch_error_ : "";
+    if (failed_batch_ != 0) {
+      // Nothing queued can become durable any more.
+      for (auto& d : queue_done_) dones.push_back(std::move(d));
+      queue_.clear();
+      queue_done_.clear();
+    }
+    commit_cv_.notify_all();
+    lk.unlock();
+    for (auto& d : dones) d(outcome);
+    lk.lock();
+  }
+  flushing_ = false;
+  commit_cv_.notify_all();
+}
+
 void Store::CommitRecords(std::vector<Record> records) {
   std::unique_lock<std::mutex> lk(commit_mu_);
   if (failed_batch_ != 0) throw StoreError(batch_error_);
-  uint64_t my_batch = queued_batch_;
-  queue_.insert(queue_.end(), records.begin(), records.end());
+  uint64_t my_batch = Enqueue(records, nullptr, lk);
   for (;;) {
-    if (failed_batch_ != 0 && my_batch >= failed_batch_) {
-      queue_.clear();  // nothing queued can become durable any more
-      commit_cv_.notify_all();
-      throw StoreError(batch_error_);
-    }
+    if (failed_batch_ != 0 && my_batch >= failed_batch_) throw StoreError(batch_error_);
     if (durable_batch_ >= my_batch) return;
-    if (!flushing_) break;
-    commit_cv_.wait(lk);
+    if (!flushing_) LeadFlushes(lk);
+    else commit_cv_.wait(lk);
   }
-  // Leader: take the whole queue as one batch.
-  flushing_ = true;
-  std::vector<Record> batch;
-  batch.swap(queue_);
-  uint64_t batch_no = queued_batch_++;
-  lk.unlock();
-  std::string error;
-  try {
-    FlushBatch(batch);
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  lk.lock();
-  flushing_ = false;
-  durable_batch_ = batch_no;
-  if (!error.empty() && failed_batch_ == 0) { failed_batch_ = batch_no; batch_error_ = error; }
-  if (failed_batch_ != 0) queue_.clear();
-  commit_cv_.notify_all();
-  if (failed_batch_ != 0 && my_batch >= failed_batch_) throw StoreError(batch_error_);
-  // Our records were in this batch (my_batch == batch_no), since we queued before leading.
 }
 
 void Store::FlushBatch(std::vector<Record>& records) {
@@ -761,11 +812,15 @@ void Store::Close() {
     std::lock_guard<std::mutex> g(mu_);
     closed_ = true;
   }
+  std::vector<std::function<void(const std::string&)>> orphans;  // queued during the close
   {
     std::lock_guard<std::mutex> lk(commit_mu_);
     flushing_ = false;
+    queue_.clear();
+    orphans.swap(queue_done_);
     commit_cv_.notify_all();
   }
+  for (auto& d : orphans) d("CLOSED: the store on " + io_->path() + " closed before the write was durable");
   io_.reset();
   if (!error.empty()) throw StoreError(error);
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <array>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -58,6 +59,10 @@ class Store {
   uint64_t BeginWrite(const Key& key, uint64_t length);                // returns a write id
   void Write(uint64_t write_id, uint64_t offset, const uint8_t* data, size_t len);
   Entry Commit(uint64_t write_id);                                     // durable on return
+  // Commits without waiting: `done` runs on the thread that flushes the batch, with "" or an
+  // error. The calling thread flushes only if no flush is running, so callers never wait idle.
+  using CommitDone = std::function<void(const std::string& error, const Entry& entry)>;
+  void CommitAsync(uint64_t write_id, CommitDone done);
   void Abort(uint64_t write_id);
   // Reads [offset, offset+len) of an entry into `out` (aligned, large enough: see ReadSpan), verified.
   // Returns the offset inside `out` where the requested bytes start.
@@ -78,6 +83,10 @@ class Store {
   std::vector<std::pair<uint64_t, uint64_t>> AllocateExtents(uint64_t blocks);  // lock held; any runs
   void MarkUsed(uint64_t block, uint64_t n, bool used);  // lock held
   void CommitRecords(std::vector<fmt::Record> records);  // group commit; durable on return
+  // Queues records (with an optional completion) and flushes batches while this thread leads.
+  uint64_t Enqueue(const std::vector<fmt::Record>& records, std::function<void(const std::string&)> done, std::unique_lock<std::mutex>& lk);
+  void LeadFlushes(std::unique_lock<std::mutex>& lk);
+  bool PrepareCommit(uint64_t write_id, fmt::Record* r, Entry* e);  // false: already failed (aborted)
   void FlushBatch(std::vector<fmt::Record>& records);    // leader only
   void Checkpoint();                                     // leader only, lock not held
   void WriteSuperblock(const fmt::Superblock& sb);
@@ -100,6 +109,7 @@ class Store {
   std::mutex commit_mu_;
   std::condition_variable commit_cv_;
   std::vector<fmt::Record> queue_;
+  std::vector<std::function<void(const std::string&)>> queue_done_;  // completions of async commits
   uint64_t queued_batch_ = 1;    // batch number the queue will be flushed as
   uint64_t durable_batch_ = 0;   // highest batch known durable
   bool flushing_ = false;
