@@ -4,6 +4,7 @@
 import c from 'compact-encoding'
 import { xxh64 } from '../hash'
 import { DdfsError } from '../errors'
+import { hash64 } from '../encoding'
 
 export const MANIFEST_VERSION = 1
 
@@ -18,20 +19,6 @@ export interface Manifest {
   name: string | null
   tombstone: boolean
   stripeHashes: bigint[]   // per stripe, per fragment: XXH64 of each fragment's data, k + m per stripe
-}
-
-// XXH64 values as two uint32s (compact-encoding's uint64 is a JS number and would lose bits).
-const hash64 = {
-  preencode (state: c.State): void { state.end += 8 },
-  encode (state: c.State, h: bigint): void {
-    c.uint32.encode(state, Number(h & 0xffffffffn))
-    c.uint32.encode(state, Number(h >> 32n))
-  },
-  decode (state: c.State): bigint {
-    const lo = c.uint32.decode(state)
-    const hi = c.uint32.decode(state)
-    return (BigInt(hi) << 32n) | BigInt(lo)
-  }
 }
 
 const FLAG_NAME = 1

@@ -11,6 +11,7 @@
 // so the header, the meta and the payload are all covered by one XXH64 per frame.
 import c from 'compact-encoding'
 import { DdfsError } from '../errors'
+import { hash64 } from '../encoding'
 
 export const MAX_FRAME = 8 * 1024 * 1024
 export const FRAME_PREFIX = 13  // length + type + request id + meta length
@@ -42,20 +43,6 @@ const MAX_TYPE = MessageType.GetLocal
 export function checkType (t: number): MessageType {
   if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
   return t as MessageType
-}
-
-/** XXH64 values as two uint32s (compact-encoding's uint64 is a JS number and would lose bits). */
-export const hash64: c.Encoder<bigint> = {
-  preencode (state) { state.end += 8 },
-  encode (state, h) {
-    c.uint32.encode(state, Number(h & 0xffffffffn))
-    c.uint32.encode(state, Number(h >> 32n))
-  },
-  decode (state) {
-    const lo = c.uint32.decode(state)
-    const hi = c.uint32.decode(state)
-    return (BigInt(hi) << 32n) | BigInt(lo)
-  }
 }
 
 const id16 = c.fixed(16)
