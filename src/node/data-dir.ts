@@ -2,8 +2,7 @@
 // devices) and its pid file. The config is a small JSON file: it is never on the data path.
 import fs from 'node:fs'
 import path from 'node:path'
-import crypto from 'node:crypto'
-import SecretStream from '@hyperswarm/secret-stream'
+import { loadOrCreateIdentity, type KeyPair } from '../cluster/identity'
 import { DdfsError } from '../errors'
 
 export interface NodeConfig {
@@ -19,7 +18,6 @@ export class DataDir {
 
   get configFile (): string { return path.join(this.dir, 'config.json') }
   get pidFile (): string { return path.join(this.dir, 'node.pid') }
-  get identityFile (): string { return path.join(this.dir, 'identity.seed') }
 
   readConfig (): NodeConfig {
     try {
@@ -53,17 +51,8 @@ export class DataDir {
   }
 
   /** The node's ed25519 key pair, created on first use. */
-  keyPair (): { publicKey: Buffer, secretKey: Buffer } {
-    this.ensure()
-    let seed: Buffer
-    try {
-      seed = fs.readFileSync(this.identityFile)
-    } catch {
-      seed = crypto.randomBytes(32)
-      fs.writeFileSync(this.identityFile, seed, { mode: 0o600, flag: 'wx' })
-    }
-    if (seed.length !== 32) throw DdfsError.BAD_ARGUMENT(`${this.identityFile} is not a 32-byte key seed`)
-    return SecretStream.keyPair(seed)
+  keyPair (): KeyPair {
+    return loadOrCreateIdentity(this.dir)
   }
 
   readPid (): number | null {
