@@ -140,7 +140,7 @@ export class Session {
       return
     }
     const { id, path } = decodeMeta(getLocalMessage, f.meta)
-    const info = await this.node.objects.query(id)
+    const info = await this.node.objects.head(id)
     const out = OutputFile.open(path)
     try {
       const whole = new Xxh64Stream()
@@ -149,14 +149,14 @@ export class Session {
         const wait = out.write(piece)
         if (wait !== undefined) await wait
       }
-      if (whole.digest() !== info.hash) throw DdfsError.CORRUPT(`object ${info.id} reads back with a different XXH64 than stored`)
+      if (whole.digest() !== info.hash) throw DdfsError.CORRUPT(`object ${id.toString('hex')} reads back with a different XXH64 than stored`)
       await out.close()
     } catch (err) {
       out.abort()
       throw err
     }
-    this.node.log.info('get', { id: info.id, bytes: info.size, peer: this.peer, file: path })
-    this.conn.send(MessageType.Ok, rid, okMessage, { id: info.id, size: info.size })
+    this.node.log.info('get', { id: id.toString('hex'), bytes: info.size, peer: this.peer, file: path })
+    this.conn.send(MessageType.Ok, rid, okMessage, { id: id.toString('hex'), size: info.size })
   }
 
   // ---- put: DATA frames feed an async iterable that the object store consumes ----
@@ -223,7 +223,7 @@ export class Session {
   // ---- get: stream the object in DATA frames, waiting for 'drain' when the socket is full ----
 
   private async get (rid: number, req: { id: Buffer, offset: number, length: number }): Promise<void> {
-    const info = await this.node.objects.query(req.id)
+    const info = await this.node.objects.head(req.id)
     const length = req.length === 0xffffffffffff ? info.size - req.offset : req.length
     const source = this.node.objects.get(req.id, { offset: req.offset, length })
     this.conn.send(MessageType.GetHead, rid, getHeadMessage, { size: length, hash: info.hash })

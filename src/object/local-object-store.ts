@@ -12,7 +12,7 @@ import { encode, reconstruct, MAX_FRAGMENTS } from '../erasure/reed-solomon'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
 import { encodeManifest, decodeManifest, writeTrailer, readTrailer, TRAILER_BYTES, type Manifest } from './records'
-import type { DevicePool, GetOptions, ObjectInfo, ObjectStore, PutOptions, Schema, FragmentLocation } from './types'
+import type { DevicePool, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions, Schema, FragmentLocation } from './types'
 
 /** Data bytes in one fragment of one stripe; a stripe holds k of them. */
 export const FRAGMENT_DATA = SEGMENT_SIZE - TRAILER_BYTES
@@ -142,7 +142,8 @@ export class LocalObjectStore implements ObjectStore {
     take: () => Buffer, stripeHashes: bigint[]): Promise<Buffer[]> {
     const n = k + m
     const fragLen = Math.ceil(bytes / k)
-    if (bytes < k * FRAGMENT_DATA) {
+    const replaced: Buffer[] = []
+    if (bytes < k * FRAGMENT_DATA && k > 1) {
       // The short last stripe: its bytes arrived FRAGMENT_DATA-wise; regroup them fragLen-wise
       // (zero-padded) so the k data fragments share one length for the code.
       const regrouped = Array.from({ length: k }, take)
@@ -160,6 +161,7 @@ export class LocalObjectStore implements ObjectStore {
         }
         regrouped[i].fill(0, at, fragLen)
       }
+      replaced.push(...data)
       data = regrouped
     }
     const all = [...data, ...Array.from({ length: m }, take)]
@@ -174,7 +176,7 @@ export class LocalObjectStore implements ObjectStore {
       writes.push(store.put(keyOf(id, EntryKind.Fragment, s, i), all[i].subarray(0, fragLen + TRAILER_BYTES)))
     }
     await Promise.all(writes)
-    return all
+    return [...all, ...replaced]
   }
 
   async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
@@ -268,6 +270,11 @@ export class LocalObjectStore implements ObjectStore {
       throw DdfsError.CORRUPT(`fragment ${s}/${i} of ${id.toString('hex')} on ${store.path} does not match the manifest`)
     }
     return frag.subarray(0, fragLen)
+  }
+
+  async head (id: Buffer): Promise<ObjectHead> {
+    const m = await this.load(id)
+    return { size: m.size, hash: m.hash }
   }
 
   async query (id: Buffer): Promise<ObjectInfo> {

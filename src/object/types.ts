@@ -56,6 +56,11 @@ export interface ObjectInfo {
   fragments: FragmentLocation[]
 }
 
+export interface ObjectHead {
+  size: number
+  hash: bigint
+}
+
 export interface ObjectStore {
   /**
    * Streams `source` in as a new object; resolves once the object is durable. A chunk is used
@@ -64,6 +69,8 @@ export interface ObjectStore {
   put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo>
   /** Yields the object's bytes in order, each piece verified; throws CORRUPT or UNAVAILABLE. */
   get (id: Buffer, opts?: GetOptions): AsyncIterable<Buffer>
+  /** Size and whole-object XXH64 (from the manifest alone); NOT_FOUND for an unknown or deleted id. */
+  head (id: Buffer): Promise<ObjectHead>
   /** Manifest and fragment locations; NOT_FOUND for an unknown or deleted id. */
   query (id: Buffer): Promise<ObjectInfo>
   /** Deletes the object everywhere it has fragments; NOT_FOUND when unknown. */
