@@ -1,7 +1,6 @@
 // The `ddfs` command: the seed's ds_ctl and ds_client commands, one for one.
 import fs from 'node:fs'
 import path from 'node:path'
-import { spawn } from 'node:child_process'
 import { DdfsError, EXIT_CODES } from '../errors'
 import { DEFAULT_HOST, DEFAULT_PORT, DEFAULT_LOG } from '../constants'
 import { Client } from '../client/client'
@@ -13,11 +12,22 @@ import { parseFlags, usage, closest, type FlagSpec, type Flags } from './args'
 import { ProgressBar } from './progress'
 import { OutputFile } from '../client/output-file'
 import { printDevice, printObject } from './output'
+import { startDetached, reportReady, waitExit } from './daemon'
+import { up, down, addNode, readConfig, secretFile, type NodeReport } from './local-cluster'
+import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
+import { startBootstrap, parseAddress } from '../cluster/discovery'
 
 const ADDRESS: FlagSpec[] = [
   { name: 'server', short: 's', type: 'string', help: 'node address', default: DEFAULT_HOST },
-  { name: 'port', short: 'p', type: 'number', help: 'node port', default: DEFAULT_PORT }
+  { name: 'port', short: 'p', type: 'number', help: 'node port', default: DEFAULT_PORT },
+  { name: 'cluster', short: 'c', type: 'string', help: 'cluster secret file: a node joins that cluster; a client needs it to reach a node over TCP (default $DDFS_CLUSTER)' }
 ]
+const NODE: FlagSpec[] = [
+  { name: 'bootstrap', short: 'b', type: 'string', help: 'DHT bootstrap nodes HOST:PORT[,HOST:PORT]; without it a node with --cluster bootstraps the DHT itself' },
+  { name: 'dht-port', type: 'number', help: 'UDP port of the node\'s DHT node (default: port + 1000)' },
+  { name: 'heartbeat', type: 'number', help: 'membership refresh in ms; a member silent for 3 heartbeats leaves the view', default: 5000 }
+]
+const DIR: FlagSpec = { name: 'dir', short: 'd', type: 'string', help: 'directory of the local cluster', default: './ddfs-cluster' }
 const COMMON: FlagSpec[] = [
   { name: 'json', type: 'boolean', help: 'print JSON for scripts' },
   { name: 'quiet', short: 'q', type: 'boolean', help: 'no progress bar' },
@@ -33,6 +43,8 @@ interface Command {
   flags: FlagSpec[]
   examples: string[]
   run: (flags: Flags, rest: string[]) => Promise<void>
+  /** Arguments after `--` are passed on (ddfs up: node options for every node). */
+  passThrough?: boolean
 }
 
 const COMMANDS: Command[] = [
@@ -60,8 +72,12 @@ const COMMANDS: Command[] = [
   {
     name: 'node start',
     summary: 'start a node in the background; returns once it serves',
-    flags: [...ADDRESS, DATA, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' }, ...COMMON],
-    examples: ['ddfs node start -s 127.0.0.1 -p 8000', 'ddfs node start -p 8001 --data /var/lib/ddfs/b --log /var/log/ddfs-b.log'],
+    flags: [...ADDRESS, ...NODE, DATA, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' }, ...COMMON],
+    examples: [
+      'ddfs node start -s 127.0.0.1 -p 8000',
+      'ddfs node start -s 10.0.0.1 -p 8000 --cluster /etc/ddfs/cluster.secret            # the first node of a cluster',
+      'ddfs node start -s 10.0.0.2 -p 8000 --cluster /etc/ddfs/cluster.secret -b 10.0.0.1:9000'
+    ],
     run: nodeStart
   },
   {
@@ -74,9 +90,52 @@ const COMMANDS: Command[] = [
   {
     name: 'node run',
     summary: 'run a node in the foreground (what node start runs)',
-    flags: [...ADDRESS, DATA, LOG, ...COMMON],
-    examples: ['ddfs node run -p 8000'],
+    flags: [...ADDRESS, ...NODE, DATA, LOG, ...COMMON],
+    examples: ['ddfs node run -p 8000', 'ddfs node run -p 8001 --cluster cluster.secret -b 127.0.0.1:9000'],
     run: nodeRun
+  },
+  {
+    name: 'node add',
+    summary: 'add one more node to a running local cluster (see ddfs up)',
+    flags: [DIR, ...COMMON],
+    examples: ['ddfs node add --dir ./ddfs-cluster'],
+    run: nodeAdd
+  },
+  {
+    name: 'cluster init',
+    summary: 'make a new cluster secret (a file, mode 0600); every node and remote client of the cluster needs a copy',
+    flags: [{ name: 'file', short: 'f', type: 'string', help: 'where to write the secret', default: './cluster.secret' }, ...COMMON],
+    examples: ['ddfs cluster init -f /etc/ddfs/cluster.secret'],
+    run: clusterInit
+  },
+  {
+    name: 'bootstrap',
+    summary: 'run a DHT bootstrap node in the foreground (nodes join the cluster through it)',
+    flags: [{ name: 'server', short: 's', type: 'string', help: 'address to bind', default: DEFAULT_HOST }, { name: 'port', short: 'p', type: 'number', help: 'UDP port', default: 9000 }, ...COMMON],
+    examples: ['ddfs bootstrap -s 10.0.0.1 -p 9000'],
+    run: bootstrap
+  },
+  {
+    name: 'up',
+    summary: 'start a local cluster on this machine: a DHT bootstrap node and N nodes on 127.0.0.1, each with a file-backed device',
+    flags: [
+      { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes', default: 6 }, DIR,
+      { name: 'base-port', type: 'number', help: 'node i listens on base-port + i', default: DEFAULT_PORT },
+      { name: 'device-size', type: 'string', help: 'size of each node\'s device file (sparse)', default: '4G' },
+      { name: 'mount', type: 'string', help: 'mount point (FUSE mounting lands with the mount issue; use --no-mount until then)' },
+      { name: 'no-mount', type: 'boolean', help: 'do not mount the store' },
+      ...COMMON
+    ],
+    examples: ['ddfs up --nodes 6 --dir ./ddfs-cluster --no-mount', 'ddfs up -n 3 --base-port 8100 -- --heartbeat 1000   # node options after --'],
+    run: clusterUp,
+    passThrough: true
+  },
+  {
+    name: 'down',
+    summary: 'stop a local cluster started with ddfs up (its data stays in --dir)',
+    flags: [DIR, ...COMMON],
+    examples: ['ddfs down --dir ./ddfs-cluster'],
+    run: clusterDown
   },
   {
     name: 'status',
@@ -149,8 +208,14 @@ function address (flags: Flags): { host: string, port: number } {
   return { host: flags.server as string, port }
 }
 
+/** The cluster secret from --cluster or $DDFS_CLUSTER, or null when neither is given. */
+function secret (flags: Flags): Buffer | null {
+  const file = typeof flags.cluster === 'string' ? flags.cluster : process.env.DDFS_CLUSTER
+  return file === undefined || file === '' ? null : loadClusterSecret(file)
+}
+
 async function withClient<T> (flags: Flags, fn: (c: Client) => Promise<T>): Promise<T> {
-  const client = await Client.connect(address(flags))
+  const client = await Client.connect({ ...address(flags), secret: secret(flags) })
   try {
     return await fn(client)
   } finally {
@@ -228,61 +293,53 @@ async function devQuery (flags: Flags): Promise<void> {
 // ---- node commands ---------------------------------------------------------------------------
 
 function nodeArgs (flags: Flags): string[] {
-  const a = ['-s', String(flags.server), '-p', String(flags.port)]
+  const a = ['-s', String(flags.server), '-p', String(flags.port), '--heartbeat', String(flags.heartbeat)]
   if (typeof flags.data === 'string') a.push('--data', path.resolve(flags.data))
   if (typeof flags.log === 'string') a.push('--log', path.resolve(flags.log))
+  if (typeof flags.cluster === 'string') a.push('--cluster', path.resolve(flags.cluster))
+  if (typeof flags.bootstrap === 'string') a.push('--bootstrap', flags.bootstrap)
+  if (typeof flags['dht-port'] === 'number') a.push('--dht-port', String(flags['dht-port']))
   return a
 }
 
 async function nodeStart (flags: Flags): Promise<void> {
   if (flags.foreground === true) return nodeRun(flags)
   const { host, port } = address(flags)
-  const bin = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
-  // The child reports readiness (or its error) on fd 3, then runs on its own.
-  const child = spawn(process.execPath, [bin, 'node', 'run', ...nodeArgs(flags)], {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    env: { ...process.env, DDFS_READY_FD: '3' }
-  })
-  const pipe = child.stdio[3] as NodeJS.ReadableStream
-  let text = ''
-  pipe.setEncoding?.('utf8')
-  const result = await new Promise<string>((resolve) => {
-    pipe.on('data', (d: string) => { text += d; if (text.includes('\n')) resolve(text) })
-    child.on('exit', (code) => resolve(text === '' ? `error ${JSON.stringify({ code: 'INTERNAL', message: `the node exited with ${code} before it served` })}\n` : text))
-  })
-  ;(pipe as unknown as { destroy: () => void }).destroy()
-  child.unref()
-  if (!result.startsWith('ready')) {
-    const { code, message } = JSON.parse(result.slice(6)) as { code: string, message: string }
-    throw new DdfsError(code as never, message)
-  }
+  const pid = await startDetached(['node', 'run', ...nodeArgs(flags)])
   const dataDirPath = typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port)
-  out(flags, { address: `${host}:${port}`, pid: child.pid, dataDir: dataDirPath }, `node started at ${host}:${port} pid ${child.pid ?? '?'} data ${dataDirPath}\n`)
+  out(flags, { address: `${host}:${port}`, pid, dataDir: dataDirPath }, `node started at ${host}:${port} pid ${pid} data ${dataDirPath}\n`)
 }
 
 async function nodeRun (flags: Flags): Promise<void> {
   const { host, port } = address(flags)
+  const clusterFile = typeof flags.cluster === 'string' ? path.resolve(flags.cluster) : process.env.DDFS_CLUSTER ?? null
+  const bootstrapList = typeof flags.bootstrap === 'string' ? flags.bootstrap.split(',').filter((x) => x !== '') : []
+  bootstrapList.forEach(parseAddress)
+  if (bootstrapList.length > 0 && clusterFile === null) throw DdfsError.BAD_ARGUMENT('--bootstrap joins a cluster: give its secret with --cluster FILE (made by ddfs cluster init)')
+  const heartbeat = flags.heartbeat as number
+  if (!Number.isInteger(heartbeat) || heartbeat < 100) throw DdfsError.BAD_ARGUMENT('--heartbeat is at least 100 ms')
   const node = new Node({
     host,
     port,
     dataDir: typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port),
-    logFile: typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG
+    logFile: typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG,
+    clusterFile,
+    bootstrap: clusterFile === null ? null : bootstrapList,
+    dhtPort: typeof flags['dht-port'] === 'number' ? flags['dht-port'] : port + 1000,
+    discoveryIntervalMs: heartbeat
   })
-  const readyFd = process.env.DDFS_READY_FD !== undefined ? Number(process.env.DDFS_READY_FD) : null
   try {
     await node.start()
   } catch (err) {
-    const e = DdfsError.from(err)
-    if (readyFd !== null) { fs.writeSync(readyFd, `error ${JSON.stringify({ code: e.code, message: e.message.slice(e.code.length + 2) })}\n`); fs.closeSync(readyFd) }
-    throw e
+    reportReady(err)
+    throw err
   }
   const stop = (signal: string): void => { node.stop(signal).then(() => process.exit(0), () => process.exit(1)) }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('uncaughtException', (err) => { node.log.error('uncaught-exception', { error: err.stack ?? err.message }) })
   process.on('unhandledRejection', (err) => { node.log.error('unhandled-rejection', { error: String(err) }) })
-  if (readyFd !== null) { fs.writeSync(readyFd, 'ready\n'); fs.closeSync(readyFd) }
+  reportReady()
   // After a `node stop`, exit once everything is closed.
   await node.stopped
   await node.log.close()
@@ -300,17 +357,19 @@ async function nodeStop (flags: Flags): Promise<void> {
     client.close()
   }
   // Wait until the process is gone, so a following start on the same port succeeds.
-  const deadline = Date.now() + 30000
-  while (Date.now() < deadline) {
-    try { process.kill(pid, 0) } catch { break }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  await waitExit(pid, 30000)
   out(flags, { address: `${host}:${port}`, pid }, `node at ${host}:${port} (pid ${pid}) stopped\n`)
 }
 
 async function status (flags: Flags): Promise<void> {
-  const s = await withClient(flags, (c) => c.status()) as { address: string, pid: number, dataDir: string, uptimeSeconds: number, devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }> }
-  let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir}\n`
+  const s = await withClient(flags, (c) => c.status()) as {
+    address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string,
+    members: Array<{ address: string, publicKey: string, self: boolean }> | null,
+    devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>
+  }
+  let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}\n`
+  if (s.members === null) text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
+  else text += `  cluster: ${s.members.length} member${s.members.length === 1 ? '' : 's'} in view: ${s.members.map((m) => m.self ? `${m.address} (this node)` : m.address).join(', ')}\n`
   for (const d of s.devices) {
     const pct = (100 * Number(d.usedBlocks) / Number(d.blocks)).toFixed(1)
     text += `  ${String(d.path)}  sb_id ${String(d.sbId)}  ${pct}% used (${String(d.usedBlocks)}/${String(d.blocks)} blocks)  entries ${String(d.entries)}\n`
@@ -399,10 +458,65 @@ async function ls (flags: Flags): Promise<void> {
   out(flags, ids, ids.map((i) => i + '\n').join(''))
 }
 
+// ---- cluster commands ------------------------------------------------------------------------
+
+async function clusterInit (flags: Flags): Promise<void> {
+  const file = path.resolve(flags.file as string)
+  createClusterSecret(file)
+  out(flags, { file }, `cluster secret written to ${file} (mode 0600); copy it to every node and remote client\n`)
+}
+
+async function bootstrap (flags: Flags): Promise<void> {
+  const { address: at, dht } = await startBootstrap(flags.server as string, flags.port as number).catch((err: Error) => {
+    throw DdfsError.NODE_RUNNING(`cannot run a bootstrap node on ${String(flags.server)}:${String(flags.port)}: ${err.message}`)
+  })
+  const stop = (): void => { dht.destroy({ force: true }).finally(() => process.exit(0)) }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  reportReady()
+  if (process.stdout.isTTY) process.stdout.write(`DHT bootstrap node at ${at}\n`)
+  await new Promise(() => {})
+}
+
+function printNodes (flags: Flags, dir: string, nodes: NodeReport[]): void {
+  const lines = nodes.map((n) => `  node${n.index}  ${n.address}  pid ${n.pid}${n.started ? '' : ' (was running)'}  data ${n.dataDir}`)
+  out(flags, { dir, secret: secretFile(dir), nodes }, `local cluster in ${dir} (secret ${secretFile(dir)}):\n${lines.join('\n')}\n` +
+    `try: ddfs put -p ${nodes[0]?.address.split(':')[1] ?? DEFAULT_PORT} -f FILE    stop: ddfs down --dir ${dir}\n`)
+}
+
+function parseSize (s: string): number {
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(s)
+  if (m === null) throw DdfsError.BAD_ARGUMENT(`'${s}' is not a size (like 512M or 4G)`)
+  return Number(m[1]) * 1024 ** ' KMGT'.indexOf(m[2].toUpperCase() === '' ? ' ' : m[2].toUpperCase())
+}
+
+async function clusterUp (flags: Flags, rest: string[]): Promise<void> {
+  if (typeof flags.mount === 'string') throw DdfsError.BAD_ARGUMENT('mounting lands with the FUSE mount issue; run ddfs up with --no-mount for now')
+  const nodes = flags.nodes as number
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw DdfsError.BAD_ARGUMENT('--nodes is 1 to 64')
+  const basePort = flags['base-port'] as number
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + 1000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT ports (base + 1000 + i)`)
+  const dir = path.resolve(flags.dir as string)
+  const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest })
+  printNodes(flags, dir, reports)
+}
+
+async function clusterDown (flags: Flags): Promise<void> {
+  const dir = path.resolve(flags.dir as string)
+  const { stopped } = await down(dir)
+  out(flags, { dir, stopped }, stopped.length === 0 ? `nothing was running in ${dir}\n` : `stopped ${stopped.join(', ')}\n`)
+}
+
+async function nodeAdd (flags: Flags): Promise<void> {
+  const dir = path.resolve(flags.dir as string)
+  readConfig(dir)
+  printNodes(flags, dir, [await addNode(dir)])
+}
+
 // ---- entry -----------------------------------------------------------------------------------
 
 function helpText (): string {
-  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`)
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(13)} ${c.summary}`)
   return `ddfs: a distributed, decentralized, fault-tolerant file system\n\nUsage: ddfs <command> [flags]   (ddfs <command> --help for its flags)\n\nCommands:\n${lines.join('\n')}\n\n` +
     'Exit codes: 0 ok, 1 internal, 2 bad argument, 3 not found, 4 device in use or not formatted, 5 device full,\n' +
     '  6 corrupt data, 7 I/O error, 8 node not running / already running, 9 protocol, 10 permission, 11 unavailable\n'
@@ -434,9 +548,11 @@ export async function main (argv: string[]): Promise<number> {
       process.stdout.write(`ddfs ${cmd.name}: ${cmd.summary}\n\nFlags:\n${usage(cmd.flags)}\n\nExamples:\n${cmd.examples.map((e) => `  ${e}`).join('\n')}\n`)
       return 0
     }
+    const dash = argv.indexOf('--')
+    const passed = cmd.passThrough === true && dash >= 0 ? argv.splice(dash).slice(1) : []
     const { flags, rest } = parseFlags(argv, cmd.flags, cmd.name)
     if (rest.length > 0) throw DdfsError.BAD_ARGUMENT(`unexpected argument '${rest[0]}' (see ddfs ${cmd.name} --help)`)
-    await cmd.run(flags, rest)
+    await cmd.run(flags, passed)
     return 0
   } catch (err) {
     const e = DdfsError.from(err)

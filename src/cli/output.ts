@@ -14,7 +14,7 @@ export function printDevice (d: Record<string, unknown>, json: boolean): void {
   ]))
 }
 
-interface Fragment { stripe: number, index: number, device: string, sbId: string, block: number, blocks: number, length: number, hash: string }
+interface Fragment { node?: string, stripe: number, index: number, device: string, sbId: string, block: number, blocks: number, length: number, hash: string }
 
 /** The seed's query fields: obj_id and size, then block, bsize, device and sb_id per fragment. */
 export function printObject (o: Record<string, unknown>, json: boolean): void {
@@ -26,7 +26,9 @@ export function printObject (o: Record<string, unknown>, json: boolean): void {
   ]
   if (o.name !== null && o.name !== undefined) pairs.push(['name', o.name])
   for (const f of o.fragments as Fragment[]) {
-    pairs.push(['fragment', `${f.stripe}/${f.index}`], ['block', f.block], ['bsize', 4096], ['device', f.device], ['sb_id', f.sbId], ['fragment_hash', f.hash])
+    pairs.push(['fragment', `${f.stripe}/${f.index}`])
+    if (f.node !== undefined) pairs.push(['node', f.node])
+    pairs.push(['block', f.block], ['bsize', 4096], ['device', f.device], ['sb_id', f.sbId], ['fragment_hash', f.hash])
   }
   process.stdout.write(lines(pairs))
 }

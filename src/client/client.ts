@@ -1,10 +1,13 @@
 // The client side of the protocol: talks to a node over its local Unix socket when one exists
 // for that address (no cipher: the fast path on the node's own machine, guarded by file
-// permissions), otherwise over TCP encrypted with secret-stream (Noise).
+// permissions), otherwise over TCP through the cluster transport, which needs the cluster
+// secret (src/cluster/transport.ts: PSK-bound handshake, AES-256-GCM frames).
 import fs from 'node:fs'
 import net from 'node:net'
-import SecretStream from '@hyperswarm/secret-stream'
 import { DdfsError, type ErrorCode } from '../errors'
+import { connect as connectSecure } from '../cluster/transport'
+import { secureStream } from '../cluster/stream'
+import { randomKeyPair } from '../cluster/identity'
 import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
@@ -22,6 +25,8 @@ export interface ConnectOptions {
   port: number
   /** Never use the local socket (tests of the TCP path). */
   tcpOnly?: boolean
+  /** The cluster secret: needed over TCP (not on the local socket). */
+  secret?: Buffer | null
   timeoutMs?: number
 }
 
@@ -55,18 +60,18 @@ export class Client {
         // A stale socket file: fall through to TCP.
       }
     }
-    let raw: net.Socket
-    try {
-      raw = await connectSocket(() => net.connect(opts.port, opts.host), opts.timeoutMs ?? 10000)
-    } catch {
-      throw notRunning()
+    if (opts.secret === undefined || opts.secret === null) {
+      if (!await reachable(opts.host, opts.port, opts.timeoutMs ?? 10000)) throw notRunning()
+      throw DdfsError.PERMISSION(`the node at ${address} is not on this machine (no local socket): reaching it over the network needs the cluster secret; pass --cluster FILE (or set DDFS_CLUSTER)`)
     }
-    const secure = new SecretStream(true, raw)
-    secure.on('error', () => {})
-    const conn = new FrameConnection(secure)
-    const opened = await secure.opened
-    if (!opened) throw DdfsError.PROTOCOL(`the encrypted handshake with ${address} failed`)
-    return new Client(conn, false, address)
+    try {
+      const secure = await connectSecure({ host: opts.host, port: opts.port, secret: opts.secret, keyPair: randomKeyPair(), handshakeTimeout: opts.timeoutMs ?? 10000 })
+      return new Client(new FrameConnection(secureStream(secure)), false, address)
+    } catch (err) {
+      const e = DdfsError.from(err)
+      if (e.code === 'NODE_NOT_RUNNING') throw notRunning()
+      throw DdfsError.PERMISSION(`the node at ${address} refused the handshake (a different cluster secret?): ${e.message}`)
+    }
   }
 
   close (): void {
@@ -191,4 +196,13 @@ function connectSocket (make: () => net.Socket, timeoutMs: number): Promise<net.
     s.once('connect', () => { clearTimeout(timer); s.setNoDelay?.(true); resolve(s) })
     s.once('error', (err) => { clearTimeout(timer); reject(err) })
   })
+}
+
+async function reachable (host: string, port: number, timeoutMs: number): Promise<boolean> {
+  try {
+    (await connectSocket(() => net.connect(port, host), timeoutMs)).destroy()
+    return true
+  } catch {
+    return false
+  }
 }

@@ -5,4 +5,4 @@ export { connect, listen, SecureConnection, SecureServer, MAX_FRAME, DEFAULT_AEA
 export { Discovery, startBootstrap, parseAddress, type DiscoveryOptions, type Member, type Address } from './discovery'
 export { secureStream } from './stream'
 export { PeerPool, type PeerAddress, type PeerPoolOptions } from './pool'
-export { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, rank, type PlacementMember, type FragmentMove } from './placement'
+export { fragmentHolders, fragmentSpread, manifestRank, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, rank, type PlacementMember, type FragmentMove } from './placement'

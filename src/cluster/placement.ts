@@ -54,6 +54,22 @@ export function manifestHolders<T extends PlacementMember> (objectId: Buffer, me
   return rank(DOMAIN_MANIFEST, objectId, members).slice(0, m + 1)
 }
 
+/** All members in manifest-holder order: the first m+1 hold it; readers fall back down the list. */
+export function manifestRank<T extends PlacementMember> (objectId: Buffer, members: readonly T[]): T[] {
+  return rank(DOMAIN_MANIFEST, objectId, members)
+}
+
+/**
+ * The member of each of n fragment indices. With at least n members, n distinct ones (the
+ * fragment holders); with fewer (an explicitly degraded schema) the ranking wraps around.
+ */
+export function fragmentSpread<T extends PlacementMember> (objectId: Buffer, members: readonly T[], n: number): T[] {
+  if (members.length >= n) return fragmentHolders(objectId, members, n)
+  if (members.length === 0) throw DdfsError.UNAVAILABLE('the cluster has no members')
+  const ranked = rank(DOMAIN_FRAGMENT, objectId, members)
+  return Array.from({ length: n }, (_, i) => ranked[i % ranked.length])
+}
+
 /** The members that hold the record of a name (see nameHash): m+1 of them (all, if fewer). */
 export function nameHolders<T extends PlacementMember> (hash: Buffer, members: readonly T[], m: number): T[] {
   return rank(DOMAIN_NAME, hash, members).slice(0, m + 1)

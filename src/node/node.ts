@@ -1,14 +1,23 @@
-// A ddfs node: its devices, its object store, a local admin socket and an encrypted TCP port.
+// A ddfs node: its devices, its object store, a local admin socket and an encrypted TCP port
+// (the cluster transport: only holders of the cluster secret get past its handshake). A node
+// started with a cluster secret and bootstrap addresses joins that cluster and spreads objects
+// over its members; without, it is a cluster of its own and spreads them over its devices.
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import SecretStream from '@hyperswarm/secret-stream'
 import { DdfsError } from '../errors'
 import { Logger } from '../log'
 import { FrameConnection } from '../wire/connection'
 import { LocalObjectStore } from '../object/local-object-store'
+import { ClusterObjectStore } from '../object/cluster-object-store'
+import { DeviceSite } from '../object/device-site'
+import type { ObjectStore } from '../object/types'
+import { listen as listenSecure, type SecureServer } from '../cluster/transport'
+import { secureStream } from '../cluster/stream'
+import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { NodeDevicePool } from './device-pool'
 import { DataDir } from './data-dir'
+import { ClusterLink } from './cluster-link'
 import { socketPath } from './paths'
 import { Session } from './session'
 import type { DeviceInfo } from '../store/types'
@@ -18,15 +27,25 @@ export interface NodeOptions {
   port: number
   dataDir: string
   logFile: string | null
+  /** The cluster secret file; null: the node's own, `<dataDir>/cluster.secret` (made on first start). */
+  clusterFile: string | null
+  /** DHT bootstrap addresses; [] runs the bootstrap node itself. null: a standalone node (no DHT). */
+  bootstrap: string[] | null
+  /** UDP port of the node's DHT node (default: port + 1000). */
+  dhtPort: number
+  /** Discovery refresh period in ms (members silent for 3 periods leave the view). */
+  discoveryIntervalMs?: number
 }
 
 export class Node {
   readonly devices = new NodeDevicePool()
-  readonly objects = new LocalObjectStore(this.devices)
+  readonly site: DeviceSite
+  objects: ObjectStore
   readonly data: DataDir
   readonly log: Logger
   readonly socket: string
-  private tcp: net.Server | null = null
+  cluster: ClusterLink | null = null
+  private tcp: SecureServer | null = null
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
   private stopping: Promise<void> | null = null
@@ -41,6 +60,14 @@ export class Node {
     this.data = new DataDir(opts.dataDir)
     this.log = new Logger(opts.logFile, `${opts.host}:${opts.port}`)
     this.socket = socketPath(opts.host, opts.port)
+    this.site = new DeviceSite(this.devices, `${opts.host}:${opts.port}`)
+    this.objects = new LocalObjectStore(this.devices)
+  }
+
+  private clusterSecret (): Buffer {
+    if (this.opts.clusterFile !== null) return loadClusterSecret(this.opts.clusterFile)
+    const own = path.join(this.opts.dataDir, 'cluster.secret')
+    return fs.existsSync(own) ? loadClusterSecret(own) : createClusterSecret(own)
   }
 
   /** Opens the devices in the config, then serves. Releases everything it took if it fails. */
@@ -62,15 +89,29 @@ export class Node {
           this.log.error('device-failed', { device, error: e.message })
         }
       }
-      this.tcp = net.createServer((raw) => {
-        raw.on('error', () => {})
-        const secure = new SecretStream(false, raw, { keyPair })
-        secure.on('error', (err: Error) => this.log.warn('handshake-failed', { peer: raw.remoteAddress, error: err.message }))
-        this.serve(new FrameConnection(secure), false, `${raw.remoteAddress ?? '?'}:${raw.remotePort ?? 0}`)
-      })
-      await listen(this.tcp, () => this.tcp?.listen(this.opts.port, this.opts.host), `${this.opts.host}:${this.opts.port}`)
+      const secret = this.clusterSecret()
+      const address = `${this.opts.host}:${this.opts.port}`
+      try {
+        this.tcp = await listenSecure({ host: this.opts.host, port: this.opts.port, secret, keyPair }, (conn) => {
+          this.serve(new FrameConnection(secureStream(conn)), false, conn.remoteAddress)
+        })
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'EADDRINUSE') throw DdfsError.NODE_RUNNING(`${address} is already in use (another node or program listens there)`)
+        throw DdfsError.IO(`cannot listen on ${address}: ${(err as Error).message}`)
+      }
+      // Someone without the secret (or with a different one) knocked: dropped at the handshake.
+      this.tcp.on('reject', (err, remote) => this.log.warn('peer-rejected', { peer: remote, error: err.message }))
+      this.tcp.on('error', (err) => this.log.error('tcp-error', { error: err.message }))
+      if (this.opts.bootstrap !== null) {
+        this.cluster = new ClusterLink({
+          secret, keyPair, host: this.opts.host, port: this.opts.port, bootstrap: this.opts.bootstrap, dhtPort: this.opts.dhtPort, intervalMs: this.opts.discoveryIntervalMs
+        }, this.site, this.log)
+        await this.cluster.start()
+        this.objects = new ClusterObjectStore(this.cluster)
+      }
       fs.writeFileSync(this.data.pidFile, `${process.pid}\n`)
-      this.log.info('node-started', { pid: process.pid, data: this.opts.dataDir, devices: this.devices.stores().length, publicKey: keyPair.publicKey.toString('hex') })
+      this.log.info('node-started', { pid: process.pid, data: this.opts.dataDir, devices: this.devices.stores().length, publicKey: keyPair.publicKey.toString('hex'), cluster: this.cluster !== null })
     } catch (err) {
       this.log.error('node-start-failed', { error: DdfsError.from(err).message })
       await this.release()
@@ -128,6 +169,10 @@ export class Node {
   status (): Record<string, unknown> {
     return {
       address: `${this.opts.host}:${this.opts.port}`,
+      publicKey: this.data.keyPair().publicKey.toString('hex'),
+      mode: this.cluster === null ? 'standalone' : 'cluster',
+      dht: this.cluster?.dhtAddress() ?? null,
+      members: this.cluster?.describe() ?? null,
       pid: process.pid,
       dataDir: this.opts.dataDir,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
@@ -150,9 +195,10 @@ export class Node {
 
   private async release (): Promise<void> {
     const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
-    const servers = Promise.all([closeServer(this.tcp), closeServer(this.local)])
+    const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])
     for (const c of this.connections) c.close()
     await servers
+    await this.cluster?.close()
     await this.devices.closeAll()
     if (this.local !== null) fs.rmSync(this.socket, { force: true })
     if (this.data.readPid() === process.pid) fs.rmSync(this.data.pidFile, { force: true })

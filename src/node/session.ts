@@ -5,8 +5,10 @@ import { DdfsError } from '../errors'
 import type { FrameConnection, Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
-  listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage
+  listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
+  entryKeyMessage, entryReplyMessage, entryRemoveMessage
 } from '../wire/messages'
+import { EntryKind } from '../store/types'
 import fs from 'node:fs'
 import { Xxh64Stream } from '../hash'
 import { OutputFile } from '../client/output-file'
@@ -16,6 +18,8 @@ import type { Node } from './node'
 const PUT_QUEUE_HIGH = 16
 /** Payload bytes per DATA frame of a get. */
 const GET_CHUNK = 1024 * 1024
+/** Node-to-node entry requests served at once per connection; beyond it the connection pauses. */
+const ENTRY_REQUESTS_HIGH = 32
 
 interface PutState {
   requestId: number
@@ -31,6 +35,7 @@ export class Session {
   private busy: Promise<void> = Promise.resolve()
   private put: PutState | null = null
   private discardRequest = -1  // a failed put's request id: its late DATA frames are dropped
+  private entryRequests = 0
 
   constructor (private readonly node: Node, private readonly conn: FrameConnection, readonly admin: boolean, readonly peer: string) {
     conn.on('frame', (f: Frame) => this.onFrame(f))
@@ -45,6 +50,18 @@ export class Session {
       return
     }
     if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) return
+    // Another node's entry requests run side by side (a put keeps several stripes in flight).
+    if (f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) {
+      if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
+      this.entryRequest(f).catch((err) => {
+        const e = DdfsError.from(err)
+        if (e.code !== 'NOT_FOUND') this.node.log.warn('entry-request-failed', { peer: this.peer, type: f.type, error: e.message })
+        this.conn.sendError(f.requestId, e)
+      }).finally(() => {
+        if (this.entryRequests-- === ENTRY_REQUESTS_HIGH) this.conn.resume()
+      })
+      return
+    }
     // A put's state exists from its first frame, so its DATA frames are never taken for requests.
     if (f.type === MessageType.Put && this.put === null) this.put = newPutState(f.requestId)
     this.busy = this.busy.then(() => this.handle(f)).catch((err) => {
@@ -91,6 +108,50 @@ export class Session {
         return this.adminRequest(f)
       default:
         throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
+    }
+  }
+
+  /** A request of another node (or a client) for this node's own entries. */
+  private async entryRequest (f: Frame): Promise<void> {
+    const rid = f.requestId
+    const site = this.node.site
+    switch (f.type) {
+      case MessageType.EntryPut: {
+        const key = decodeMeta(entryKeyMessage, f.meta)
+        if (key.kind !== EntryKind.Fragment && key.kind !== EntryKind.Manifest) throw DdfsError.PROTOCOL(`entries of kind ${key.kind} are not written by peers`)
+        await site.putEntry(key, f.payload)
+        this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      }
+      case MessageType.EntryGet: {
+        const key = decodeMeta(entryKeyMessage, f.meta)
+        if (key.kind === EntryKind.Manifest) {
+          const m = await site.getManifest(key.id)
+          if (m === null) throw DdfsError.NOT_FOUND(`no manifest of ${key.id.toString('hex')} here`)
+          this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: m === 'deleted' }, m === 'deleted' ? null : m)
+          return
+        }
+        const { entry } = await site.getEntry(key)
+        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry)
+        return
+      }
+      case MessageType.EntryList: {
+        const { id } = decodeMeta(idMessage, f.meta)
+        this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(await site.listFragments(id)))
+        return
+      }
+      case MessageType.EntryRemove: {
+        const { id, tombstone } = decodeMeta(entryRemoveMessage, f.meta)
+        await site.removeId(id, tombstone)
+        if (tombstone) this.node.log.info('tombstone', { id: id.toString('hex'), peer: this.peer })
+        this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      }
+      default: {
+        const { after, limit } = decodeMeta(listMessage, f.meta)
+        const ids = await site.listManifests(after, Math.min(limit, 10000))
+        this.conn.send(MessageType.Ok, rid, okMessage, ids.map((i) => i.toString('hex')))
+      }
     }
   }
 

@@ -9,19 +9,13 @@ import { DdfsError } from '../errors'
 import { SEGMENT_SIZE, ID_BYTES } from '../constants'
 import { MAX_FRAGMENTS } from '../erasure/reed-solomon'
 import { EntryKind } from '../store/types'
-import type { BlockStore, EntryKey } from '../store/types'
-import { encodeManifest, decodeManifest, type Manifest } from './records'
+import type { BlockStore } from '../store/types'
+import { encodeManifest, decodeManifest, keyOf, TOMBSTONE_KIND, type Manifest } from './records'
+import { DeviceSite } from './device-site'
 import { writeObject, readObject, FRAGMENT_DATA, type FetchedFragment } from './stripes'
 import type { DevicePool, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions, Schema, FragmentLocation } from './types'
 
 export { FRAGMENT_DATA } from './stripes'
-
-/** A tombstone is a zero-length entry: it uses no blocks, and keeps a deleted id from coming back. */
-export const TOMBSTONE_KIND = 3
-
-export function keyOf (id: Buffer, kind: number, stripe = 0, index = 0): EntryKey {
-  return { id, kind, stripe, index }
-}
 
 export function checkId (id: Buffer): void {
   if (!Buffer.isBuffer(id) || id.length !== ID_BYTES) throw DdfsError.BAD_ARGUMENT('an object id is 32 hex characters')
@@ -108,20 +102,7 @@ export class LocalObjectStore implements ObjectStore {
   }
 
   async list (after: Buffer | null, limit: number): Promise<Buffer[]> {
-    const found = new Map<string, Buffer>()
-    for (const store of this.pool.stores()) {
-      let cursor = after
-      let taken = 0
-      while (taken < limit) {
-        const ids = store.ids(cursor, 256)
-        if (ids.length === 0) break
-        for (const id of ids) {
-          if (store.stat(keyOf(id, EntryKind.Manifest)) !== null) { found.set(id.toString('hex'), id); taken++ }
-        }
-        cursor = ids[ids.length - 1]
-      }
-    }
-    return [...found.values()].sort(Buffer.compare).slice(0, limit)
+    return new DeviceSite(this.pool, 'this node').listManifests(after, limit)
   }
 
   private checkSpace (stores: BlockStore[], size: number, k: number, m: number): void {
@@ -164,17 +145,22 @@ export class LocalObjectStore implements ObjectStore {
         fragments.push({ stripe: e.key.stripe, index: e.key.index, device: store.path, sbId: info.sbId, block: e.block, blocks: e.blocks, length: e.length, hash: e.hash })
       }
     }
-    fragments.sort((a, b) => a.stripe - b.stripe || a.index - b.index)
-    return {
-      id: id.toString('hex'),
-      size: manifest.size,
-      schema: { k: manifest.k, m: manifest.m },
-      stripeSize: manifest.stripeSize,
-      hash: manifest.hash,
-      name: manifest.name,
-      version: manifest.version,
-      createdAt: manifest.createdAt,
-      fragments
-    }
+    return describeObject(id, manifest, fragments)
+  }
+}
+
+/** What query shows of an object: its manifest and where its fragments are. */
+export function describeObject (id: Buffer, manifest: Manifest, fragments: FragmentLocation[]): ObjectInfo {
+  fragments.sort((a, b) => a.stripe - b.stripe || a.index - b.index)
+  return {
+    id: id.toString('hex'),
+    size: manifest.size,
+    schema: { k: manifest.k, m: manifest.m },
+    stripeSize: manifest.stripeSize,
+    hash: manifest.hash,
+    name: manifest.name,
+    version: manifest.version,
+    createdAt: manifest.createdAt,
+    fragments
   }
 }

@@ -5,8 +5,17 @@ import c from 'compact-encoding'
 import { xxh64 } from '../hash'
 import { DdfsError } from '../errors'
 import { hash64 } from '../encoding'
+import type { EntryKey } from '../store/types'
 
 export const MANIFEST_VERSION = 1
+
+/** A tombstone is a zero-length entry: it uses no blocks, and keeps a deleted id from coming back. */
+export const TOMBSTONE_KIND = 3
+
+/** The store key of an object's entry (EntryKind: fragment, manifest, name; or TOMBSTONE_KIND). */
+export function keyOf (id: Buffer, kind: number, stripe = 0, index = 0): EntryKey {
+  return { id, kind, stripe, index }
+}
 
 export interface Manifest {
   version: number          // object version (1 on create)
@@ -19,10 +28,14 @@ export interface Manifest {
   name: string | null
   tombstone: boolean
   stripeHashes: bigint[]   // per stripe, per fragment: XXH64 of each fragment's data, k + m per stripe
+  /** Cluster objects: the public key of the node holding fragment index i (of every stripe). */
+  holders?: Buffer[]
 }
 
 const FLAG_NAME = 1
 const FLAG_TOMBSTONE = 2
+const FLAG_HOLDERS = 4
+const KEY_BYTES = 32
 
 const manifestEncoding = {
   preencode (state: c.State, m: Manifest): void {
@@ -38,10 +51,14 @@ const manifestEncoding = {
     if (m.name !== null) c.string.preencode(state, m.name)
     c.uint.preencode(state, m.stripeHashes.length)
     state.end += 8 * m.stripeHashes.length
+    if (m.holders !== undefined) {
+      c.uint.preencode(state, m.holders.length)
+      state.end += KEY_BYTES * m.holders.length
+    }
   },
   encode (state: c.State, m: Manifest): void {
     c.uint.encode(state, MANIFEST_VERSION)
-    c.uint.encode(state, (m.name !== null ? FLAG_NAME : 0) | (m.tombstone ? FLAG_TOMBSTONE : 0))
+    c.uint.encode(state, (m.name !== null ? FLAG_NAME : 0) | (m.tombstone ? FLAG_TOMBSTONE : 0) | (m.holders !== undefined ? FLAG_HOLDERS : 0))
     c.uint.encode(state, m.version)
     c.uint.encode(state, m.size)
     c.uint.encode(state, m.k)
@@ -52,6 +69,15 @@ const manifestEncoding = {
     if (m.name !== null) c.string.encode(state, m.name)
     c.uint.encode(state, m.stripeHashes.length)
     for (const h of m.stripeHashes) hash64.encode(state, h)
+    if (m.holders !== undefined) {
+      c.uint.encode(state, m.holders.length)
+      for (const key of m.holders) {
+        const out = state.buffer as Buffer
+        if (key.length !== KEY_BYTES) throw DdfsError.BAD_ARGUMENT('a holder key has 32 bytes')
+        out.set(key, state.start)
+        state.start += KEY_BYTES
+      }
+    }
   },
   decode (state: c.State): Manifest {
     const format = c.uint.decode(state)
@@ -69,7 +95,18 @@ const manifestEncoding = {
     if (count > (state.end - state.start) / 8) throw DdfsError.CORRUPT('manifest truncated')
     const stripeHashes: bigint[] = new Array(count)
     for (let i = 0; i < count; i++) stripeHashes[i] = hash64.decode(state)
-    return { version, size, k, m, stripeSize, hash, createdAt, name, tombstone: (flags & FLAG_TOMBSTONE) !== 0, stripeHashes }
+    const manifest: Manifest = { version, size, k, m, stripeSize, hash, createdAt, name, tombstone: (flags & FLAG_TOMBSTONE) !== 0, stripeHashes }
+    if ((flags & FLAG_HOLDERS) !== 0) {
+      const holders = c.uint.decode(state)
+      if (holders !== k + m || holders * KEY_BYTES > state.end - state.start) throw DdfsError.CORRUPT('manifest holder list is malformed')
+      manifest.holders = []
+      for (let i = 0; i < holders; i++) {
+        manifest.holders.push(Buffer.from((state.buffer as Buffer).subarray(state.start, state.start + KEY_BYTES)))
+        state.start += KEY_BYTES
+      }
+    }
+    if (k < 1 || stripeSize < 1 || count !== Math.ceil(size / stripeSize) * (k + m)) throw DdfsError.CORRUPT('manifest fields disagree')
+    return manifest
   }
 }
 

@@ -2,7 +2,7 @@
 // Implementations: LocalObjectStore (src/object/local-object-store.ts) over the node's own
 // devices; the cluster's object store over remote nodes later. Objects are (n,k) erasure coded:
 // n = k + m fragments per stripe, any k restore it.
-import type { BlockStore } from '../store/types'
+import type { BlockStore, EntryKey } from '../store/types'
 
 export interface Schema {
   k: number   // data fragments per stripe
@@ -34,6 +34,7 @@ export interface GetOptions {
 
 /** Where one fragment of one stripe lives. */
 export interface FragmentLocation {
+  node?: string     // host:port of the node (cluster objects)
   stripe: number
   index: number
   device: string    // device path
@@ -82,4 +83,25 @@ export interface ObjectStore {
 /** The node's attached devices as the object layer sees them: each device a failure domain. */
 export interface DevicePool {
   stores (): BlockStore[]
+}
+
+/**
+ * One node's store entries as the cluster object store sees them: this node's own devices
+ * (src/node/local-site.ts) or another node's, over the cluster transport (src/cluster/remote-site.ts).
+ */
+export interface EntrySite {
+  /** host:port, for messages. */
+  readonly label: string
+  /** Stores an entry durably (on one of the node's devices); replaces an older one. */
+  putEntry (key: EntryKey, data: Buffer): Promise<void>
+  /** The entry, checked against its XXH64; NOT_FOUND when the node has none. */
+  getEntry (key: EntryKey): Promise<{ entry: Buffer, verified: boolean }>
+  /** The id's manifest bytes, 'deleted' when the node holds its tombstone, null when neither. */
+  getManifest (id: Buffer): Promise<Buffer | 'deleted' | null>
+  /** The id's fragments on this node and where they are. */
+  listFragments (id: Buffer): Promise<FragmentLocation[]>
+  /** Removes every entry of the id; `tombstone` leaves the mark that it was deleted. */
+  removeId (id: Buffer, tombstone: boolean): Promise<void>
+  /** Ids whose manifest the node holds, in order, after `after`. */
+  listManifests (after: Buffer | null, limit: number): Promise<Buffer[]>
 }

@@ -35,10 +35,18 @@ export const enum MessageType {
   Status = 14,
   List = 15,
   PutLocal = 16,   // local socket only: the node reads the file itself
-  GetLocal = 17    // local socket only: the node writes the file itself
+  GetLocal = 17,   // local socket only: the node writes the file itself
+  // Between nodes (any holder of the cluster secret): one store entry at a time, many requests
+  // in flight on one connection, answered in any order.
+  EntryPut = 18,   // entryKeyMessage + the entry's bytes -> Ack
+  EntryGet = 19,   // entryKeyMessage -> Data (entryReplyMessage + the entry's bytes)
+  EntryList = 20,  // idMessage -> Ok (JSON: the id's entries on this node, for query)
+  EntryRemove = 21, // entryRemoveMessage -> Ack
+  ManifestList = 22, // listMessage -> Ok (JSON: ids whose manifest this node holds)
+  Ack = 23
 }
 
-const MAX_TYPE = MessageType.GetLocal
+const MAX_TYPE = MessageType.Ack
 
 export function checkType (t: number): MessageType {
   if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
@@ -123,6 +131,37 @@ export const getLocalMessage: c.Encoder<GetLocalMessage> = {
   preencode (s, m) { id16.preencode(s, m.id); c.string.preencode(s, m.path) },
   encode (s, m) { id16.encode(s, m.id); c.string.encode(s, m.path) },
   decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), path: c.string.decode(s) } }
+}
+
+/** Where a store entry belongs (see src/store/types.ts EntryKey). */
+export interface EntryKeyMessage { id: Buffer, kind: number, stripe: number, index: number }
+export const entryKeyMessage: c.Encoder<EntryKeyMessage> = {
+  preencode (s, m) { id16.preencode(s, m.id); c.uint.preencode(s, m.kind); c.uint.preencode(s, m.stripe); c.uint.preencode(s, m.index) },
+  encode (s, m) { id16.encode(s, m.id); c.uint.encode(s, m.kind); c.uint.encode(s, m.stripe); c.uint.encode(s, m.index) },
+  decode (s) {
+    const id = Buffer.from(id16.decode(s) as Uint8Array)
+    const kind = c.uint.decode(s)
+    const stripe = c.uint.decode(s)
+    const index = c.uint.decode(s)
+    if (kind > 0xffff || stripe > 0xffffffff || index > 0xffff) throw DdfsError.PROTOCOL('entry key out of range')
+    return { id, kind, stripe, index }
+  }
+}
+
+/** The answer to EntryGet: `tombstone` when the id was deleted (the payload is then empty). */
+export interface EntryReplyMessage { tombstone: boolean }
+export const entryReplyMessage: c.Encoder<EntryReplyMessage> = {
+  preencode (s) { c.uint.preencode(s, 0) },
+  encode (s, m) { c.uint.encode(s, m.tombstone ? 1 : 0) },
+  decode (s) { return { tombstone: (c.uint.decode(s) & 1) !== 0 } }
+}
+
+/** Removes every entry of an id on the node; `tombstone` leaves a mark that it was deleted. */
+export interface EntryRemoveMessage { id: Buffer, tombstone: boolean }
+export const entryRemoveMessage: c.Encoder<EntryRemoveMessage> = {
+  preencode (s, m) { c.uint.preencode(s, 0); id16.preencode(s, m.id) },
+  encode (s, m) { c.uint.encode(s, m.tombstone ? 1 : 0); id16.encode(s, m.id) },
+  decode (s) { const flags = c.uint.decode(s); return { tombstone: (flags & 1) !== 0, id: Buffer.from(id16.decode(s) as Uint8Array) } }
 }
 
 export interface DeviceMessage { path: string, format: boolean }

@@ -1,0 +1,55 @@
+// Starting a ddfs process in the background and waiting until it serves: the child reports
+// "ready" (or "error {code, message}") on fd 3, then runs on its own.
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { DdfsError } from '../errors'
+
+const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
+
+/** Runs `ddfs ...args` detached; resolves with its pid once it reported ready. */
+export async function startDetached (args: string[]): Promise<number> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...process.env, DDFS_READY_FD: '3' }
+  })
+  const pipe = child.stdio[3] as NodeJS.ReadableStream
+  let text = ''
+  pipe.setEncoding?.('utf8')
+  const result = await new Promise<string>((resolve) => {
+    pipe.on('data', (d: string) => { text += d; if (text.includes('\n')) resolve(text) })
+    child.on('exit', (code) => resolve(text === '' ? `error ${JSON.stringify({ code: 'INTERNAL', message: `ddfs ${args.slice(0, 2).join(' ')} exited with ${code} before it served` })}\n` : text))
+  })
+  ;(pipe as unknown as { destroy: () => void }).destroy()
+  child.unref()
+  if (!result.startsWith('ready')) {
+    const { code, message } = JSON.parse(result.slice(6)) as { code: string, message: string }
+    throw new DdfsError(code as never, message)
+  }
+  return child.pid as number
+}
+
+/** In the child: tells the parent it serves (or why it could not start). */
+export function reportReady (err?: unknown): void {
+  const fd = process.env.DDFS_READY_FD !== undefined ? Number(process.env.DDFS_READY_FD) : null
+  if (fd === null) return
+  delete process.env.DDFS_READY_FD
+  if (err === undefined) {
+    fs.writeSync(fd, 'ready\n')
+  } else {
+    const e = DdfsError.from(err)
+    fs.writeSync(fd, `error ${JSON.stringify({ code: e.code, message: e.message.slice(e.code.length + 2) })}\n`)
+  }
+  fs.closeSync(fd)
+}
+
+/** Waits until process `pid` is gone (true) or `ms` passed (false). */
+export async function waitExit (pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    try { process.kill(pid, 0) } catch { return true }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return false
+}

@@ -1,0 +1,69 @@
+// Another node's entries, reached over the cluster transport: the requests of the node-to-node
+// protocol (src/wire/messages.ts, EntryPut .. ManifestList) behind the EntrySite interface.
+import { DdfsError } from '../errors'
+import type { EntryKey } from '../store/types'
+import type { EntrySite, FragmentLocation } from '../object/types'
+import type { RpcConnection } from '../wire/rpc'
+import {
+  MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta
+} from '../wire/messages'
+
+/** A node that does not answer within this long counts as unreachable for that request. */
+const DATA_TIMEOUT_MS = 30_000
+const CONTROL_TIMEOUT_MS = 10_000
+
+export class RemoteSite implements EntrySite {
+  constructor (readonly label: string, private readonly connect: () => Promise<RpcConnection>) {}
+
+  async putEntry (key: EntryKey, data: Buffer): Promise<void> {
+    const f = await (await this.rpc()).request(MessageType.EntryPut, entryKeyMessage, key, data, DATA_TIMEOUT_MS)
+    expect(f.type, MessageType.Ack, this.label)
+  }
+
+  async getEntry (key: EntryKey): Promise<{ entry: Buffer, verified: boolean }> {
+    const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, key, null, DATA_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    return { entry: f.payload, verified: false }
+  }
+
+  async getManifest (id: Buffer): Promise<Buffer | 'deleted' | null> {
+    try {
+      const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { id, kind: 1, stripe: 0, index: 0 }, null, CONTROL_TIMEOUT_MS)
+      expect(f.type, MessageType.Data, this.label)
+      return decodeMeta(entryReplyMessage, f.meta).tombstone ? 'deleted' : f.payload
+    } catch (err) {
+      if (DdfsError.from(err).code === 'NOT_FOUND') return null
+      throw err
+    }
+  }
+
+  async listFragments (id: Buffer): Promise<FragmentLocation[]> {
+    const f = await (await this.rpc()).request(MessageType.EntryList, idMessage, { id }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Ok, this.label)
+    const list = decodeMeta(okMessage, f.meta) as Array<FragmentLocation & { hash: string }>
+    return list.map((x) => ({ ...x, hash: BigInt(`0x${x.hash}`) }))
+  }
+
+  async removeId (id: Buffer, tombstone: boolean): Promise<void> {
+    const f = await (await this.rpc()).request(MessageType.EntryRemove, entryRemoveMessage, { id, tombstone }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Ack, this.label)
+  }
+
+  async listManifests (after: Buffer | null, limit: number): Promise<Buffer[]> {
+    const f = await (await this.rpc()).request(MessageType.ManifestList, listMessage, { after, limit }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Ok, this.label)
+    return (decodeMeta(okMessage, f.meta) as string[]).map((h) => Buffer.from(h, 'hex'))
+  }
+
+  private async rpc (): Promise<RpcConnection> {
+    try {
+      return await this.connect()
+    } catch (err) {
+      throw DdfsError.UNAVAILABLE(`node ${this.label} is unreachable: ${DdfsError.from(err).message}`)
+    }
+  }
+}
+
+function expect (got: number, want: MessageType, label: string): void {
+  if (got !== want) throw DdfsError.PROTOCOL(`${label} answered with message type ${got}, expected ${want}`)
+}

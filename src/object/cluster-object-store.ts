@@ -1,0 +1,141 @@
+// Objects spread over the nodes of a cluster: fragment index i of every stripe lives on the
+// i-th fragment holder of the object id (rendezvous placement over the membership), the
+// manifest on the first m+1 manifest holders. The manifest records which node holds each
+// fragment index, so a reader goes straight to them whatever the membership is by then. Any
+// node can coordinate any operation: the node a client talks to runs the pipeline
+// (src/object/stripes.ts) and moves fragments to and from the holders.
+import crypto from 'node:crypto'
+import { DdfsError } from '../errors'
+import { ID_BYTES } from '../constants'
+import { EntryKind } from '../store/types'
+import { fragmentSpread, manifestRank } from '../cluster/placement'
+import { encodeManifest, decodeManifest, keyOf, type Manifest } from './records'
+import { writeObject, readObject } from './stripes'
+import { checkId, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
+import type { EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
+
+export interface ViewMember {
+  publicKey: Buffer
+  site: EntrySite
+}
+
+/** The membership as this node sees it (itself included), each member with its entry site. */
+export interface ClusterView {
+  members (): ViewMember[]
+}
+
+/** Manifest holders asked at once; more are asked only when these lack the manifest. */
+const MANIFEST_FANOUT = 3
+/** A stripe waiting this long for its last data fragment asks a parity fragment too. */
+const HEDGE_MS = 250
+
+export class ClusterObjectStore implements ObjectStore {
+  constructor (private readonly view: ClusterView) {}
+
+  async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo> {
+    const members = this.view.members()
+    const schema = opts.schema ?? defaultSchema(members.length)
+    checkSchema(schema, members.length, `the cluster has ${members.length} nodes (start more nodes)`, opts.allowDegraded)
+    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw DdfsError.BAD_ARGUMENT(`bad object size ${opts.size}`)
+    const { k, m } = schema
+    const id = crypto.randomBytes(ID_BYTES)
+    const holders = fragmentSpread(id, members, k + m)
+    const manifestSites = manifestRank(id, members).slice(0, m + 1)
+    try {
+      const written = await writeObject(source, { id, size: opts.size, k, m, expectedHash: opts.expectedHash, signal: opts.signal },
+        (s, i, entry) => holders[i].site.putEntry(keyOf(id, EntryKind.Fragment, s, i), entry))
+      const manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
+      const body = encodeManifest(manifest)
+      await Promise.all(manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
+      return describeObject(id, manifest, [])
+    } catch (err) {
+      const touched = new Set([...holders, ...manifestSites])
+      await Promise.allSettled([...touched].map((h) => h.site.removeId(id, false)))
+      throw DdfsError.from(err)
+    }
+  }
+
+  async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
+    const manifest = await this.load(id)
+    const sites = this.fragmentSites(manifest)
+    yield * readObject(id, manifest, { ...opts, hedgeMs: HEDGE_MS }, async (s, i) => {
+      const site = sites[i]
+      if (site === null) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
+      const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
+      return { entry, verified, where: site.label }
+    })
+  }
+
+  async head (id: Buffer): Promise<ObjectHead> {
+    const m = await this.load(id)
+    return { size: m.size, hash: m.hash }
+  }
+
+  async query (id: Buffer): Promise<ObjectInfo> {
+    const manifest = await this.load(id)
+    const sites = new Set(this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null))
+    const lists = await Promise.allSettled([...sites].map((s) => s.listFragments(id)))
+    const fragments = lists.flatMap((r) => r.status === 'fulfilled' ? r.value : [])
+    return describeObject(id, manifest, fragments)
+  }
+
+  async delete (id: Buffer): Promise<void> {
+    const manifest = await this.load(id)
+    const members = this.view.members()
+    const manifestSites = manifestRank(id, members).slice(0, manifest.m + 1).map((h) => h.site)
+    const targets = new Set([...manifestSites, ...this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null)])
+    const results = await Promise.allSettled([...targets].map((s) => s.removeId(id, true)))
+    const marked = manifestSites.filter((s) => results[[...targets].indexOf(s)].status === 'fulfilled').length
+    if (marked === 0) {
+      throw DdfsError.UNAVAILABLE(`no manifest holder of ${id.toString('hex')} could record the delete; try again when the nodes are back`)
+    }
+  }
+
+  async list (after: Buffer | null, limit: number): Promise<Buffer[]> {
+    const members = this.view.members()
+    const lists = await Promise.allSettled(members.map((m) => m.site.listManifests(after, limit)))
+    if (lists.every((r) => r.status === 'rejected')) throw DdfsError.UNAVAILABLE('no node answered the listing')
+    const found = new Map<string, Buffer>()
+    for (const r of lists) if (r.status === 'fulfilled') for (const id of r.value) found.set(id.toString('hex'), id)
+    return [...found.values()].sort(Buffer.compare).slice(0, limit)
+  }
+
+  /** The site of each fragment index's holder, as the manifest recorded it; null when gone. */
+  private fragmentSites (manifest: Manifest): Array<EntrySite | null> {
+    const members = this.view.members()
+    return (manifest.holders ?? []).map((key) => members.find((mb) => mb.publicKey.equals(key))?.site ?? null)
+  }
+
+  /**
+   * The manifest, from the manifest holders in rank order: the first few at once, the rest
+   * only when those lack it (the membership changed since the put). A tombstone anywhere wins.
+   */
+  private async load (id: Buffer): Promise<Manifest> {
+    checkId(id)
+    const ranked = manifestRank(id, this.view.members())
+    const problems: string[] = []
+    let unreachable = 0
+    for (let at = 0; at < ranked.length;) {
+      const batch = ranked.slice(at, at + (at === 0 ? MANIFEST_FANOUT : 2 * MANIFEST_FANOUT))
+      at += batch.length
+      const answers = await Promise.allSettled(batch.map((h) => h.site.getManifest(id)))
+      let manifest: Manifest | null = null
+      for (let i = 0; i < answers.length; i++) {
+        const a = answers[i]
+        if (a.status === 'rejected') { unreachable++; problems.push(DdfsError.from(a.reason).message); continue }
+        if (a.value === 'deleted') throw DdfsError.NOT_FOUND(`no object ${id.toString('hex')} (deleted)`)
+        if (a.value === null || manifest !== null) continue
+        try {
+          manifest = decodeManifest(a.value)
+        } catch (err) {
+          problems.push(`${batch[i].site.label}: ${DdfsError.from(err).message}`)  // a damaged copy: others may be intact
+        }
+      }
+      if (manifest !== null) return manifest
+    }
+    if (problems.length > 0) {
+      throw DdfsError.UNAVAILABLE(`no intact manifest of ${id.toString('hex')} found (${unreachable} of ${ranked.length} nodes unreachable): ${problems.join('; ')}`)
+    }
+    throw DdfsError.NOT_FOUND(`no object ${id.toString('hex')} (unknown or deleted)`)
+  }
+}
