@@ -18,6 +18,13 @@ test('a manifest encodes to pinned bytes and decodes back', (t) => {
   t.is(tomb.name, null)
 })
 
+test('a cluster manifest carries the holder of each fragment index', (t) => {
+  const holders = Array.from({ length: 6 }, (_, i) => Buffer.alloc(32, i + 1))
+  t.alike(decodeManifest(encodeManifest({ ...example, holders })).holders, holders)
+  t.exception(() => encodeManifest({ ...example, holders: [Buffer.alloc(31)] }), /holder/)
+  t.exception(() => decodeManifest(encodeManifest({ ...example, holders: holders.slice(0, 5) })), /CORRUPT/)
+})
+
 test('a damaged manifest is CORRUPT, never a wrong manifest', (t) => {
   const bytes = encodeManifest(example)
   for (let i = 0; i < bytes.length; i++) {

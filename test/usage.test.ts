@@ -224,10 +224,13 @@ test('a corrupt block on the device makes get fail with CORRUPT and write no out
   }
 })
 
-test('admin commands over TCP are refused; malformed frames do not hurt the node', async (t) => {
+test('TCP needs the cluster secret; admin commands over TCP are refused; malformed frames do not hurt the node', async (t) => {
   const dir = tmpDir(t)
   const node = await startNode(t, dir, [deviceFile(dir, 'dev.img', 16 * MiB)])
-  const tcp = await Client.connect({ host: node.host, port: node.port, tcpOnly: true })
+  // A standalone node makes its own secret; without it (or with another) TCP gets nothing.
+  await t.exception(Client.connect({ host: node.host, port: node.port, tcpOnly: true }), /PERMISSION.*--cluster/)
+  await t.exception(Client.connect({ host: node.host, port: node.port, tcpOnly: true, secret: crypto.randomBytes(32) }), /PERMISSION/)
+  const tcp = await Client.connect({ host: node.host, port: node.port, tcpOnly: true, secret: fs.readFileSync(path.join(node.data, 'cluster.secret')) })
   t.teardown(() => tcp.close())
   t.absent(tcp.local)
   await t.exception(tcp.stopNode(), /PERMISSION/)
@@ -244,6 +247,7 @@ test('admin commands over TCP are refused; malformed frames do not hurt the node
   }
   const r = await ddfs(['status', '-s', node.host, '-p', String(node.port), '--json'])
   t.is(r.code, 0, 'the node still answers')
+  t.ok(fs.readFileSync(node.log, 'utf8').includes('peer-rejected'), 'the node logged the rejected handshakes')
   t.is(JSON.parse(r.stdout).devices.length, 1)
   const file = path.join(dir, 'f')
   fs.writeFileSync(file, 'still works')

@@ -105,7 +105,7 @@ const manifestEncoding = {
         state.start += KEY_BYTES
       }
     }
-    if (k < 1 || stripeSize < 1 || count !== Math.ceil(size / stripeSize) * (k + m)) throw DdfsError.CORRUPT('manifest fields disagree')
+    if (k < 1 || stripeSize < 1 || (!manifest.tombstone && count !== Math.ceil(size / stripeSize) * (k + m))) throw DdfsError.CORRUPT('manifest fields disagree')
     return manifest
   }
 }
