@@ -9,6 +9,7 @@ command -v fio >/dev/null || need+=(fio)
 [[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 || -e /lib/x86_64-linux-gnu/libfuse.so.2 ]] || need+=(libfuse2)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v losetup >/dev/null || need+=(mount)
+command -v getfattr >/dev/null || need+=(attr)
 ((${#need[@]} == 0)) && exit 0
 if [[ $(id -u) != 0 ]]; then
   echo "ddfs: missing Debian packages: ${need[*]}; run as root: apt-get install -y ${need[*]}" >&2

@@ -16,6 +16,8 @@ import { startDetached, reportReady, waitExit } from './daemon'
 import { up, down, addNode, readConfig, secretFile, type NodeReport } from './local-cluster'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { startBootstrap, parseAddress } from '../cluster/discovery'
+import { Mount, mountPidFile, forceUnmount } from '../mount/mount'
+import { Logger } from '../log'
 
 const ADDRESS: FlagSpec[] = [
   { name: 'server', short: 's', type: 'string', help: 'node address', default: DEFAULT_HOST },
@@ -45,6 +47,8 @@ interface Command {
   run: (flags: Flags, rest: string[]) => Promise<void>
   /** Arguments after `--` are passed on (ddfs up: node options for every node). */
   passThrough?: boolean
+  /** The one positional argument the command takes (shown in its usage), e.g. MOUNTPOINT. */
+  positional?: string
 }
 
 const COMMANDS: Command[] = [
@@ -129,6 +133,22 @@ const COMMANDS: Command[] = [
     examples: ['ddfs up --nodes 6 --dir ./ddfs-cluster --no-mount', 'ddfs up -n 3 --base-port 8100 -- --heartbeat 1000   # node options after --'],
     run: clusterUp,
     passThrough: true
+  },
+  {
+    name: 'mount',
+    summary: 'show the store as a directory (FUSE): ls lists objects by name or id, cp/cat/rm/mv work',
+    flags: [...ADDRESS, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' }, ...COMMON],
+    examples: ['ddfs mount /mnt/ddfs', 'ddfs mount /mnt/ddfs -s 10.0.0.2 -p 8000 --cluster /etc/ddfs/cluster.secret'],
+    run: mount,
+    positional: 'MOUNTPOINT'
+  },
+  {
+    name: 'umount',
+    summary: 'unmount a ddfs mount (files being written are committed first)',
+    flags: [...COMMON],
+    examples: ['ddfs umount /mnt/ddfs'],
+    run: umount,
+    positional: 'MOUNTPOINT'
   },
   {
     name: 'down',
@@ -513,6 +533,62 @@ async function nodeAdd (flags: Flags): Promise<void> {
   printNodes(flags, dir, [await addNode(dir)])
 }
 
+// ---- mount ---------------------------------------------------------------------------------
+
+function mountpointArg (rest: string[], cmd: string): string {
+  if (rest.length !== 1) throw DdfsError.BAD_ARGUMENT(`'ddfs ${cmd}' needs one MOUNTPOINT (see ddfs ${cmd} --help)`)
+  return path.resolve(rest[0])
+}
+
+async function mount (flags: Flags, rest: string[]): Promise<void> {
+  const mp = mountpointArg(rest, 'mount')
+  if (flags.foreground !== true) {
+    const args = ['mount', mp, '--foreground', '-s', String(flags.server), '-p', String(flags.port)]
+    if (typeof flags.cluster === 'string') args.push('--cluster', path.resolve(flags.cluster))
+    if (typeof flags.log === 'string') args.push('--log', path.resolve(flags.log))
+    const pid = await startDetached(args)
+    out(flags, { mountpoint: mp, pid }, `mounted ${mp} (pid ${pid}); unmount with: ddfs umount ${mp}\n`)
+    return
+  }
+  const { host, port } = address(flags)
+  const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
+  let m: Mount
+  try {
+    m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log })
+  } catch (err) {
+    reportReady(err)
+    throw err
+  }
+  let stopping = false
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    m.stop().then(() => log.close()).then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('uncaughtException', (err) => { log.error('uncaught-exception', { error: err.stack ?? err.message }) })
+  process.on('unhandledRejection', (err) => { log.error('unhandled-rejection', { error: String(err) }) })
+  reportReady()
+  await new Promise(() => {})
+}
+
+async function umount (flags: Flags, rest: string[]): Promise<void> {
+  const mp = mountpointArg(rest, 'umount')
+  const pidFile = mountPidFile(mp)
+  let pid: number | null = null
+  try { pid = Number(fs.readFileSync(pidFile, 'utf8').trim()) } catch {}
+  if (pid !== null && pid > 0) {
+    try { process.kill(pid, 'SIGTERM') } catch { pid = null }
+    if (pid !== null && !await waitExit(pid, 60_000)) throw DdfsError.INTERNAL(`the mount process ${pid} did not exit; kill it and run ddfs umount ${mp} again`)
+  }
+  fs.rmSync(pidFile, { force: true })
+  const mounted = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mp)
+  if (mounted) forceUnmount(mp)
+  else if (pid === null) throw DdfsError.NOT_FOUND(`${mp} is not a ddfs mount`)
+  out(flags, { mountpoint: mp }, `unmounted ${mp}\n`)
+}
+
 // ---- entry -----------------------------------------------------------------------------------
 
 function helpText (): string {
@@ -545,14 +621,14 @@ export async function main (argv: string[]): Promise<number> {
   }
   try {
     if (argv.includes('--help') || argv.includes('-h')) {
-      process.stdout.write(`ddfs ${cmd.name}: ${cmd.summary}\n\nFlags:\n${usage(cmd.flags)}\n\nExamples:\n${cmd.examples.map((e) => `  ${e}`).join('\n')}\n`)
+      process.stdout.write(`ddfs ${cmd.name}${cmd.positional !== undefined ? ` ${cmd.positional}` : ''}: ${cmd.summary}\n\nFlags:\n${usage(cmd.flags)}\n\nExamples:\n${cmd.examples.map((e) => `  ${e}`).join('\n')}\n`)
       return 0
     }
     const dash = argv.indexOf('--')
     const passed = cmd.passThrough === true && dash >= 0 ? argv.splice(dash).slice(1) : []
     const { flags, rest } = parseFlags(argv, cmd.flags, cmd.name)
-    if (rest.length > 0) throw DdfsError.BAD_ARGUMENT(`unexpected argument '${rest[0]}' (see ddfs ${cmd.name} --help)`)
-    await cmd.run(flags, passed)
+    if (rest.length > (cmd.positional !== undefined ? 1 : 0)) throw DdfsError.BAD_ARGUMENT(`unexpected argument '${rest[rest.length - 1]}' (see ddfs ${cmd.name} --help)`)
+    await cmd.run(flags, cmd.positional !== undefined ? rest : passed)
     return 0
   } catch (err) {
     const e = DdfsError.from(err)

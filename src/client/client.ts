@@ -49,29 +49,8 @@ export class Client {
   }
 
   static async connect (opts: ConnectOptions): Promise<Client> {
-    const address = `${opts.host}:${opts.port}`
-    const sock = socketPath(opts.host, opts.port)
-    const notRunning = (): DdfsError => DdfsError.NODE_NOT_RUNNING(`no ddfs node at ${address}; start one with: ddfs node start -s ${opts.host} -p ${opts.port}`)
-    if (opts.tcpOnly !== true && fs.existsSync(sock)) {
-      try {
-        const s = await connectSocket(() => net.connect(sock), opts.timeoutMs ?? 10000)
-        return new Client(new FrameConnection(s), true, address)
-      } catch {
-        // A stale socket file: fall through to TCP.
-      }
-    }
-    if (opts.secret === undefined || opts.secret === null) {
-      if (!await reachable(opts.host, opts.port, opts.timeoutMs ?? 10000)) throw notRunning()
-      throw DdfsError.PERMISSION(`the node at ${address} is not on this machine (no local socket): reaching it over the network needs the cluster secret; pass --cluster FILE (or set DDFS_CLUSTER)`)
-    }
-    try {
-      const secure = await connectSecure({ host: opts.host, port: opts.port, secret: opts.secret, keyPair: randomKeyPair(), handshakeTimeout: opts.timeoutMs ?? 10000 })
-      return new Client(new FrameConnection(secureStream(secure)), false, address)
-    } catch (err) {
-      const e = DdfsError.from(err)
-      if (e.code === 'NODE_NOT_RUNNING') throw notRunning()
-      throw DdfsError.PERMISSION(`the node at ${address} refused the handshake (a different cluster secret?): ${e.message}`)
-    }
+    const { conn, local } = await connectFrames(opts)
+    return new Client(conn, local, `${opts.host}:${opts.port}`)
   }
 
   close (): void {
@@ -204,5 +183,35 @@ async function reachable (host: string, port: number, timeoutMs: number): Promis
     return true
   } catch {
     return false
+  }
+}
+
+/**
+ * A frame connection to the node at host:port: its local socket when there is one (and it
+ * answers), else TCP through the cluster transport (needs the secret).
+ */
+export async function connectFrames (opts: ConnectOptions): Promise<{ conn: FrameConnection, local: boolean }> {
+  const address = `${opts.host}:${opts.port}`
+  const sock = socketPath(opts.host, opts.port)
+  const notRunning = (): DdfsError => DdfsError.NODE_NOT_RUNNING(`no ddfs node at ${address}; start one with: ddfs node start -s ${opts.host} -p ${opts.port}`)
+  if (opts.tcpOnly !== true && fs.existsSync(sock)) {
+    try {
+      const s = await connectSocket(() => net.connect(sock), opts.timeoutMs ?? 10000)
+      return { conn: new FrameConnection(s), local: true }
+    } catch {
+      // A stale socket file: fall through to TCP.
+    }
+  }
+  if (opts.secret === undefined || opts.secret === null) {
+    if (!await reachable(opts.host, opts.port, opts.timeoutMs ?? 10000)) throw notRunning()
+    throw DdfsError.PERMISSION(`the node at ${address} is not on this machine (no local socket): reaching it over the network needs the cluster secret; pass --cluster FILE (or set DDFS_CLUSTER)`)
+  }
+  try {
+    const secure = await connectSecure({ host: opts.host, port: opts.port, secret: opts.secret, keyPair: randomKeyPair(), handshakeTimeout: opts.timeoutMs ?? 10000 })
+    return { conn: new FrameConnection(secureStream(secure)), local: false }
+  } catch (err) {
+    const e = DdfsError.from(err)
+    if (e.code === 'NODE_NOT_RUNNING') throw notRunning()
+    throw DdfsError.PERMISSION(`the node at ${address} refused the handshake (a different cluster secret?): ${e.message}`)
   }
 }

@@ -70,6 +70,11 @@ export function fragmentSpread<T extends PlacementMember> (objectId: Buffer, mem
   return Array.from({ length: n }, (_, i) => ranked[i % ranked.length])
 }
 
+/** All members in name-record order for a name's hash (see nameHash). */
+export function nameRank<T extends PlacementMember> (hash: Buffer, members: readonly T[]): T[] {
+  return rank(DOMAIN_NAME, hash, members)
+}
+
 /** The members that hold the record of a name (see nameHash): m+1 of them (all, if fewer). */
 export function nameHolders<T extends PlacementMember> (hash: Buffer, members: readonly T[], m: number): T[] {
   return rank(DOMAIN_NAME, hash, members).slice(0, m + 1)

@@ -2,10 +2,11 @@
 // protocol (src/wire/messages.ts, EntryPut .. ManifestList) behind the EntrySite interface.
 import { DdfsError } from '../errors'
 import type { EntryKey } from '../store/types'
-import type { EntrySite, FragmentLocation } from '../object/types'
+import type { EntrySite, FragmentLocation, SiteCatalog } from '../object/types'
 import type { RpcConnection } from '../wire/rpc'
 import {
-  MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta
+  MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta,
+  emptyMessage, siteCatalogMessage, capacityRequest, capacityMessage
 } from '../wire/messages'
 
 /** A node that does not answer within this long counts as unreachable for that request. */
@@ -53,6 +54,18 @@ export class RemoteSite implements EntrySite {
     const f = await (await this.rpc()).request(MessageType.ManifestList, listMessage, { after, limit }, null, CONTROL_TIMEOUT_MS)
     expect(f.type, MessageType.Ok, this.label)
     return (decodeMeta(okMessage, f.meta) as string[]).map((h) => Buffer.from(h, 'hex'))
+  }
+
+  async listCatalog (): Promise<SiteCatalog> {
+    const f = await (await this.rpc()).request(MessageType.CatalogList, emptyMessage, null, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    return decodeMeta(siteCatalogMessage, f.meta)
+  }
+
+  async capacity (): Promise<{ size: number, free: number }> {
+    const f = await (await this.rpc()).request(MessageType.Capacity, capacityRequest, { cluster: false }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    return decodeMeta(capacityMessage, f.meta)
   }
 
   private async rpc (): Promise<RpcConnection> {

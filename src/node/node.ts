@@ -61,7 +61,7 @@ export class Node {
     this.log = new Logger(opts.logFile, `${opts.host}:${opts.port}`)
     this.socket = socketPath(opts.host, opts.port)
     this.site = new DeviceSite(this.devices, `${opts.host}:${opts.port}`)
-    this.objects = new LocalObjectStore(this.devices)
+    this.objects = new LocalObjectStore(this.devices, this.site)
   }
 
   private clusterSecret (): Buffer {

@@ -3,7 +3,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { DEFAULT_DATA_ROOT } from '../constants'
 
-function runtimeDir (): string {
+/** Sockets and pid files of this user's ddfs processes. */
+export function runtimeDir (): string {
   if (process.getuid?.() === 0) return '/run/ddfs'
   return path.join(process.env.XDG_RUNTIME_DIR ?? os.tmpdir(), `ddfs-${process.getuid?.() ?? 'user'}`)
 }

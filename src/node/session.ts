@@ -6,7 +6,8 @@ import type { FrameConnection, Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
-  entryKeyMessage, entryReplyMessage, entryRemoveMessage
+  entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
+  capacityRequest, capacityMessage, MAX_READ
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -51,7 +52,7 @@ export class Session {
     }
     if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) return
     // Another node's entry requests run side by side (a put keeps several stripes in flight).
-    if (f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) {
+    if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || f.type >= MessageType.CatalogList) {
       if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
       this.entryRequest(f).catch((err) => {
         const e = DdfsError.from(err)
@@ -118,7 +119,7 @@ export class Session {
     switch (f.type) {
       case MessageType.EntryPut: {
         const key = decodeMeta(entryKeyMessage, f.meta)
-        if (key.kind !== EntryKind.Fragment && key.kind !== EntryKind.Manifest) throw DdfsError.PROTOCOL(`entries of kind ${key.kind} are not written by peers`)
+        if (key.kind !== EntryKind.Fragment && key.kind !== EntryKind.Manifest && key.kind !== EntryKind.Name) throw DdfsError.PROTOCOL(`entries of kind ${key.kind} are not written by peers`)
         await site.putEntry(key, f.payload)
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         return
@@ -147,11 +148,63 @@ export class Session {
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         return
       }
-      default: {
+      case MessageType.ManifestList: {
         const { after, limit } = decodeMeta(listMessage, f.meta)
         const ids = await site.listManifests(after, Math.min(limit, 10000))
         this.conn.send(MessageType.Ok, rid, okMessage, ids.map((i) => i.toString('hex')))
+        return
       }
+      case MessageType.CatalogList:
+        decodeMeta(emptyMessage, f.meta)
+        this.conn.send(MessageType.Data, rid, siteCatalogMessage, await site.listCatalog())
+        return
+      // The same names and catalog for clients, cluster-wide (this node coordinates).
+      case MessageType.Catalog:
+        decodeMeta(emptyMessage, f.meta)
+        this.conn.send(MessageType.Data, rid, catalogMessage, await this.node.objects.catalog())
+        return
+      case MessageType.NameResolve: {
+        const { name } = decodeMeta(nameMessage, f.meta)
+        this.conn.send(MessageType.Data, rid, optionalIdMessage, { id: await this.node.objects.resolveName(name) })
+        return
+      }
+      case MessageType.NameSet: {
+        const { name, id } = decodeMeta(nameSetMessage, f.meta)
+        await this.node.objects.setName(name, id)
+        this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      }
+      case MessageType.NameRemove: {
+        const { name } = decodeMeta(nameMessage, f.meta)
+        await this.node.objects.removeName(name)
+        this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      }
+      case MessageType.Read: {
+        // A ranged read answered in one frame: the mount reads this way, many at once.
+        const { id, offset, length } = decodeMeta(getMessage, f.meta)
+        if (length > MAX_READ) throw DdfsError.BAD_ARGUMENT(`a read takes at most ${MAX_READ} bytes`)
+        const head = await this.node.objects.head(id)
+        const n = Math.max(0, Math.min(length, head.size - offset))
+        const out = Buffer.allocUnsafe(n)
+        let at = 0
+        if (n > 0) for await (const piece of this.node.objects.get(id, { offset, length: n })) { piece.copy(out, at); at += piece.length }
+        this.conn.send(MessageType.Data, rid, null, null, out)
+        return
+      }
+      case MessageType.Capacity: {
+        const { cluster } = decodeMeta(capacityRequest, f.meta)
+        const sites = cluster && this.node.cluster !== null ? this.node.cluster.members().map((m) => m.site) : [site]
+        const parts = await Promise.allSettled(sites.map((s) => s.capacity()))
+        let size = 0
+        let free = 0
+        let nodes = 0
+        for (const p of parts) if (p.status === 'fulfilled') { size += p.value.size; free += p.value.free; nodes++ }
+        this.conn.send(MessageType.Data, rid, capacityMessage, { size, free, nodes })
+        return
+      }
+      default:
+        throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
     }
   }
 

@@ -8,11 +8,12 @@ import crypto from 'node:crypto'
 import { DdfsError } from '../errors'
 import { ID_BYTES } from '../constants'
 import { EntryKind } from '../store/types'
-import { fragmentSpread, manifestRank } from '../cluster/placement'
+import { fragmentSpread, manifestRank, nameRank } from '../cluster/placement'
+import { Names } from './names'
 import { encodeManifest, decodeManifest, keyOf, type Manifest } from './records'
 import { writeObject, readObject } from './stripes'
-import { checkId, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
-import type { EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
+import { checkId, checkSize, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
+import type { CatalogEntry, EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
 
 export interface ViewMember {
   publicKey: Buffer
@@ -28,15 +29,28 @@ export interface ClusterView {
 const MANIFEST_FANOUT = 3
 /** A stripe waiting this long for its last data fragment asks a parity fragment too. */
 const HEDGE_MS = 250
+/**
+ * Manifests are immutable, so a node keeps the ones it just read for a moment: a mount reads a
+ * file in many ranged requests, each of which would otherwise ask the manifest holders again.
+ * A delete elsewhere is seen at most this late (its fragments are gone at once, so such a read
+ * fails rather than returning anything).
+ */
+const MANIFEST_CACHE_MS = 2000
+const MANIFEST_CACHE_ENTRIES = 4096
 
 export class ClusterObjectStore implements ObjectStore {
-  constructor (private readonly view: ClusterView) {}
+  private readonly names: Names
+  private readonly manifests = new Map<string, { manifest: Manifest, at: number }>()
+
+  constructor (private readonly view: ClusterView) {
+    this.names = new Names((hash) => nameRank(hash, this.view.members()).map((m) => m.site), () => this.view.members().map((m) => m.site))
+  }
 
   async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo> {
     const members = this.view.members()
     const schema = opts.schema ?? defaultSchema(members.length)
     checkSchema(schema, members.length, `the cluster has ${members.length} nodes (start more nodes)`, opts.allowDegraded)
-    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw DdfsError.BAD_ARGUMENT(`bad object size ${opts.size}`)
+    checkSize(opts.size)
     const { k, m } = schema
     const id = crypto.randomBytes(ID_BYTES)
     const holders = fragmentSpread(id, members, k + m)
@@ -47,6 +61,7 @@ export class ClusterObjectStore implements ObjectStore {
       const manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
       const body = encodeManifest(manifest)
       await Promise.all(manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
+      if (opts.name !== undefined) await this.names.set(opts.name, id)
       return describeObject(id, manifest, [])
     } catch (err) {
       const touched = new Set([...holders, ...manifestSites])
@@ -84,6 +99,7 @@ export class ClusterObjectStore implements ObjectStore {
     const members = this.view.members()
     const manifestSites = manifestRank(id, members).slice(0, manifest.m + 1).map((h) => h.site)
     const targets = new Set([...manifestSites, ...this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null)])
+    this.manifests.delete(id.toString('hex'))
     const results = await Promise.allSettled([...targets].map((s) => s.removeId(id, true)))
     const marked = manifestSites.filter((s) => results[[...targets].indexOf(s)].status === 'fulfilled').length
     if (marked === 0) {
@@ -100,6 +116,11 @@ export class ClusterObjectStore implements ObjectStore {
     return [...found.values()].sort(Buffer.compare).slice(0, limit)
   }
 
+  setName (name: string, id: Buffer): Promise<void> { return this.names.set(name, id) }
+  resolveName (name: string): Promise<Buffer | null> { return this.names.resolve(name) }
+  removeName (name: string): Promise<void> { return this.names.remove(name) }
+  catalog (): Promise<CatalogEntry[]> { return this.names.catalog() }
+
   /** The site of each fragment index's holder, as the manifest recorded it; null when gone. */
   private fragmentSites (manifest: Manifest): Array<EntrySite | null> {
     const members = this.view.members()
@@ -112,6 +133,16 @@ export class ClusterObjectStore implements ObjectStore {
    */
   private async load (id: Buffer): Promise<Manifest> {
     checkId(id)
+    const hex = id.toString('hex')
+    const cached = this.manifests.get(hex)
+    if (cached !== undefined && Date.now() - cached.at < MANIFEST_CACHE_MS) return cached.manifest
+    const manifest = await this.lookup(id)
+    if (this.manifests.size >= MANIFEST_CACHE_ENTRIES) this.manifests.clear()
+    this.manifests.set(hex, { manifest, at: Date.now() })
+    return manifest
+  }
+
+  private async lookup (id: Buffer): Promise<Manifest> {
     const ranked = manifestRank(id, this.view.members())
     const problems: string[] = []
     let unreachable = 0

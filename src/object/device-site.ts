@@ -4,10 +4,16 @@
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
-import { keyOf, TOMBSTONE_KIND } from './records'
-import type { DevicePool, EntrySite, FragmentLocation } from './types'
+import { keyOf, TOMBSTONE_KIND, decodeManifest, decodeNameRecord, type NameRecord } from './records'
+import type { CatalogObject, DevicePool, EntrySite, FragmentLocation, SiteCatalog } from './types'
 
 export class DeviceSite implements EntrySite {
+  // The catalog of what this node holds, kept in memory once first asked for (listing a store
+  // must not read every manifest from disk each time), then updated by every put and remove.
+  private objects: Map<string, CatalogObject> | null = null
+  private names: Map<string, NameRecord> | null = null
+  private loading: Promise<void> | null = null
+
   constructor (private readonly pool: DevicePool, readonly label: string) {}
 
   async putEntry (key: EntryKey, data: Buffer): Promise<void> {
@@ -19,6 +25,7 @@ export class DeviceSite implements EntrySite {
       const store = stores[(start + i) % stores.length]
       try {
         await store.put(key, data)
+        this.noteEntry(key, data)
         return
       } catch (err) {
         const e = DdfsError.from(err)
@@ -27,6 +34,12 @@ export class DeviceSite implements EntrySite {
       }
     }
     throw DdfsError.DEVICE_FULL(`every device of node ${this.label} is full (${full?.message ?? ''})`)
+  }
+
+  /** Puts an entry on one given device (the local store places manifest copies itself). */
+  async putEntryOn (store: BlockStore, key: EntryKey, data: Buffer): Promise<void> {
+    await store.put(key, data)
+    this.noteEntry(key, data)
   }
 
   async getEntry (key: EntryKey): Promise<{ entry: Buffer, verified: boolean }> {
@@ -57,6 +70,8 @@ export class DeviceSite implements EntrySite {
   async removeId (id: Buffer, tombstone: boolean): Promise<void> {
     const stores = this.pool.stores()
     await Promise.all(stores.map((st) => st.removeId(id)))
+    this.objects?.delete(id.toString('hex'))
+    this.names?.delete(id.toString('hex'))
     // Two copies of the mark where there are two devices: one lost device does not undo a delete.
     if (tombstone) await Promise.all(stores.slice(0, 2).map((st) => st.put(keyOf(id, TOMBSTONE_KIND), Buffer.alloc(0))))
   }
@@ -76,6 +91,59 @@ export class DeviceSite implements EntrySite {
       }
     }
     return [...found.values()].sort(Buffer.compare).slice(0, limit)
+  }
+
+  async capacity (): Promise<{ size: number, free: number }> {
+    let size = 0
+    let free = 0
+    for (const st of this.pool.stores()) { const i = st.info(); size += i.size; free += i.freeSize }
+    return { size, free }
+  }
+
+  async listCatalog (): Promise<SiteCatalog> {
+    if (this.objects === null || this.names === null) {
+      this.loading ??= this.loadCatalog().catch((err) => { this.objects = null; this.names = null; this.loading = null; throw err })
+      await this.loading
+    }
+    return { objects: [...(this.objects as Map<string, CatalogObject>).values()], names: [...(this.names as Map<string, NameRecord>).values()] }
+  }
+
+  /** Reads every manifest and name record once; puts and removes meanwhile update the maps too. */
+  private async loadCatalog (): Promise<void> {
+    this.objects = new Map()
+    this.names = new Map()
+    for (const store of this.pool.stores()) {
+      for (let cursor: Buffer | null = null; ;) {
+        const ids = store.ids(cursor, 256)
+        if (ids.length === 0) break
+        cursor = ids[ids.length - 1]
+        await Promise.all(ids.map(async (id) => {
+          for (const kind of [EntryKind.Manifest, EntryKind.Name]) {
+            const key = keyOf(id, kind)
+            if (store.stat(key) === null || store.stat(keyOf(id, TOMBSTONE_KIND)) !== null) continue
+            try {
+              this.noteEntry(key, await store.read(key))
+            } catch {
+              // A damaged record is skipped here; reads of that object report it.
+            }
+          }
+        }))
+      }
+    }
+  }
+
+  private noteEntry (key: EntryKey, data: Buffer): void {
+    if (this.objects === null || this.names === null) return
+    try {
+      if (key.kind === EntryKind.Manifest) {
+        const m = decodeManifest(data)
+        this.objects.set(key.id.toString('hex'), { id: key.id, size: m.size, createdAt: m.createdAt })
+      } else if (key.kind === EntryKind.Name) {
+        this.names.set(key.id.toString('hex'), decodeNameRecord(data))
+      }
+    } catch {
+      // Not decodable: not listed (its readers get the error).
+    }
   }
 
   private find (key: EntryKey): BlockStore | undefined {

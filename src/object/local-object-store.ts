@@ -12,8 +12,9 @@ import { EntryKind } from '../store/types'
 import type { BlockStore } from '../store/types'
 import { encodeManifest, decodeManifest, keyOf, TOMBSTONE_KIND, type Manifest } from './records'
 import { DeviceSite } from './device-site'
-import { writeObject, readObject, FRAGMENT_DATA, type FetchedFragment } from './stripes'
-import type { DevicePool, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions, Schema, FragmentLocation } from './types'
+import { Names } from './names'
+import { writeObject, readObject, FRAGMENT_DATA, type FetchedFragment, type WrittenObject } from './stripes'
+import type { CatalogEntry, DevicePool, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions, Schema, FragmentLocation } from './types'
 
 export { FRAGMENT_DATA } from './stripes'
 
@@ -42,31 +43,44 @@ export function defaultSchema (domains: number): Schema {
 }
 
 /** The manifest of a new object, from what the pipeline wrote. */
-export function newManifest (opts: PutOptions, schema: Schema, written: { stripeSize: number, hash: bigint, stripeHashes: bigint[] }): Manifest {
-  return { version: 1, size: opts.size, k: schema.k, m: schema.m, createdAt: Date.now(), name: opts.name ?? null, tombstone: false, ...written }
+export function newManifest (opts: PutOptions, schema: Schema, written: WrittenObject): Manifest {
+  return { version: 1, k: schema.k, m: schema.m, createdAt: Date.now(), name: opts.name ?? null, tombstone: false, ...written }
+}
+
+/** A put's announced size, if any, must be a byte count. */
+export function checkSize (size: number | undefined): void {
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) throw DdfsError.BAD_ARGUMENT(`bad object size ${size}`)
 }
 
 export class LocalObjectStore implements ObjectStore {
-  constructor (private readonly pool: DevicePool) {}
+  private readonly site: DeviceSite
+  private readonly names: Names
+
+  /** `site`: the same devices as an entry site (the node shares its one, with its catalog). */
+  constructor (private readonly pool: DevicePool, site?: DeviceSite) {
+    this.site = site ?? new DeviceSite(pool, 'this node')
+    this.names = new Names(() => [this.site], () => [this.site])
+  }
 
   async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo> {
     const stores = this.pool.stores()
     if (stores.length === 0) throw DdfsError.UNAVAILABLE('this node has no devices; attach one with: ddfs dev add -d DEVICE -f')
     const schema = opts.schema ?? defaultSchema(stores.length)
     checkSchema(schema, stores.length, `this node has ${stores.length} devices (attach more devices)`, opts.allowDegraded)
-    if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw DdfsError.BAD_ARGUMENT(`bad object size ${opts.size}`)
+    checkSize(opts.size)
     const { k, m } = schema
-    this.checkSpace(stores, opts.size, k, m)
+    if (opts.size !== undefined) this.checkSpace(stores, opts.size, k, m)
     const id = crypto.randomBytes(ID_BYTES)
     try {
       const written = await writeObject(source, { id, size: opts.size, k, m, expectedHash: opts.expectedHash, signal: opts.signal },
         (s, i, entry) => stores[(s + i) % stores.length].put(keyOf(id, EntryKind.Fragment, s, i), entry).then(() => {}))
       const manifest = newManifest(opts, schema, written)
       const body = encodeManifest(manifest)
-      await Promise.all(this.manifestStores(stores, id, m).map((st) => st.put(keyOf(id, EntryKind.Manifest), body)))
+      await Promise.all(this.manifestStores(stores, id, m).map((st) => this.site.putEntryOn(st, keyOf(id, EntryKind.Manifest), body)))
+      if (opts.name !== undefined) await this.names.set(opts.name, id)
       return this.describe(id, manifest)
     } catch (err) {
-      await Promise.allSettled(stores.map((st) => st.removeId(id)))
+      await this.site.removeId(id, false).catch(() => {})
       throw DdfsError.from(err)
     }
   }
@@ -95,15 +109,17 @@ export class LocalObjectStore implements ObjectStore {
   async delete (id: Buffer): Promise<void> {
     await this.load(id)
     // Remove everything of the id, then leave a tombstone (zero blocks) so it never comes back.
-    for (const store of this.pool.stores()) {
-      await store.removeId(id)
-      await store.put(keyOf(id, TOMBSTONE_KIND), Buffer.alloc(0))
-    }
+    await this.site.removeId(id, true)
   }
 
   async list (after: Buffer | null, limit: number): Promise<Buffer[]> {
-    return new DeviceSite(this.pool, 'this node').listManifests(after, limit)
+    return this.site.listManifests(after, limit)
   }
+
+  setName (name: string, id: Buffer): Promise<void> { return this.names.set(name, id) }
+  resolveName (name: string): Promise<Buffer | null> { return this.names.resolve(name) }
+  removeName (name: string): Promise<void> { return this.names.remove(name) }
+  catalog (): Promise<CatalogEntry[]> { return this.names.catalog() }
 
   private checkSpace (stores: BlockStore[], size: number, k: number, m: number): void {
     const perDevice = Math.ceil(Math.ceil(size / (k * FRAGMENT_DATA)) * (k + m) / Math.min(stores.length, k + m)) * SEGMENT_SIZE

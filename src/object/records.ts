@@ -176,3 +176,62 @@ export function readTrailer (fragment: Buffer): FragmentHeader {
     hash: t.readBigUInt64LE(32)
   }
 }
+
+// ---- name records ------------------------------------------------------------------------------
+// A name given to an object (put --name, or a file created through the mount) is a small record
+// stored under the name's hash (kind EntryKind.Name), placed like a manifest but by that hash:
+// no central table. The newest record of a name wins.
+
+export interface NameRecord {
+  name: string
+  id: Buffer
+  version: number   // ms since epoch when it was written: the newest wins
+}
+
+const MAX_NAME_BYTES = 255
+
+/** Checks a name as a file name: what the mount can show and every shell can type safely. */
+export function checkName (name: string): void {
+  if (typeof name !== 'string' || name === '' || name === '.' || name === '..') throw DdfsError.BAD_ARGUMENT(`'${String(name)}' is not a usable name`)
+  if (name.includes('/') || name.includes('\0')) throw DdfsError.BAD_ARGUMENT('a name may not contain "/" or NUL')
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw DdfsError.BAD_ARGUMENT(`a name has at most ${MAX_NAME_BYTES} bytes`)
+  if (/^[0-9a-f]{32}$/.test(name)) throw DdfsError.BAD_ARGUMENT('names of 32 lowercase hex characters are object ids, not names')
+}
+
+const nameEncoding = {
+  preencode (state: c.State, r: NameRecord): void {
+    c.uint.preencode(state, 1); c.string.preencode(state, r.name); state.end += 16; c.uint.preencode(state, r.version)
+  },
+  encode (state: c.State, r: NameRecord): void {
+    c.uint.encode(state, 1); c.string.encode(state, r.name)
+    ;(state.buffer as Buffer).set(r.id, state.start); state.start += 16
+    c.uint.encode(state, r.version)
+  },
+  decode (state: c.State): NameRecord {
+    if (c.uint.decode(state) !== 1) throw DdfsError.CORRUPT('unknown name record format')
+    const name = c.string.decode(state)
+    if (state.end - state.start < 16) throw DdfsError.CORRUPT('name record truncated')
+    const id = Buffer.from((state.buffer as Buffer).subarray(state.start, state.start + 16))
+    state.start += 16
+    return { name, id, version: c.uint.decode(state) }
+  }
+}
+
+export function encodeNameRecord (r: NameRecord): Buffer {
+  const body = c.encode(nameEncoding, r)
+  const out = Buffer.allocUnsafe(body.length + 8)
+  out.set(body)
+  out.writeBigUInt64LE(xxh64(body), body.length)
+  return out
+}
+
+export function decodeNameRecord (buf: Buffer): NameRecord {
+  if (buf.length < 9) throw DdfsError.CORRUPT('name record too short')
+  const body = buf.subarray(0, buf.length - 8)
+  if (xxh64(body) !== buf.readBigUInt64LE(buf.length - 8)) throw DdfsError.CORRUPT('name record fails its XXH64')
+  try {
+    return c.decode(nameEncoding, body) as NameRecord
+  } catch (err) {
+    throw err instanceof DdfsError ? err : DdfsError.CORRUPT(`name record does not decode: ${(err as Error).message}`)
+  }
+}

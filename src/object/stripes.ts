@@ -31,7 +31,8 @@ export type FragmentSource = (stripe: number, index: number) => Promise<FetchedF
 
 export interface WriteObjectOptions {
   id: Buffer
-  size: number
+  /** Exact byte count; undefined when the source decides (it ends when the object does). */
+  size?: number
   k: number
   m: number
   expectedHash?: bigint | Promise<bigint>
@@ -39,6 +40,7 @@ export interface WriteObjectOptions {
 }
 
 export interface WrittenObject {
+  size: number
   stripeSize: number
   hash: bigint
   stripeHashes: bigint[]
@@ -51,7 +53,7 @@ export function stripeShape (manifest: Pick<Manifest, 'size' | 'stripeSize' | 'k
 }
 
 /**
- * Streams `source` (exactly `size` bytes) into erasure-coded fragments handed to `sink`, a few
+ * Streams `source` (exactly `size` bytes, when given) into erasure-coded fragments handed to `sink`, a few
  * stripes in flight. Resolves once every fragment is stored; on failure the caller removes
  * what was stored.
  */
@@ -59,8 +61,7 @@ export async function writeObject (source: AsyncIterable<Buffer>, opts: WriteObj
   const { id, k, m } = opts
   const n = k + m
   const stripeSize = k * FRAGMENT_DATA
-  const stripes = Math.ceil(opts.size / stripeSize)
-  const stripeHashes: bigint[] = new Array(stripes * n)
+  const stripeHashes: bigint[] = []
   const whole = new Xxh64Stream()
   const inflight = new Set<Promise<void>>()
   const maxStripes = Math.max(1, Math.floor(BUFFERS_IN_FLIGHT / n))
@@ -92,7 +93,7 @@ export async function writeObject (source: AsyncIterable<Buffer>, opts: WriteObj
       if (opts.signal?.aborted === true) throw DdfsError.CLOSED('put aborted')
       if (failure !== null) throw failure
       received += chunk.length
-      if (received > opts.size) throw DdfsError.BAD_ARGUMENT(`the source has more than the ${opts.size} bytes announced`)
+      if (opts.size !== undefined && received > opts.size) throw DdfsError.BAD_ARGUMENT(`the source has more than the ${opts.size} bytes announced`)
       whole.update(chunk)
       let off = 0
       while (off < chunk.length) {
@@ -105,7 +106,7 @@ export async function writeObject (source: AsyncIterable<Buffer>, opts: WriteObj
         if (fill === stripeSize) await flushStripe()
       }
     }
-    if (received !== opts.size) throw DdfsError.BAD_ARGUMENT(`the source ended after ${received} of ${opts.size} bytes`)
+    if (opts.size !== undefined && received !== opts.size) throw DdfsError.BAD_ARGUMENT(`the source ended after ${received} of ${opts.size} bytes`)
     if (fill > 0) await flushStripe()
     await Promise.all(inflight)
     if (failure !== null) throw failure
@@ -117,7 +118,7 @@ export async function writeObject (source: AsyncIterable<Buffer>, opts: WriteObj
   if (expected !== undefined && expected !== hash) {
     throw DdfsError.CORRUPT('the object arrived with a different XXH64 than the client sent; nothing was stored')
   }
-  return { stripeSize, hash, stripeHashes }
+  return { size: received, stripeSize, hash, stripeHashes }
 }
 
 /** Encodes one stripe and stores its n fragments; returns the buffers to reuse. */

@@ -3,6 +3,7 @@
 // devices; the cluster's object store over remote nodes later. Objects are (n,k) erasure coded:
 // n = k + m fragments per stripe, any k restore it.
 import type { BlockStore, EntryKey } from '../store/types'
+import type { NameRecord } from './records'
 
 export interface Schema {
   k: number   // data fragments per stripe
@@ -10,8 +11,11 @@ export interface Schema {
 }
 
 export interface PutOptions {
-  /** Exact byte count the source will yield (a mismatch fails the put and leaves nothing). */
-  size: number
+  /**
+   * Exact byte count the source will yield (a mismatch fails the put and leaves nothing);
+   * undefined: as many as it yields (a file still being written).
+   */
+  size?: number
   /** Optional name (shown in the mount); the id is always the object's address. */
   name?: string
   /** Schema; the default is chosen from the failure domains available. */
@@ -78,7 +82,22 @@ export interface ObjectStore {
   delete (id: Buffer): Promise<void>
   /** Ids of live objects, in order, after `after`. */
   list (after: Buffer | null, limit: number): Promise<Buffer[]>
+  /** Points `name` at object `id` (the newest record of a name wins). */
+  setName (name: string, id: Buffer): Promise<void>
+  /** The id `name` points at, or null. */
+  resolveName (name: string): Promise<Buffer | null>
+  /** Removes the name (not the object). */
+  removeName (name: string): Promise<void>
+  /** Every live object with its size and the name that points at it, if any: what a mount lists. */
+  catalog (): Promise<CatalogEntry[]>
 }
+
+export interface CatalogObject { id: Buffer, size: number, createdAt: number }
+
+/** What one node holds of the catalog: the manifests and name records on its devices. */
+export interface SiteCatalog { objects: CatalogObject[], names: NameRecord[] }
+
+export interface CatalogEntry extends CatalogObject { name: string | null }
 
 /** The node's attached devices as the object layer sees them: each device a failure domain. */
 export interface DevicePool {
@@ -104,4 +123,8 @@ export interface EntrySite {
   removeId (id: Buffer, tombstone: boolean): Promise<void>
   /** Ids whose manifest the node holds, in order, after `after`. */
   listManifests (after: Buffer | null, limit: number): Promise<Buffer[]>
+  /** The manifests (summarized) and name records the node holds. */
+  listCatalog (): Promise<SiteCatalog>
+  /** Bytes of the node's devices and how many are free. */
+  capacity (): Promise<{ size: number, free: number }>
 }

@@ -12,6 +12,8 @@
 import c from 'compact-encoding'
 import { DdfsError } from '../errors'
 import { hash64 } from '../encoding'
+import type { NameRecord } from '../object/records'
+import type { CatalogEntry, CatalogObject, SiteCatalog } from '../object/types'
 
 export const MAX_FRAME = 8 * 1024 * 1024
 export const FRAME_PREFIX = 13  // length + type + request id + meta length
@@ -43,10 +45,21 @@ export const enum MessageType {
   EntryList = 20,  // idMessage -> Ok (JSON: the id's entries on this node, for query)
   EntryRemove = 21, // entryRemoveMessage -> Ack
   ManifestList = 22, // listMessage -> Ok (JSON: ids whose manifest this node holds)
-  Ack = 23
+  Ack = 23,
+  CatalogList = 24, // emptyMessage -> Data (siteCatalogMessage): this node's manifests and names
+  // Names and the listing, for clients (the mount):
+  Catalog = 25,     // emptyMessage -> Data (catalogMessage): every live object, named or not
+  NameResolve = 26, // nameMessage -> Data (optionalIdMessage)
+  NameSet = 27,     // nameSetMessage -> Ack
+  NameRemove = 28,  // nameMessage -> Ack
+  Read = 29,        // getMessage (length at most MAX_READ) -> Data (the bytes)
+  Capacity = 30     // capacityRequest -> Data (capacityMessage): this node's, or the cluster's
 }
 
-const MAX_TYPE = MessageType.Ack
+const MAX_TYPE = MessageType.Capacity
+
+/** Largest ranged read answered in one DATA frame. */
+export const MAX_READ = 4 * 1024 * 1024
 
 export function checkType (t: number): MessageType {
   if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
@@ -162,6 +175,67 @@ export const entryRemoveMessage: c.Encoder<EntryRemoveMessage> = {
   preencode (s, m) { c.uint.preencode(s, 0); id16.preencode(s, m.id) },
   encode (s, m) { c.uint.encode(s, m.tombstone ? 1 : 0); id16.encode(s, m.id) },
   decode (s) { const flags = c.uint.decode(s); return { tombstone: (flags & 1) !== 0, id: Buffer.from(id16.decode(s) as Uint8Array) } }
+}
+
+export interface NameMessage { name: string }
+export const nameMessage: c.Encoder<NameMessage> = {
+  preencode (s, m) { c.string.preencode(s, m.name) },
+  encode (s, m) { c.string.encode(s, m.name) },
+  decode (s) { return { name: c.string.decode(s) } }
+}
+
+export interface NameSetMessage { name: string, id: Buffer }
+export const nameSetMessage: c.Encoder<NameSetMessage> = {
+  preencode (s, m) { c.string.preencode(s, m.name); id16.preencode(s, m.id) },
+  encode (s, m) { c.string.encode(s, m.name); id16.encode(s, m.id) },
+  decode (s) { return { name: c.string.decode(s), id: Buffer.from(id16.decode(s) as Uint8Array) } }
+}
+
+export interface OptionalIdMessage { id: Buffer | null }
+export const optionalIdMessage: c.Encoder<OptionalIdMessage> = {
+  preencode (s, m) { c.uint.preencode(s, 0); if (m.id !== null) id16.preencode(s, m.id) },
+  encode (s, m) { c.uint.encode(s, m.id !== null ? 1 : 0); if (m.id !== null) id16.encode(s, m.id) },
+  decode (s) { return { id: (c.uint.decode(s) & 1) !== 0 ? Buffer.from(id16.decode(s) as Uint8Array) : null } }
+}
+
+const catalogObject: c.Encoder<CatalogObject> = {
+  preencode (s, o) { id16.preencode(s, o.id); c.uint.preencode(s, o.size); c.uint.preencode(s, o.createdAt) },
+  encode (s, o) { id16.encode(s, o.id); c.uint.encode(s, o.size); c.uint.encode(s, o.createdAt) },
+  decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), size: c.uint.decode(s), createdAt: c.uint.decode(s) } }
+}
+
+const nameRecord: c.Encoder<NameRecord> = {
+  preencode (s, r) { c.string.preencode(s, r.name); id16.preencode(s, r.id); c.uint.preencode(s, r.version) },
+  encode (s, r) { c.string.encode(s, r.name); id16.encode(s, r.id); c.uint.encode(s, r.version) },
+  decode (s) { return { name: c.string.decode(s), id: Buffer.from(id16.decode(s) as Uint8Array), version: c.uint.decode(s) } }
+}
+
+export const siteCatalogMessage: c.Encoder<SiteCatalog> = {
+  preencode (s, m) { c.array(catalogObject).preencode(s, m.objects); c.array(nameRecord).preencode(s, m.names) },
+  encode (s, m) { c.array(catalogObject).encode(s, m.objects); c.array(nameRecord).encode(s, m.names) },
+  decode (s) { return { objects: c.array(catalogObject).decode(s), names: c.array(nameRecord).decode(s) } }
+}
+
+const catalogEntry: c.Encoder<CatalogEntry> = {
+  preencode (s, e) { catalogObject.preencode(s, e); c.string.preencode(s, e.name ?? '') },
+  encode (s, e) { catalogObject.encode(s, e); c.string.encode(s, e.name ?? '') },
+  decode (s) { const o = catalogObject.decode(s); const name = c.string.decode(s); return { ...o, name: name === '' ? null : name } }
+}
+
+export const catalogMessage: c.Encoder<CatalogEntry[]> = c.array(catalogEntry)
+
+export interface CapacityRequest { cluster: boolean }
+export const capacityRequest: c.Encoder<CapacityRequest> = {
+  preencode (s) { c.uint.preencode(s, 0) },
+  encode (s, m) { c.uint.encode(s, m.cluster ? 1 : 0) },
+  decode (s) { return { cluster: (c.uint.decode(s) & 1) !== 0 } }
+}
+
+export interface CapacityMessage { size: number, free: number, nodes: number }
+export const capacityMessage: c.Encoder<CapacityMessage> = {
+  preencode (s, m) { c.uint.preencode(s, m.size); c.uint.preencode(s, m.free); c.uint.preencode(s, m.nodes) },
+  encode (s, m) { c.uint.encode(s, m.size); c.uint.encode(s, m.free); c.uint.encode(s, m.nodes) },
+  decode (s) { return { size: c.uint.decode(s), free: c.uint.decode(s), nodes: c.uint.decode(s) } }
 }
 
 export interface DeviceMessage { path: string, format: boolean }

@@ -1,0 +1,431 @@
+// The store as a flat directory: every live object is a file, listed under the newest name that
+// points at it or else under its 32-hex id; any object opens as /<id>. A file written through
+// the mount is spooled to a local file (random writes welcome, memory bounded) and committed as
+// a new object at close (flush) or fsync; an object under the same name is then replaced and
+// deleted. Reads fetch 4 MiB windows with read-ahead, so sequential reads stream.
+import fs from 'node:fs'
+import path from 'node:path'
+import Fuse, { type Ops, type Stat } from 'fuse-native'
+import { DdfsError } from '../errors'
+import { checkName } from '../object/records'
+import { MAX_READ } from '../wire/messages'
+import type { CatalogEntry } from '../object/types'
+import type { NodeLink } from './node-link'
+import type { Logger } from '../log'
+
+const errno = Fuse as unknown as Record<string, number>
+const ENOTSUP = -95
+/** The listing is fetched again when older than this (other mounts' changes show up by then). */
+const CATALOG_TTL_MS = 1000
+/** Read window and how many windows each open file keeps (read-ahead included). */
+const WINDOW = MAX_READ
+const WINDOWS_KEPT = 6
+const READ_AHEAD = 3
+const ID_RE = /^[0-9a-f]{32}$/
+
+interface Entry { id: Buffer, hex: string, name: string | null, size: number, mtime: number }
+
+interface ReadHandle { kind: 'read', entry: Entry, windows: Map<number, Promise<Buffer>>, next: number }
+interface WriteHandle {
+  kind: 'write'
+  name: string          // the file name it will be committed under
+  spool: string
+  fd: number
+  size: number
+  dirty: boolean
+  replaces: Entry | null  // the object under that name when it was opened
+  mtime: number
+  refs: number          // open descriptors
+}
+type Handle = ReadHandle | WriteHandle
+
+/** DdfsError codes as errno values, so tools print the right message. */
+export function toErrno (err: unknown): number {
+  switch (DdfsError.from(err).code) {
+    case 'NOT_FOUND': return errno.ENOENT
+    case 'BAD_ARGUMENT': return errno.EINVAL
+    case 'DEVICE_FULL': return errno.ENOSPC
+    case 'PERMISSION': return errno.EACCES
+    default: return errno.EIO  // CORRUPT, UNAVAILABLE, IO, ...: never wrong bytes
+  }
+}
+
+export class DdfsFs {
+  private entries = new Map<string, Entry>()   // file name -> entry
+  private byId = new Map<string, Entry>()
+  private fetchedAt = 0
+  private refreshing: Promise<void> | null = null
+  private readonly handles = new Map<number, Handle>()
+  private readonly writing = new Map<string, WriteHandle>()  // name -> open, uncommitted file
+  private nextFd = 10
+  private spoolSeq = 0
+
+  constructor (private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger) {}
+
+  // ---- the listing --------------------------------------------------------------------------
+
+  private async refresh (force = false): Promise<void> {
+    if (!force && Date.now() - this.fetchedAt < CATALOG_TTL_MS) return
+    this.refreshing ??= this.link.catalog().then((list) => {
+      const entries = new Map<string, Entry>()
+      const byId = new Map<string, Entry>()
+      for (const e of list) {
+        const entry = toEntry(e)
+        byId.set(entry.hex, entry)
+        // Two objects claiming one name (rare: concurrent creates): the newer keeps it.
+        const name = entry.name ?? entry.hex
+        const had = entries.get(name)
+        if (had === undefined || had.mtime < entry.mtime) entries.set(name, entry)
+      }
+      this.entries = entries
+      this.byId = byId
+      this.fetchedAt = Date.now()
+    }).finally(() => { this.refreshing = null })
+    await this.refreshing
+  }
+
+  /** The committed object a file name stands for, or null. */
+  private async lookup (name: string): Promise<Entry | null> {
+    await this.refresh()
+    let e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
+    if (e === undefined && Date.now() - this.fetchedAt > 50) {
+      // Just created elsewhere? One fresh look before saying ENOENT.
+      await this.refresh(true)
+      e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
+    }
+    return e ?? null
+  }
+
+  private remember (e: Entry): void {
+    this.byId.set(e.hex, e)
+    this.entries.set(e.name ?? e.hex, e)
+  }
+
+  private forget (e: Entry): void {
+    this.byId.delete(e.hex)
+    const name = e.name ?? e.hex
+    if (this.entries.get(name) === e) this.entries.delete(name)
+  }
+
+  // ---- operations -----------------------------------------------------------------------------
+
+  ops (): Ops {
+    const run = <T>(what: string, fn: () => Promise<T>, done: (err: number, v?: T) => void): void => {
+      fn().then((v) => done(0, v), (err) => {
+        const e = DdfsError.from(err)
+        if (e.code !== 'NOT_FOUND') this.log.warn('mount-op-failed', { op: what, error: e.message })
+        done(typeof err === 'number' ? err : toErrno(err))
+      })
+    }
+    return {
+      init: (cb) => cb(0),
+      statfs: (_p, cb) => run('statfs', async () => {
+        const c = await this.link.capacity()
+        const blocks = Math.floor(c.size / 4096)
+        const free = Math.floor(c.free / 4096)
+        return { bsize: 4096, frsize: 4096, blocks, bfree: free, bavail: free, files: this.entries.size + 1_000_000, ffree: 1_000_000, favail: 1_000_000, fsid: 0xdd, flag: 0, namemax: 255 }
+      }, cb),
+      getattr: (p, cb) => run('getattr', async () => {
+        if (p === '/') return dirStat()
+        const name = fileName(p)
+        const w = this.writing.get(name)
+        if (w !== undefined) return fileStat(w.size, w.mtime)
+        const e = await this.lookup(name)
+        if (e === null) throw errno.ENOENT
+        return fileStat(e.size, e.mtime)
+      }, cb),
+      readdir: (p, cb) => {
+        if (p !== '/') { cb(errno.ENOTDIR); return }
+        this.refresh(true).then(() => {
+          const names = new Set([...this.entries.keys(), ...this.writing.keys()])
+          const list = [...names]
+          const stats = list.map((n) => { const w = this.writing.get(n); const e = this.entries.get(n) as Entry; return w !== undefined ? fileStat(w.size, w.mtime) : fileStat(e.size, e.mtime) })
+          cb(0, list, stats)
+        }, (err) => cb(toErrno(err)))
+      },
+      open: (p, flags, cb) => run('open', async () => this.open(fileName(p), flags), cb),
+      create: (p, _mode, cb) => run('create', async () => this.create(fileName(p)), cb),
+      read: (_p, fd, buf, len, pos, cb) => { this.read(fd, buf, len, pos).then(cb, (err) => cb(typeof err === 'number' ? err : toErrno(err))) },
+      write: (_p, fd, buf, len, pos, cb) => {
+        const h = this.handles.get(fd)
+        if (h === undefined || h.kind !== 'write') { cb(errno.EBADF); return }
+        fs.write(h.fd, buf, 0, len, pos, (err, n) => {
+          if (err !== null) { cb(err.code === 'ENOSPC' ? errno.ENOSPC : errno.EIO); return }
+          h.size = Math.max(h.size, pos + n)
+          h.dirty = true
+          h.mtime = Date.now()
+          cb(n)
+        })
+      },
+      flush: (_p, fd, cb) => run('flush', async () => this.commit(fd), cb),
+      fsync: (_p, fd, _d, cb) => run('fsync', async () => this.commit(fd), cb),
+      release: (_p, fd, cb) => run('release', async () => this.release(fd), cb),
+      ftruncate: (_p, fd, size, cb) => run('ftruncate', async () => {
+        const h = this.handles.get(fd)
+        if (h === undefined || h.kind !== 'write') throw errno.EBADF
+        await fs.promises.truncate(h.spool, size)
+        h.size = size
+        h.dirty = true
+      }, cb),
+      truncate: (p, size, cb) => run('truncate', async () => this.truncate(fileName(p), size), cb),
+      unlink: (p, cb) => run('unlink', async () => this.unlink(fileName(p)), cb),
+      rename: (src, dest, cb) => run('rename', async () => this.rename(fileName(src), fileName(dest)), cb),
+      getxattr: (p, attr, _pos, cb) => run('getxattr', async () => {
+        if (p === '/') return null
+        const e = await this.lookup(fileName(p))
+        if (e === null) throw errno.ENOENT
+        if (attr === 'user.ddfs.id') return Buffer.from(e.hex)
+        if (attr === 'user.ddfs.schema') {
+          const q = await this.link.query(e.id)
+          return Buffer.from(`n=${q.schema.k + q.schema.m} k=${q.schema.k}`)
+        }
+        return null
+      }, cb),
+      listxattr: (p, cb) => run('listxattr', async () => {
+        if (p === '/') return []
+        if (await this.lookup(fileName(p)) === null) throw errno.ENOENT
+        return ['user.ddfs.id', 'user.ddfs.schema']
+      }, cb),
+      // Times, modes and owners are not stored: accepted (tools like cp -p and touch call them)
+      // and ignored. Directories, links and device nodes are not supported.
+      utimens: (_p, _a, _m, cb) => cb(0),
+      chmod: (_p, _m, cb) => cb(0),
+      chown: (_p, _u, _g, cb) => cb(0),
+      setxattr: (_p, _n, _v, _pos, _f, cb) => cb(ENOTSUP),
+      mkdir: (_p, _m, cb) => cb(ENOTSUP),
+      rmdir: (_p, cb) => cb(ENOTSUP),
+      symlink: (_s, _d, cb) => cb(ENOTSUP),
+      link: (_s, _d, cb) => cb(ENOTSUP),
+      mknod: (_p, _m, _d, cb) => cb(ENOTSUP)
+    }
+  }
+
+  private async open (name: string, flags: number): Promise<number> {
+    const mode = flags & 3
+    if (mode === fs.constants.O_RDONLY) {
+      const w = this.writing.get(name)
+      if (w !== undefined) return this.addHandle(w)  // reading a file being written: the spool
+      const e = await this.lookup(name)
+      if (e === null) throw errno.ENOENT
+      return this.addHandle({ kind: 'read', entry: e, windows: new Map(), next: 0 })
+    }
+    if (ID_RE.test(name)) throw errno.EACCES  // an object's content never changes under its id
+    const open = this.writing.get(name)
+    if (open !== undefined) return this.addHandle(open)  // another descriptor of a file being written
+    const e = await this.lookup(name)
+    if (e === null) throw errno.ENOENT
+    const h = await this.newWrite(name, e)
+    // Opened for writing without O_TRUNC: start from the current content.
+    if ((flags & fs.constants.O_TRUNC) === 0) {
+      for (let off = 0; off < e.size; off += WINDOW) {
+        await writeAt(h.fd, await this.link.read(e.id, off, Math.min(WINDOW, e.size - off)), off)
+      }
+      h.size = e.size
+    } else {
+      h.dirty = true
+    }
+    return this.addHandle(h)
+  }
+
+  private async create (name: string): Promise<number> {
+    try {
+      checkName(name)
+    } catch {
+      throw errno.EINVAL
+    }
+    const h = await this.newWrite(name, await this.lookup(name))
+    h.dirty = true  // an empty file is a file too
+    this.writing.set(name, h)
+    return this.addHandle(h)
+  }
+
+  private async newWrite (name: string, replaces: Entry | null): Promise<WriteHandle> {
+    const spool = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
+    const fd = await new Promise<number>((resolve, reject) => fs.open(spool, 'w+', 0o600, (err, f) => err !== null ? reject(err) : resolve(f)))
+    return { kind: 'write', name, spool, fd, size: 0, dirty: false, replaces, mtime: Date.now(), refs: 0 }
+  }
+
+  private addHandle (h: Handle): number {
+    const fd = this.nextFd++
+    this.handles.set(fd, h)
+    if (h.kind === 'write') { h.refs++; this.writing.set(h.name, h) }
+    return fd
+  }
+
+  private async read (fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handles.get(fd)
+    if (h === undefined) throw errno.EBADF
+    if (h.kind === 'write') {
+      return await new Promise<number>((resolve, reject) => fs.read(h.fd, buf, 0, len, pos, (err, n) => err !== null ? reject(errno.EIO) : resolve(n)))
+    }
+    const size = h.entry.size
+    if (pos >= size) return 0
+    const end = Math.min(size, pos + len)
+    let done = 0
+    for (let at = pos; at < end;) {
+      const w = Math.floor(at / WINDOW)
+      const data = await this.window(h, w)
+      const from = at - w * WINDOW
+      const n = Math.min(end - at, data.length - from)
+      if (n <= 0) throw DdfsError.UNAVAILABLE('short read from the node')
+      data.copy(buf, done, from, from + n)
+      done += n
+      at += n
+    }
+    // Sequential: keep the next windows coming.
+    const w = Math.floor(pos / WINDOW)
+    if (w === h.next || w === h.next - 1) for (let a = 1; a <= READ_AHEAD; a++) void this.window(h, w + a).catch(() => {})
+    h.next = Math.floor((end - 1) / WINDOW) + 1
+    return done
+  }
+
+  private window (h: ReadHandle, w: number): Promise<Buffer> {
+    const start = w * WINDOW
+    if (start >= h.entry.size) return Promise.resolve(Buffer.alloc(0))
+    let p = h.windows.get(w)
+    if (p === undefined) {
+      p = this.link.read(h.entry.id, start, Math.min(WINDOW, h.entry.size - start))
+      p.catch(() => { if (h.windows.get(w) === p) h.windows.delete(w) })
+      h.windows.set(w, p)
+      // Keep the newest few windows: memory per open file stays bounded.
+      for (const k of h.windows.keys()) { if (h.windows.size <= WINDOWS_KEPT) break; if (k < w) h.windows.delete(k) }
+    }
+    return p
+  }
+
+  /** Commits a written file as a new object under its name; the object it replaces goes. */
+  private async commit (fd: number): Promise<void> {
+    const h = this.handles.get(fd)
+    if (h === undefined || h.kind !== 'write' || !h.dirty) return
+    const client = await this.link.client()
+    let info: Record<string, unknown>
+    try {
+      const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
+      info = client.local
+        ? await client.putLocal(h.spool, meta) as Record<string, unknown>
+        : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
+    } finally {
+      client.close()
+    }
+    h.dirty = false
+    const entry: Entry = { id: Buffer.from(info.id as string, 'hex'), hex: info.id as string, name: h.name, size: h.size, mtime: Number(info.createdAt) }
+    const old = h.replaces
+    h.replaces = entry
+    this.remember(entry)
+    if (old !== null && old.hex !== entry.hex) {
+      this.byId.delete(old.hex)
+      await this.link.delete(old.id).catch((err) => this.log.warn('replace-delete-failed', { id: old.hex, error: DdfsError.from(err).message }))
+    }
+  }
+
+  private async release (fd: number): Promise<void> {
+    const h = this.handles.get(fd)
+    this.handles.delete(fd)
+    if (h === undefined || h.kind !== 'write') return
+    if (--h.refs > 0) return
+    try {
+      await this.commitHandle(h)
+    } finally {
+      if (this.writing.get(h.name) === h) this.writing.delete(h.name)
+      fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
+    }
+  }
+
+  private async commitHandle (h: WriteHandle): Promise<void> {
+    if (!h.dirty) return
+    const fd = this.nextFd++
+    this.handles.set(fd, h)  // not addHandle: no descriptor is opened
+    try { await this.commit(fd) } finally { this.handles.delete(fd) }
+  }
+
+  private async truncate (name: string, size: number): Promise<void> {
+    const w = this.writing.get(name)
+    if (w !== undefined) {
+      await fs.promises.truncate(w.spool, size)
+      w.size = size
+      w.dirty = true
+      return
+    }
+    if (ID_RE.test(name)) throw errno.EACCES
+    const e = await this.lookup(name)
+    if (e === null) throw errno.ENOENT
+    if (size === e.size) return
+    // A new object with the first `size` bytes (zero-extended), replacing this one.
+    const h = await this.newWrite(name, e)
+    try {
+      for (let off = 0; off < Math.min(size, e.size); off += WINDOW) {
+        await writeAt(h.fd, await this.link.read(e.id, off, Math.min(WINDOW, Math.min(size, e.size) - off)), off)
+      }
+      await fs.promises.truncate(h.spool, size)
+      h.size = size
+      h.dirty = true
+      await this.commitHandle(h)
+    } finally {
+      fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
+    }
+  }
+
+  private async unlink (name: string): Promise<void> {
+    const e = await this.lookup(name)
+    const w = this.writing.get(name)
+    if (e === null && w === undefined) throw errno.ENOENT
+    if (w !== undefined) { w.dirty = false; this.writing.delete(name) }
+    if (e === null) return
+    await this.link.delete(e.id)
+    if (e.name !== null) await this.link.removeName(e.name)
+    this.forget(e)
+  }
+
+  private async rename (from: string, to: string): Promise<void> {
+    if (from === to) return
+    try { checkName(to) } catch { throw errno.EINVAL }
+    const w = this.writing.get(from)
+    if (w !== undefined) {
+      // Not committed yet: it will be committed under the new name.
+      this.writing.delete(from)
+      w.name = to
+      w.replaces = await this.lookup(to)
+      this.writing.set(to, w)
+      return
+    }
+    const e = await this.lookup(from)
+    if (e === null) throw errno.ENOENT
+    const target = await this.lookup(to)
+    await this.link.setName(to, e.id)
+    if (e.name !== null) await this.link.removeName(e.name)
+    this.forget(e)
+    const moved = { ...e, name: to }
+    this.remember(moved)
+    if (target !== null && target.hex !== e.hex) {
+      this.byId.delete(target.hex)
+      await this.link.delete(target.id)
+    }
+  }
+
+  /** Closes every open file (committing what was written) before an unmount. */
+  async closeAll (): Promise<void> {
+    for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
+  }
+}
+
+function toEntry (e: CatalogEntry): Entry {
+  return { id: e.id, hex: e.id.toString('hex'), name: e.name, size: e.size, mtime: e.createdAt }
+}
+
+function fileName (p: string): string {
+  return p.startsWith('/') ? p.slice(1) : p
+}
+
+function dirStat (): Stat {
+  const now = new Date()
+  return { mode: 0o40755, size: 4096, nlink: 2, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, atime: now, mtime: now, ctime: now }
+}
+
+function fileStat (size: number, mtime: number): Stat {
+  const t = new Date(mtime)
+  return { mode: 0o100644, size, nlink: 1, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, atime: t, mtime: t, ctime: t, blksize: 4096, blocks: Math.ceil(size / 512) }
+}
+
+function writeAt (fd: number, data: Buffer, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.write(fd, data, 0, data.length, pos, (err) => err !== null ? reject(err) : resolve()))
+}

@@ -1,0 +1,77 @@
+// The mount's line to its node: the client protocol with many requests in flight (the kernel
+// sends reads of several files at once), over the node's local socket or the cluster transport.
+// Commits of written files go through their own Client (a put streams over one connection).
+import type c from 'compact-encoding'
+import { DdfsError } from '../errors'
+import { Client, connectFrames, type ConnectOptions } from '../client/client'
+import { RpcConnection } from '../wire/rpc'
+import type { Frame } from '../wire/connection'
+import {
+  MessageType, emptyMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage, idMessage, getMessage,
+  capacityRequest, capacityMessage, okMessage, decodeMeta, MAX_READ, type CapacityMessage
+} from '../wire/messages'
+import type { CatalogEntry } from '../object/types'
+
+const TIMEOUT_MS = 60_000
+
+export class NodeLink {
+  private rpc: RpcConnection | null = null
+  private connecting: Promise<RpcConnection> | null = null
+  local = false
+
+  constructor (readonly opts: ConnectOptions) {}
+
+  get address (): string { return `${this.opts.host}:${this.opts.port}` }
+
+  /** Connects (again, after the node restarted) on demand. */
+  private async connection (): Promise<RpcConnection> {
+    if (this.rpc !== null && !this.rpc.closed) return this.rpc
+    this.connecting ??= connectFrames(this.opts).then(({ conn, local }) => {
+      this.local = local
+      this.rpc = new RpcConnection(conn, this.address)
+      return this.rpc
+    }).finally(() => { this.connecting = null })
+    return await this.connecting
+  }
+
+  private async call<T> (type: MessageType, enc: c.Encoder<T>, meta: T): Promise<Frame> {
+    return await (await this.connection()).request(type, enc, meta, null, TIMEOUT_MS)
+  }
+
+  async ready (): Promise<void> { await this.connection() }
+
+  async catalog (): Promise<CatalogEntry[]> {
+    return decodeMeta(catalogMessage, (await this.call(MessageType.Catalog, emptyMessage, null)).meta)
+  }
+
+  async resolve (name: string): Promise<Buffer | null> {
+    return decodeMeta(optionalIdMessage, (await this.call(MessageType.NameResolve, nameMessage, { name })).meta).id
+  }
+
+  async setName (name: string, id: Buffer): Promise<void> { await this.call(MessageType.NameSet, nameSetMessage, { name, id }) }
+  async removeName (name: string): Promise<void> { await this.call(MessageType.NameRemove, nameMessage, { name }) }
+  async delete (id: Buffer): Promise<void> { await this.call(MessageType.Delete, idMessage, { id }) }
+
+  async query (id: Buffer): Promise<{ size: number, schema: { k: number, m: number }, createdAt: number }> {
+    return decodeMeta(okMessage, (await this.call(MessageType.Query, idMessage, { id })).meta) as { size: number, schema: { k: number, m: number }, createdAt: number }
+  }
+
+  /** Up to MAX_READ bytes at `offset` (fewer at the end of the object). */
+  async read (id: Buffer, offset: number, length: number): Promise<Buffer> {
+    if (length > MAX_READ) throw DdfsError.BAD_ARGUMENT(`reads are at most ${MAX_READ} bytes`)
+    return (await this.call(MessageType.Read, getMessage, { id, offset, length })).payload
+  }
+
+  async capacity (): Promise<CapacityMessage> {
+    return decodeMeta(capacityMessage, (await this.call(MessageType.Capacity, capacityRequest, { cluster: true })).meta)
+  }
+
+  /** A separate connection for one put (it streams, so it cannot share). */
+  async client (): Promise<Client> {
+    return await Client.connect(this.opts)
+  }
+
+  close (): void {
+    this.rpc?.close()
+  }
+}

@@ -1,0 +1,73 @@
+// Names and the catalog over entry sites, for both object stores: a name record lives on the
+// sites chosen by the name's hash (the first few of `sitesFor`), and the catalog is the union of
+// what every site holds, each object shown under the newest name that points at it.
+import { DdfsError } from '../errors'
+import { EntryKind } from '../store/types'
+import { nameHash } from '../cluster/placement'
+import { checkName, decodeNameRecord, encodeNameRecord, keyOf, type NameRecord } from './records'
+import type { CatalogEntry, CatalogObject, EntrySite } from './types'
+
+/** Name record copies written (all sites when fewer): as many as a 4+2 object's manifest. */
+const NAME_COPIES = 3
+
+export class Names {
+  /**
+   * `sitesFor(hash)`: every site, in the order a name with that hash is placed on them;
+   * `all()`: every site, for the catalog.
+   */
+  constructor (private readonly sitesFor: (hash: Buffer) => EntrySite[], private readonly all: () => EntrySite[]) {}
+
+  async set (name: string, id: Buffer): Promise<void> {
+    checkName(name)
+    const hash = nameHash(name)
+    const record = encodeNameRecord({ name, id, version: Date.now() })
+    const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
+    const results = await Promise.allSettled(sites.map((s) => s.putEntry(keyOf(hash, EntryKind.Name), record)))
+    if (results.every((r) => r.status === 'rejected')) {
+      throw DdfsError.UNAVAILABLE(`no node could store the name '${name}': ${DdfsError.from((results[0] as PromiseRejectedResult).reason).message}`)
+    }
+  }
+
+  async resolve (name: string): Promise<Buffer | null> {
+    checkName(name)
+    const hash = nameHash(name)
+    const sites = this.sitesFor(hash)
+    for (let at = 0; at < sites.length;) {
+      const batch = sites.slice(at, at + NAME_COPIES)
+      at += batch.length
+      const found = await Promise.allSettled(batch.map(async (s) => decodeNameRecord((await s.getEntry(keyOf(hash, EntryKind.Name))).entry)))
+      const newest = found.flatMap((r) => r.status === 'fulfilled' && r.value.name === name ? [r.value] : []).sort((a, b) => b.version - a.version)[0]
+      if (newest !== undefined) return newest.id
+    }
+    return null
+  }
+
+  async remove (name: string): Promise<void> {
+    checkName(name)
+    const hash = nameHash(name)
+    await Promise.allSettled(this.sitesFor(hash).slice(0, 2 * NAME_COPIES).map((s) => s.removeId(hash, false)))
+  }
+
+  async catalog (): Promise<CatalogEntry[]> {
+    const parts = await Promise.allSettled(this.all().map((s) => s.listCatalog()))
+    if (parts.every((p) => p.status === 'rejected')) throw DdfsError.UNAVAILABLE('no node answered the listing')
+    const objects = new Map<string, CatalogObject>()
+    const names = new Map<string, NameRecord>()
+    for (const p of parts) {
+      if (p.status !== 'fulfilled') continue
+      for (const o of p.value.objects) objects.set(o.id.toString('hex'), o)
+      for (const r of p.value.names) {
+        const had = names.get(r.name)
+        if (had === undefined || had.version < r.version) names.set(r.name, r)
+      }
+    }
+    // Each object under the newest name pointing at it; a name whose object is gone is dropped.
+    const nameOf = new Map<string, NameRecord>()
+    for (const r of names.values()) {
+      const hex = r.id.toString('hex')
+      const had = nameOf.get(hex)
+      if (objects.has(hex) && (had === undefined || had.version < r.version)) nameOf.set(hex, r)
+    }
+    return [...objects.values()].map((o) => ({ ...o, name: nameOf.get(o.id.toString('hex'))?.name ?? null }))
+  }
+}
