@@ -27,6 +27,7 @@ export class Logger {
     this.stream.write(line + '\n')
   }
 
+  debug (event: string, fields?: Record<string, unknown>): void { this.log('debug', event, fields) }
   info (event: string, fields?: Record<string, unknown>): void { this.log('info', event, fields) }
   warn (event: string, fields?: Record<string, unknown>): void { this.log('warn', event, fields) }
   error (event: string, fields?: Record<string, unknown>): void { this.log('error', event, fields) }

@@ -36,6 +36,7 @@ interface WriteHandle {
   replaces: Entry | null  // the object under that name when it was opened
   mtime: number
   refs: number          // open descriptors
+  writes: number        // write requests (the kernel's size per request shows in the log)
 }
 type Handle = ReadHandle | WriteHandle
 
@@ -110,11 +111,19 @@ export class DdfsFs {
   // ---- operations -----------------------------------------------------------------------------
 
   ops (): Ops {
+    const trace = process.env.DDFS_MOUNT_TRACE === '1'
+    // Every request gets exactly one answer, whatever happens: an unanswered FUSE request hangs
+    // the process that made it.
     const run = <T>(what: string, fn: () => Promise<T>, done: (err: number, v?: T) => void): void => {
-      fn().then((v) => done(0, v), (err) => {
+      const t0 = trace ? Date.now() : 0
+      Promise.resolve().then(fn).then((v) => {
+        if (trace) this.log.debug('op', { op: what, ms: Date.now() - t0 })
+        done(0, v)
+      }, (err) => {
+        if (typeof err === 'number') { done(err); return }  // an errno: the expected answer (ENOENT, ...)
         const e = DdfsError.from(err)
         if (e.code !== 'NOT_FOUND') this.log.warn('mount-op-failed', { op: what, error: e.message })
-        done(typeof err === 'number' ? err : toErrno(err))
+        done(toErrno(e))
       })
     }
     return {
@@ -149,6 +158,7 @@ export class DdfsFs {
       write: (_p, fd, buf, len, pos, cb) => {
         const h = this.handles.get(fd)
         if (h === undefined || h.kind !== 'write') { cb(errno.EBADF); return }
+        h.writes++
         fs.write(h.fd, buf, 0, len, pos, (err, n) => {
           if (err !== null) { cb(err.code === 'ENOSPC' ? errno.ENOSPC : errno.EIO); return }
           h.size = Math.max(h.size, pos + n)
@@ -242,7 +252,7 @@ export class DdfsFs {
   private async newWrite (name: string, replaces: Entry | null): Promise<WriteHandle> {
     const spool = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
     const fd = await new Promise<number>((resolve, reject) => fs.open(spool, 'w+', 0o600, (err, f) => err !== null ? reject(err) : resolve(f)))
-    return { kind: 'write', name, spool, fd, size: 0, dirty: false, replaces, mtime: Date.now(), refs: 0 }
+    return { kind: 'write', name, spool, fd, size: 0, dirty: false, replaces, mtime: Date.now(), refs: 0, writes: 0 }
   }
 
   private addHandle (h: Handle): number {
@@ -308,6 +318,7 @@ export class DdfsFs {
       client.close()
     }
     h.dirty = false
+    this.log.info('committed', { name: h.name, id: info.id, size: h.size, writeRequests: h.writes })
     const entry: Entry = { id: Buffer.from(info.id as string, 'hex'), hex: info.id as string, name: h.name, size: h.size, mtime: Number(info.createdAt) }
     const old = h.replaces
     h.replaces = entry
