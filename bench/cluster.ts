@@ -80,7 +80,7 @@ function main (): void {
     result('disk_write_odirect', median(dw), 'MB/s')
     result('disk_read_odirect', median(dr), 'MB/s')
 
-    ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', `${2 * RUNS + 2}G`, '--no-mount'])
+    ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
     const pids = [Number(fs.readFileSync(path.join(cluster, 'bootstrap.pid'), 'utf8'))]
     for (let i = 0; i < 6; i++) pids.push(Number(fs.readFileSync(path.join(cluster, `node${i}`, 'node.pid'), 'utf8')))
     const nodesCpu = (): number => pids.reduce((a, p) => a + cpuOf(p), 0)

@@ -125,7 +125,7 @@ const COMMANDS: Command[] = [
     flags: [
       { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes', default: 6 }, DIR,
       { name: 'base-port', type: 'number', help: 'node i listens on base-port + i', default: DEFAULT_PORT },
-      { name: 'device-size', type: 'string', help: 'size of each node\'s device file (sparse)', default: '4G' },
+      { name: 'device-size', type: 'string', help: 'size of each node\'s device file (space is reserved when it is formatted)', default: '2G' },
       { name: 'mount', type: 'string', help: 'mount point (FUSE mounting lands with the mount issue; use --no-mount until then)' },
       { name: 'no-mount', type: 'boolean', help: 'do not mount the store' },
       ...COMMON

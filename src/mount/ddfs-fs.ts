@@ -307,15 +307,23 @@ export class DdfsFs {
   private async commit (fd: number): Promise<void> {
     const h = this.handles.get(fd)
     if (h === undefined || h.kind !== 'write' || !h.dirty) return
-    const client = await this.link.client()
-    let info: Record<string, unknown>
-    try {
-      const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
-      info = client.local
-        ? await client.putLocal(h.spool, meta) as Record<string, unknown>
-        : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
-    } finally {
-      client.close()
+    let info: Record<string, unknown> | null = null
+    // A node that just died can still be picked as a holder until the others notice (the first
+    // failure marks it): try again a few times before failing the close() or fsync().
+    for (let attempt = 1; info === null; attempt++) {
+      const client = await this.link.client()
+      try {
+        const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
+        info = client.local
+          ? await client.putLocal(h.spool, meta) as Record<string, unknown>
+          : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
+      } catch (err) {
+        if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
+        this.log.warn('commit-retry', { name: h.name, error: DdfsError.from(err).message })
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
+      } finally {
+        client.close()
+      }
     }
     h.dirty = false
     this.log.info('committed', { name: h.name, id: info.id, size: h.size, writeRequests: h.writes })

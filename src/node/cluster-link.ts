@@ -31,6 +31,10 @@ export class ClusterLink implements ClusterView {
   private readonly pool: PeerPool
   private readonly rpcs = new WeakMap<SecureConnection, RpcConnection>()
   private readonly remotes = new Map<string, RemoteSite>()
+  // Members that just failed a dial or dropped a connection: left out of placement until the
+  // time given (discovery would drop a dead member only after 3 heartbeats).
+  private readonly suspects = new Map<string, number>()
+  private readonly suspectMs: number
 
   constructor (opts: ClusterLinkOptions, private readonly self: EntrySite, private readonly log: Logger) {
     this.discovery = new Discovery({
@@ -43,11 +47,16 @@ export class ClusterLink implements ClusterView {
       interval: opts.intervalMs
     })
     this.pool = new PeerPool({ secret: opts.secret, keyPair: opts.keyPair })
+    this.suspectMs = 3 * (opts.intervalMs ?? 5000)
     this.discovery.on('member-add', (m) => log.info('member-add', { member: label(m), publicKey: m.publicKey.toString('hex') }))
     this.discovery.on('member-remove', (m) => { log.warn('member-remove', { member: label(m) }); this.pool.drop(m.publicKey) })
     this.discovery.on('bad-record', (key) => log.warn('bad-record', { publicKey: key.toString('hex') }))
     this.discovery.on('error', (err) => log.warn('discovery-error', { error: err.message }))
-    this.pool.on('peer-error', (key, err) => log.warn('peer-error', { publicKey: key.toString('hex').slice(0, 16), error: err.message }))
+    this.pool.on('peer-error', (key, err) => {
+      log.warn('peer-error', { publicKey: key.toString('hex').slice(0, 16), error: err.message })
+      this.suspects.set(key.toString('hex'), Date.now() + this.suspectMs)
+    })
+    this.discovery.on('member-add', (m) => this.suspects.delete(m.publicKey.toString('hex')))
   }
 
   /** Joins the DHT and announces this node; resolves after the first membership refresh. */
@@ -57,7 +66,10 @@ export class ClusterLink implements ClusterView {
   }
 
   members (): ViewMember[] {
-    return this.discovery.members().map((m) => ({ publicKey: m.publicKey, site: m.self ? this.self : this.remote(m) }))
+    const now = Date.now()
+    return this.discovery.members()
+      .filter((m) => { const until = this.suspects.get(m.publicKey.toString('hex')); return m.self || until === undefined || until < now })
+      .map((m) => ({ publicKey: m.publicKey, site: m.self ? this.self : this.remote(m) }))
   }
 
   /** The membership for `ddfs status`. */

@@ -100,7 +100,7 @@ export interface TestCluster {
 let nextBase = 30000 + (process.pid % 400) * 40
 
 /** `ddfs up` of a local cluster; `ddfs down` and kill -9 of anything left in teardown. */
-export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000']): Promise<TestCluster> {
+export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000'], deviceSize = '1G'): Promise<TestCluster> {
   const dir = tmpDir(t, 'ddfs-cluster-')
   const basePort = nextBase
   nextBase += 20
@@ -117,7 +117,33 @@ export async function localCluster (t: Test, nodes: number, nodeArgs: string[] =
     try { pids.push(Number(fs.readFileSync(path.join(dir, 'bootstrap.pid'), 'utf8'))) } catch {}
     for (const pid of pids) if (pid !== null && pid > 0) { try { process.kill(pid, 'SIGKILL') } catch {} }
   }, { order: 0 })
-  const r = await ddfs(['up', '--nodes', String(nodes), '--dir', dir, '--base-port', String(basePort), '--device-size', '1G', '--no-mount', '--', ...nodeArgs])
+  const r = await ddfs(['up', '--nodes', String(nodes), '--dir', dir, '--base-port', String(basePort), '--device-size', deviceSize, '--no-mount', '--', ...nodeArgs])
   if (r.code !== 0) throw new Error(`ddfs up failed: ${r.stderr}`)
   return c
+}
+
+/** Runs a shell command with a deadline (a hung mount must fail the test, not hang it). */
+export function sh (cmd: string, timeoutSeconds = 300): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn('timeout', ['-k', '5', String(timeoutSeconds), 'bash', '-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** `ddfs mount` of node i at a fresh mount point; unmounted (forcibly if need be) in teardown. */
+export async function mountNode (t: Test, c: TestCluster, i: number): Promise<{ mp: string, log: string }> {
+  const mp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mnt-'))
+  const log = path.join(c.dir, `mount-${i}-${path.basename(mp)}.log`)
+  t.teardown(async () => {
+    await ddfs(['umount', mp])
+    spawnSync('fusermount3', ['-uz', mp])
+    fs.rmSync(mp, { recursive: true, force: true })
+  }, { order: -1 })
+  const r = await ddfs(['mount', mp, ...c.at(i), '--log', log])
+  if (r.code !== 0) throw new Error(`ddfs mount failed: ${r.stderr}`)
+  return { mp, log }
 }

@@ -1,0 +1,131 @@
+// The store through real FUSE mounts of a real local cluster: ordinary tools on ordinary files.
+import test from 'brittle'
+import fs from 'node:fs'
+import path from 'node:path'
+import { ddfs, localCluster, mountNode, sh, tmpDir, readPid } from './helpers/env'
+
+test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and names; ddfs put shows up', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 6)
+  const { mp } = await mountNode(t, c, 0)
+  const work = tmpDir(t)
+  const ok = async (cmd: string): Promise<string> => {
+    const r = await sh(cmd)
+    t.is(r.code, 0, `${cmd} ${r.stderr}`)
+    return r.stdout
+  }
+  t.is((await ok(`ls -A ${mp}`)).trim(), '', 'a new cluster is an empty directory')
+  fs.writeFileSync(path.join(work, 'hello.txt'), 'hello ddfs\n')
+  await ok(`cp ${work}/hello.txt ${mp}/`)
+  t.is(await ok(`cat ${mp}/hello.txt`), 'hello ddfs\n', 'cat returns what cp wrote')
+  t.is((await ok(`stat -c '%s %F %h' ${mp}/hello.txt`)).trim(), '11 regular file 1')
+  const id = (await ok(`getfattr --only-values -n user.ddfs.id ${mp}/hello.txt`)).trim()
+  t.ok(/^[0-9a-f]{32}$/.test(id), 'user.ddfs.id is the object id')
+  t.is((await ok(`getfattr --only-values -n user.ddfs.schema ${mp}/hello.txt`)).trim(), 'n=6 k=4')
+  t.is(await ok(`cat ${mp}/${id}`), 'hello ddfs\n', 'a named object also opens by its id')
+  // the same object through the CLI on another node
+  const got = path.join(work, 'got')
+  t.is((await ddfs(['get', ...c.at(3), '-i', id, '-f', got])).code, 0)
+  t.is(fs.readFileSync(got, 'utf8'), 'hello ddfs\n')
+
+  // an object put through the CLI is listed under its id (no name) or its name
+  fs.writeFileSync(path.join(work, 'plain'), 'no name')
+  const plain = (await ddfs(['put', ...c.at(2), '-f', path.join(work, 'plain')])).stdout.trim()
+  const named = (await ddfs(['put', ...c.at(4), '-f', path.join(work, 'plain'), '--name', 'report.txt'])).stdout.trim()
+  const ls = (await ok(`sleep 1.1; ls ${mp}`)).split('\n').filter((x) => x !== '')
+  t.ok(ls.includes(plain), 'ls shows an unnamed object as its id')
+  t.ok(ls.includes('report.txt') && !ls.includes(named), 'ls shows a named object under its name')
+
+  // dd of 40 MiB with random content; md5 through the mount equals the source
+  await ok(`dd if=/dev/urandom of=${work}/big bs=1M count=40 status=none`)
+  await ok(`dd if=${work}/big of=${mp}/big.bin bs=1M conv=fsync status=none`)
+  t.is((await ok(`md5sum < ${mp}/big.bin`)).split(' ')[0], (await ok(`md5sum < ${work}/big`)).split(' ')[0], 'md5 equal')
+  t.is((await ok(`dd if=${mp}/big.bin bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0],
+    (await ok(`dd if=${work}/big bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0], 'a read at an offset returns the right bytes')
+
+  // mv renames (the id stays), overwriting replaces, rm deletes everywhere
+  await ok(`mv ${mp}/hello.txt ${mp}/greeting.txt`)
+  t.is((await ok(`getfattr --only-values -n user.ddfs.id ${mp}/greeting.txt`)).trim(), id, 'the renamed file is the same object')
+  t.is((await sh(`ls ${mp}/hello.txt`)).code, 2, 'the old name is gone')
+  await ok(`echo replaced > ${mp}/greeting.txt`)
+  t.is(await ok(`cat ${mp}/greeting.txt`), 'replaced\n')
+  t.is((await ddfs(['get', ...c.at(1), '-i', id, '-f', path.join(work, 'old')])).code, 3, 'the replaced object was deleted')
+  await ok(`rm ${mp}/big.bin`)
+  t.is((await sh(`cat ${mp}/big.bin`)).code, 1, 'cat of a removed file fails')
+  t.absent((await ok(`ls ${mp}`)).includes('big.bin'))
+
+  // errors map to errno
+  t.ok((await sh(`cat ${mp}/nope`)).stderr.includes('No such file'), 'ENOENT')
+  t.ok((await sh(`mkdir ${mp}/dir`)).stderr.includes('not supported'), 'directories: ENOTSUP')
+  t.ok((await sh(`echo x > ${mp}/${'0'.repeat(32)}`)).code !== 0, 'an id cannot be written')
+
+  // df tells the cluster's capacity: 6 devices of 1 GiB
+  const df = (await ok(`df -B1 --output=size,avail ${mp} | tail -1`)).trim().split(/\s+/).map(Number)
+  t.ok(df[0] > 5.5 * 1024 ** 3 && df[0] <= 6 * 1024 ** 3, `df size ${df[0]}`)
+  t.ok(df[1] > 0 && df[1] <= df[0])
+})
+
+test('two mounts on two nodes see each other; reads go on while a node is down; 2,000 small files', { timeout: 900_000 }, async (t) => {
+  const c = await localCluster(t, 6)
+  const a = await mountNode(t, c, 0)
+  const b = await mountNode(t, c, 5)
+  const ok = async (cmd: string, timeout = 300): Promise<string> => {
+    const r = await sh(cmd, timeout)
+    t.is(r.code, 0, `${cmd.slice(0, 80)} ${r.stderr}`)
+    return r.stdout
+  }
+  await ok(`echo from-a > ${a.mp}/a.txt`)
+  t.is(await ok(`sleep 1.1; cat ${b.mp}/a.txt`), 'from-a\n', 'b reads what a wrote')
+  await ok(`rm ${b.mp}/a.txt`)
+  t.is((await sh(`sleep 1.1; cat ${a.mp}/a.txt`)).code, 1, 'a no longer sees what b removed')
+
+  await ok(`head -c 20000000 /dev/urandom > ${c.dir}/src && cp ${c.dir}/src ${a.mp}/data`)
+  const want = (await ok(`md5sum < ${c.dir}/src`)).split(' ')[0]
+  const pid = readPid(c.data(3)) as number
+  process.kill(pid, 'SIGKILL')
+  t.is((await ok(`md5sum < ${b.mp}/data`)).split(' ')[0], want, 'a degraded read returns the right bytes')
+
+  // 2,000 small files: created (set -e: every close must succeed), listed, read, deleted
+  await ok(`set -e; cd ${a.mp} && for i in $(seq 1 2000); do echo "file $i" > f$i; done`, 600)
+  t.is(Number((await ok(`sleep 1.1; ls ${b.mp} | grep -c '^f'`)).trim()), 2000, 'the other mount lists all 2,000')
+  t.is((await ok(`cat ${b.mp}/f1234`)), 'file 1234\n')
+  const sum = (await ok(`cd ${b.mp} && cat f1 f2 f3 f1999 f2000`))
+  t.is(sum, 'file 1\nfile 2\nfile 3\nfile 1999\nfile 2000\n')
+  await ok(`cd ${a.mp} && rm f*`, 600)
+  t.is((await ok(`sleep 1.1; ls ${b.mp}`)).trim(), 'data', 'all deleted')
+})
+
+test('a mount unmounts on SIGTERM, and a stale mount point is recovered by the next mount', { timeout: 120_000 }, async (t) => {
+  const c = await localCluster(t, 3)
+  const { mp } = await mountNode(t, c, 0)
+  await sh(`echo keep > ${mp}/k.txt`)
+  const pidFile = (await sh(`ls /run/ddfs/mount-*.pid`)).stdout.trim().split('\n')
+  const pids = pidFile.map((f) => Number(fs.readFileSync(f, 'utf8'))).filter((p) => { try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(mp) } catch { return false } })
+  t.is(pids.length, 1, 'one mount process for this mount point')
+  process.kill(pids[0], 'SIGTERM')
+  await sh(`for i in $(seq 50); do grep -q ' ${mp} ' /proc/mounts || exit 0; sleep 0.1; done; exit 1`)
+  t.absent(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} `), 'unmounted on SIGTERM')
+
+  // kill -9: the mount point is left stale ("Transport endpoint is not connected")
+  t.is((await ddfs(['mount', mp, ...c.at(1)])).code, 0)
+  const pid2 = Number((await sh(`cat /run/ddfs/mount-*.pid | while read p; do grep -q ${mp} /proc/$p/cmdline 2>/dev/null && echo $p; done`)).stdout.trim())
+  process.kill(pid2, 'SIGKILL')
+  await sh('sleep 0.5')
+  t.ok((await sh(`ls ${mp}`)).stderr.includes('not connected'), 'stale after kill -9')
+  const again = await ddfs(['mount', mp, ...c.at(2)])
+  t.is(again.code, 0, again.stderr)
+  t.is((await sh(`cat ${mp}/k.txt`)).stdout, 'keep\n', 'the next mount recovered the mount point')
+})
+
+test('2 GiB through a mount: md5 equal, and the mount process memory stays bounded', { timeout: 900_000 }, async (t) => {
+  const c = await localCluster(t, 6)
+  const { mp } = await mountNode(t, c, 0)
+  const src = path.join(c.dir, 'src2g')
+  t.is((await sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 32); do cat ${src}.part; done > ${src} && rm ${src}.part`)).code, 0)
+  t.is((await sh(`dd if=${src} of=${mp}/two.bin bs=1M conv=fsync status=none`, 600)).code, 0, 'written')
+  const want = (await sh(`md5sum < ${src}`)).stdout.split(' ')[0]
+  fs.rmSync(src)
+  t.is((await sh(`md5sum < ${mp}/two.bin`, 600)).stdout.split(' ')[0], want, 'md5 equal')
+  const pid = Number((await sh(`cat /run/ddfs/mount-*.pid | while read p; do grep -q ${mp} /proc/$p/cmdline 2>/dev/null && echo $p; done`)).stdout.trim())
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024
+  t.ok(hwm < 400 * 1024 * 1024, `peak RSS of the mount process ${(hwm / 1048576).toFixed(0)} MiB for a 2 GiB file`)
+})
