@@ -12,7 +12,7 @@ import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage, listMessage,
-  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, type PutMessage
+  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, type PutMessage
 } from '../wire/messages'
 import type c from 'compact-encoding'
 import { socketPath } from '../node/paths'
@@ -99,6 +99,27 @@ export class Client {
   putLocal (path: string, put: PutMessage): Promise<unknown> { return this.call(MessageType.PutLocal, putLocalMessage, { path, put }) }
   /** Local socket only: the node writes the object to `path` itself. */
   getLocal (id: Buffer, path: string): Promise<unknown> { return this.call(MessageType.GetLocal, getLocalMessage, { id, path }) }
+
+  /**
+   * Local socket only: the node reads `path` while it is still being written. `grow(n)` says the
+   * first n bytes are written; `end(n)` gives the final size and resolves with the object's info.
+   * Closing the client abandons the put (nothing is stored).
+   */
+  putLocalFollow (path: string, put: PutMessage): { grow: (size: number) => void, end: (size: number) => Promise<Record<string, unknown>> } {
+    const rid = this.nextRequest++
+    this.conn.send(MessageType.PutLocal, rid, putLocalMessage, { path, put: { ...put, size: 0, follow: true } })
+    const reply = this.reply(rid)
+    reply.catch(() => {})  // surfaced by end()
+    return {
+      grow: (size) => { this.conn.send(MessageType.PutGrow, rid, putGrowMessage, { size, final: false }) },
+      end: async (size) => {
+        this.conn.send(MessageType.PutGrow, rid, putGrowMessage, { size, final: true })
+        const f = await reply
+        if (f.type !== MessageType.Ok) throw DdfsError.PROTOCOL(`unexpected reply type ${f.type}`)
+        return decodeMeta(okMessage, f.meta) as Record<string, unknown>
+      }
+    }
+  }
 
   /** Streams `source` (exactly `opts.size` bytes) into a new object; resolves with its info. */
   async put (source: AsyncIterable<Buffer>, opts: PutMessage, progress?: Progress): Promise<Record<string, unknown>> {

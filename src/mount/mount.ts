@@ -68,6 +68,10 @@ export class Mount {
     if (fs.readdirSync(mp).length > 0) throw DdfsError.BAD_ARGUMENT(`mount point ${mp} is not empty (or already mounted); unmount it with: ddfs umount ${mp}`)
     const link = new NodeLink(opts.node)
     await link.ready()
+    // Every FUSE request waits for this process: on a machine whose cores the nodes keep busy,
+    // answering promptly matters more than the nodes' throughput (measured: 1 GiB written
+    // through the mount of a local 6-node cluster in 5.7 s at nice 0, 3.9-4.5 s at -10).
+    try { os.setPriority(-10) } catch {}
     const spoolDir = opts.spoolDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-spool-'))
     fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
     const files = new DdfsFs(link, spoolDir, opts.log)

@@ -7,7 +7,7 @@ import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
-  capacityRequest, capacityMessage, MAX_READ
+  capacityRequest, capacityMessage, MAX_READ, putGrowMessage
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -25,6 +25,7 @@ const ENTRY_REQUESTS_HIGH = 32
 interface PutState {
   requestId: number
   queue: Buffer[]
+  grown: number    // a following PutLocal: bytes of the file the client said are written
   ended: boolean
   failed: Error | null
   wake: (() => void) | null
@@ -46,11 +47,11 @@ export class Session {
 
   private onFrame (f: Frame): void {
     // Frames of a put in progress feed its stream directly; everything else is a new request.
-    if (this.put !== null && f.requestId === this.put.requestId && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) {
+    if (this.put !== null && f.requestId === this.put.requestId && (f.type === MessageType.Data || f.type === MessageType.PutEnd || f.type === MessageType.PutGrow)) {
       this.onPutFrame(this.put, f)
       return
     }
-    if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd)) return
+    if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd || f.type === MessageType.PutGrow)) return
     // Another node's entry requests run side by side (a put keeps several stripes in flight).
     if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || f.type >= MessageType.CatalogList) {
       if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
@@ -65,6 +66,7 @@ export class Session {
     }
     // A put's state exists from its first frame, so its DATA frames are never taken for requests.
     if (f.type === MessageType.Put && this.put === null) this.put = newPutState(f.requestId)
+    if (f.type === MessageType.PutLocal && this.put === null && this.admin && isFollow(f.meta)) this.put = newPutState(f.requestId)
     this.busy = this.busy.then(() => this.handle(f)).catch((err) => {
       this.node.log.warn('request-failed', { peer: this.peer, type: f.type, error: DdfsError.from(err).message })
       this.conn.sendError(f.requestId, err)
@@ -239,17 +241,26 @@ export class Session {
     const rid = f.requestId
     if (f.type === MessageType.PutLocal) {
       const { path, put: meta } = decodeMeta(putLocalMessage, f.meta)
-      const fh = await fs.promises.open(path, 'r').catch((err: Error) => { throw DdfsError.NOT_FOUND(`the node cannot read ${path}: ${err.message}`) })
+      const state = meta.follow === true ? this.put : null
       try {
-        const st = await fh.stat()
-        if (!st.isFile() || st.size !== meta.size) throw DdfsError.BAD_ARGUMENT(`${path} is not a regular file of ${meta.size} bytes`)
-        const info = await this.node.objects.put(readFile(fh, meta.size), {
-          size: meta.size, name: meta.name ?? undefined, schema: meta.k === 0 ? undefined : { k: meta.k, m: meta.m }, allowDegraded: meta.allowDegraded
-        })
-        this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer, file: path })
-        this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
+        if (meta.follow === true && (state === null || state.requestId !== rid)) throw DdfsError.PROTOCOL('a put while another is in progress')
+        const fh = await fs.promises.open(path, 'r').catch((err: Error) => { throw DdfsError.NOT_FOUND(`the node cannot read ${path}: ${err.message}`) })
+        try {
+          const st = await fh.stat()
+          if (!st.isFile() || (state === null && st.size !== meta.size)) throw DdfsError.BAD_ARGUMENT(`${path} is not a regular file of ${meta.size} bytes`)
+          const info = await this.node.objects.put(state !== null ? followFile(fh, state, () => this.conn.resume()) : readFile(fh, meta.size), {
+            size: state !== null ? undefined : meta.size, name: meta.name ?? undefined, schema: meta.k === 0 ? undefined : { k: meta.k, m: meta.m }, allowDegraded: meta.allowDegraded
+          })
+          this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer, file: path })
+          this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
+        } finally {
+          await fh.close()
+        }
+      } catch (err) {
+        if (state !== null) this.discardRequest = rid  // its late PutGrow frames are dropped
+        throw err
       } finally {
-        await fh.close()
+        if (state !== null && this.put === state) this.put = null
       }
       return
     }
@@ -301,6 +312,11 @@ export class Session {
         if (state.ended) throw DdfsError.PROTOCOL('data after the end of a put')
         state.queue.push(f.payload)
         if (state.queue.length >= PUT_QUEUE_HIGH) this.conn.pause()
+      } else if (f.type === MessageType.PutGrow) {
+        const g = decodeMeta(putGrowMessage, f.meta)
+        if (state.ended || g.size < state.grown) throw DdfsError.PROTOCOL('a put cannot shrink or grow after its end')
+        state.grown = g.size
+        state.ended = g.final
       } else {
         state.setExpected(decodeMeta(putEndMessage, f.meta).hash)
         state.ended = true
@@ -364,10 +380,40 @@ async function * readFile (fh: fs.promises.FileHandle, size: number): AsyncItera
   }
 }
 
+/**
+ * A file that is still being written (by the mount, on this machine): read up to what the client
+ * announced, wait for more, end at the final size.
+ */
+async function * followFile (fh: fs.promises.FileHandle, state: PutState, resume: () => void): AsyncIterable<Buffer> {
+  const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
+  for (let pos = 0; ;) {
+    if (state.failed !== null) throw state.failed
+    if (pos < state.grown) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, state.grown - pos), pos)
+      if (bytesRead === 0) throw DdfsError.IO(`the file ended after ${pos} of the ${state.grown} bytes announced`)
+      pos += bytesRead
+      yield buf.subarray(0, bytesRead)
+      continue
+    }
+    if (state.ended) return
+    resume()
+    await new Promise<void>((resolve) => { state.wake = resolve })
+    state.wake = null
+  }
+}
+
+function isFollow (meta: Buffer): boolean {
+  try {
+    return decodeMeta(putLocalMessage, meta).put.follow === true
+  } catch {
+    return false  // the request itself reports the malformed message
+  }
+}
+
 function newPutState (requestId: number): PutState {
   let setExpected: (h: bigint) => void = () => {}
   const expected = new Promise<bigint>((resolve) => { setExpected = resolve })
-  return { requestId, queue: [], ended: false, failed: null, wake: null, expected, setExpected }
+  return { requestId, queue: [], grown: 0, ended: false, failed: null, wake: null, expected, setExpected }
 }
 
 /** bigint hashes as 16 hex chars, so replies can be JSON. */

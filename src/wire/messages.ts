@@ -53,10 +53,11 @@ export const enum MessageType {
   NameSet = 27,     // nameSetMessage -> Ack
   NameRemove = 28,  // nameMessage -> Ack
   Read = 29,        // getMessage (length at most MAX_READ) -> Data (the bytes)
-  Capacity = 30     // capacityRequest -> Data (capacityMessage): this node's, or the cluster's
+  Capacity = 30,    // capacityRequest -> Data (capacityMessage): this node's, or the cluster's
+  PutGrow = 31      // putGrowMessage, within a following PutLocal: bytes of the file ready so far
 }
 
-const MAX_TYPE = MessageType.Capacity
+const MAX_TYPE = MessageType.PutGrow
 
 /** Largest ranged read answered in one DATA frame. */
 export const MAX_READ = 4 * 1024 * 1024
@@ -78,14 +79,18 @@ export const errorMessage: c.Encoder<ErrorMessage> = {
 /** OK carries a JSON document: only for small control replies (query, status), never data. */
 export const okMessage: c.Encoder<unknown> = c.json
 
-export interface PutMessage { size: number, name: string | null, k: number, m: number, allowDegraded: boolean }
+/**
+ * `follow` (PutLocal only): the file is still being written; `size` is ignored and the client
+ * announces how far the node may read with PutGrow frames, the last one final.
+ */
+export interface PutMessage { size: number, name: string | null, k: number, m: number, allowDegraded: boolean, follow?: boolean }
 export const putMessage: c.Encoder<PutMessage> = {
   preencode (s, m) {
     c.uint.preencode(s, 0); c.uint.preencode(s, m.size); c.uint.preencode(s, m.k); c.uint.preencode(s, m.m)
     if (m.name !== null) c.string.preencode(s, m.name)
   },
   encode (s, m) {
-    c.uint.encode(s, (m.name !== null ? 1 : 0) | (m.allowDegraded ? 2 : 0))
+    c.uint.encode(s, (m.name !== null ? 1 : 0) | (m.allowDegraded ? 2 : 0) | (m.follow === true ? 4 : 0))
     c.uint.encode(s, m.size); c.uint.encode(s, m.k); c.uint.encode(s, m.m)
     if (m.name !== null) c.string.encode(s, m.name)
   },
@@ -95,7 +100,7 @@ export const putMessage: c.Encoder<PutMessage> = {
     const k = c.uint.decode(s)
     const m = c.uint.decode(s)
     const name = (flags & 1) !== 0 ? c.string.decode(s) : null
-    return { size, k, m, name, allowDegraded: (flags & 2) !== 0 }
+    return { size, k, m, name, allowDegraded: (flags & 2) !== 0, follow: (flags & 4) !== 0 }
   }
 }
 
@@ -223,6 +228,13 @@ const catalogEntry: c.Encoder<CatalogEntry> = {
 }
 
 export const catalogMessage: c.Encoder<CatalogEntry[]> = c.array(catalogEntry)
+
+export interface PutGrowMessage { size: number, final: boolean }
+export const putGrowMessage: c.Encoder<PutGrowMessage> = {
+  preencode (s, m) { c.uint.preencode(s, 0); c.uint.preencode(s, m.size) },
+  encode (s, m) { c.uint.encode(s, m.final ? 1 : 0); c.uint.encode(s, m.size) },
+  decode (s) { const final = (c.uint.decode(s) & 1) !== 0; return { final, size: c.uint.decode(s) } }
+}
 
 export interface CapacityRequest { cluster: boolean }
 export const capacityRequest: c.Encoder<CapacityRequest> = {
