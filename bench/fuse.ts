@@ -1,0 +1,92 @@
+// bench:fuse — the mount of a local 6-node 4+2 cluster (ddfs up + ddfs mount) against a local
+// ext4 directory on the same disk, in the same run, with the same tools:
+//   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M)
+//   2,000 x 4 KiB files: created, read cold, listed (ls -l, cold), deleted (one process, sync calls)
+// Prints `RESULT <name> <value> <unit>` lines and each ddfs figure as a ratio of ext4's.
+// DDFS_BENCH_DIR picks the directory (default /var/tmp).
+import fs from 'node:fs'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import { execFileSync, spawnSync } from 'node:child_process'
+
+const GiB = 1024 * 1024 * 1024
+const FILES = 2000
+const ROOT = path.join(__dirname, '..', '..')
+const BIN = path.join(ROOT, 'bin', 'ddfs')
+const BASE = 8800
+
+function result (name: string, value: number, unit: string): void {
+  console.log(`RESULT ${name} ${value.toFixed(unit === 's' ? 3 : 1)} ${unit}`)
+}
+
+function dropCaches (): void {
+  spawnSync('sync')
+  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3') } catch {}
+}
+
+function seconds (fn: () => void): number {
+  const t0 = process.hrtime.bigint()
+  fn()
+  return Number(process.hrtime.bigint() - t0) / 1e9
+}
+
+function sh (cmd: string): void {
+  const r = spawnSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 600_000 })
+  if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`)
+}
+
+interface Figures { write: number, read: number, create: number, readFiles: number, ls: number, del: number }
+
+function measure (dir: string, src: string, settle: () => void): Figures {
+  const big = path.join(dir, 'big.bin')
+  sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
+  const write = GiB / 1e6 / seconds(() => sh(`dd if=${src} of=${big} bs=1M conv=fsync status=none`))
+  dropCaches()
+  settle()
+  const read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
+  fs.rmSync(big)
+  const small = crypto.randomBytes(4096)
+  const names = Array.from({ length: FILES }, (_, i) => path.join(dir, `small-${i}`))
+  const create = FILES / seconds(() => { for (const n of names) fs.writeFileSync(n, small) })
+  dropCaches()
+  settle()
+  const ls = seconds(() => sh(`ls -l ${dir} > /dev/null`))
+  dropCaches()
+  settle()
+  const readFiles = FILES / seconds(() => { for (const n of names) if (fs.readFileSync(n).length !== 4096) throw new Error(`${n}: short read`) })
+  const del = FILES / seconds(() => { for (const n of names) fs.unlinkSync(n) })
+  return { write, read, create, readFiles, ls, del }
+}
+
+function main (): void {
+  const dir = fs.mkdtempSync(path.join(process.env.DDFS_BENCH_DIR ?? '/var/tmp', 'ddfs-bench-fuse-'))
+  const cluster = path.join(dir, 'cluster')
+  const mnt = path.join(dir, 'mnt')
+  const ext4 = path.join(dir, 'ext4')
+  fs.mkdirSync(mnt)
+  fs.mkdirSync(ext4)
+  try {
+    const src = path.join(dir, 'src.bin')
+    sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
+    const local = measure(ext4, src, () => {})
+    execFileSync(process.execPath, [BIN, 'up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
+    execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), '--log', path.join(cluster, 'mount.log')])
+    // The mount keeps its listing for 1 s: wait that out so "cold" is cold for it too.
+    const ddfs = measure(mnt, src, () => sh('sleep 1.1'))
+    const rows: Array<[keyof Figures, string, string]> = [
+      ['write', 'seq_write_1g', 'MB/s'], ['read', 'seq_read_1g', 'MB/s'], ['create', 'create_4k', 'files/s'],
+      ['readFiles', 'read_4k_cold', 'files/s'], ['ls', 'ls_l_2000', 's'], ['del', 'delete_4k', 'files/s']
+    ]
+    for (const [key, name, unit] of rows) {
+      result(`ext4_${name}`, local[key], unit)
+      result(`ddfs_${name}`, ddfs[key], unit)
+      result(`ddfs_${name}_vs_ext4`, key === 'ls' ? local[key] / ddfs[key] : ddfs[key] / local[key], 'x')
+    }
+  } finally {
+    spawnSync(process.execPath, [BIN, 'umount', mnt])
+    spawnSync(process.execPath, [BIN, 'down', '--dir', cluster])
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main()
