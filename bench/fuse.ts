@@ -16,7 +16,7 @@ const BIN = path.join(ROOT, 'bin', 'ddfs')
 const BASE = 8800
 
 function result (name: string, value: number, unit: string): void {
-  console.log(`RESULT ${name} ${value.toFixed(unit === 's' ? 3 : 1)} ${unit}`)
+  console.log(`RESULT ${name} ${value.toFixed(unit === 's' || unit === 'x' ? 3 : 1)} ${unit}`)
 }
 
 function dropCaches (): void {

@@ -14,6 +14,7 @@ import { socketPath } from '../node/paths'
 import { formatDevice } from '../store/native-store'
 import { createClusterSecret } from '../cluster/secret'
 import { startDetached, waitExit } from './daemon'
+import { isStale, isMounted, mountPidFile, forceUnmountIfMounted } from '../mount/mount'
 
 export const HOST = '127.0.0.1'
 
@@ -23,6 +24,8 @@ export interface LocalClusterConfig {
   deviceSize: number
   /** Further node options given to `ddfs up`, passed to every node. */
   nodeArgs: string[]
+  /** Where the store is mounted (through node 0), if it is. */
+  mountpoint?: string | null
 }
 
 export interface NodeReport {
@@ -69,7 +72,7 @@ function readPid (file: string): number | null {
 }
 
 /** Starts (or completes) the local cluster in `dir`; resolves once every node sees all others. */
-export async function up (dir: string, want: LocalClusterConfig): Promise<NodeReport[]> {
+export async function up (dir: string, want: LocalClusterConfig, mountpoint: string | null = null): Promise<NodeReport[]> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
   let config = want
   if (fs.existsSync(configFile(dir))) {
@@ -82,6 +85,13 @@ export async function up (dir: string, want: LocalClusterConfig): Promise<NodeRe
   await startBootstrap(dir, config)
   const reports = await Promise.all(Array.from({ length: config.nodes }, (_, i) => startNode(dir, config, i)))
   await waitConverged(reports.map((r) => r.index), config, 60_000)
+  if (mountpoint !== null) {
+    fs.mkdirSync(mountpoint, { recursive: true })
+    if (!isMounted(mountpoint) || isStale(mountpoint)) {
+      await startDetached(['mount', mountpoint, '--foreground', '-s', HOST, '-p', String(config.basePort), '--log', path.join(dir, 'mount.log')])
+    }
+    writeConfig(dir, { ...config, mountpoint })
+  }
   return reports
 }
 
@@ -100,6 +110,17 @@ export async function addNode (dir: string): Promise<NodeReport> {
 export async function down (dir: string): Promise<{ stopped: string[] }> {
   const config = readConfig(dir)
   const stopped: string[] = []
+  const mp = config.mountpoint
+  if (mp !== undefined && mp !== null && isMounted(mp)) {
+    // The mount first: it commits what is being written while the nodes still run.
+    const pid = readPid(mountPidFile(mp))
+    if (pid !== null && alive(pid)) {
+      process.kill(pid, 'SIGTERM')
+      if (!await waitExit(pid, 60_000)) process.kill(pid, 'SIGKILL')
+    }
+    forceUnmountIfMounted(mp)
+    stopped.push(`mount ${mp}`)
+  }
   await Promise.all(Array.from({ length: config.nodes }, async (_, i) => {
     const port = config.basePort + i
     if (!fs.existsSync(socketPath(HOST, port))) return

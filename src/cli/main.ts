@@ -16,7 +16,7 @@ import { startDetached, reportReady, waitExit } from './daemon'
 import { up, down, addNode, readConfig, secretFile, type NodeReport } from './local-cluster'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { startBootstrap, parseAddress } from '../cluster/discovery'
-import { Mount, mountPidFile, forceUnmount } from '../mount/mount'
+import { Mount, mountPidFile, forceUnmount, isMounted } from '../mount/mount'
 import { Logger } from '../log'
 
 const ADDRESS: FlagSpec[] = [
@@ -126,11 +126,11 @@ const COMMANDS: Command[] = [
       { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes', default: 6 }, DIR,
       { name: 'base-port', type: 'number', help: 'node i listens on base-port + i', default: DEFAULT_PORT },
       { name: 'device-size', type: 'string', help: 'size of each node\'s device file (space is reserved when it is formatted)', default: '2G' },
-      { name: 'mount', type: 'string', help: 'mount point (FUSE mounting lands with the mount issue; use --no-mount until then)' },
+      { name: 'mount', type: 'string', help: 'where to mount the store (through node 0)', default: './mnt' },
       { name: 'no-mount', type: 'boolean', help: 'do not mount the store' },
       ...COMMON
     ],
-    examples: ['ddfs up --nodes 6 --dir ./ddfs-cluster --no-mount', 'ddfs up -n 3 --base-port 8100 -- --heartbeat 1000   # node options after --'],
+    examples: ['ddfs up --nodes 6 --dir ./ddfs-cluster --mount ./mnt', 'ddfs up -n 3 --base-port 8100 --no-mount -- --heartbeat 1000   # node options after --'],
     run: clusterUp,
     passThrough: true
   },
@@ -498,9 +498,10 @@ async function bootstrap (flags: Flags): Promise<void> {
   await new Promise(() => {})
 }
 
-function printNodes (flags: Flags, dir: string, nodes: NodeReport[]): void {
+function printNodes (flags: Flags, dir: string, nodes: NodeReport[], mountpoint: string | null = null): void {
   const lines = nodes.map((n) => `  node${n.index}  ${n.address}  pid ${n.pid}${n.started ? '' : ' (was running)'}  data ${n.dataDir}`)
-  out(flags, { dir, secret: secretFile(dir), nodes }, `local cluster in ${dir} (secret ${secretFile(dir)}):\n${lines.join('\n')}\n` +
+  out(flags, { dir, secret: secretFile(dir), nodes, mountpoint }, `local cluster in ${dir} (secret ${secretFile(dir)}):\n${lines.join('\n')}\n` +
+    (mountpoint !== null ? `mounted at ${mountpoint}: try cp FILE ${mountpoint}/ && ls ${mountpoint}\n` : '') +
     `try: ddfs put -p ${nodes[0]?.address.split(':')[1] ?? DEFAULT_PORT} -f FILE    stop: ddfs down --dir ${dir}\n`)
 }
 
@@ -511,14 +512,14 @@ function parseSize (s: string): number {
 }
 
 async function clusterUp (flags: Flags, rest: string[]): Promise<void> {
-  if (typeof flags.mount === 'string') throw DdfsError.BAD_ARGUMENT('mounting lands with the FUSE mount issue; run ddfs up with --no-mount for now')
   const nodes = flags.nodes as number
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw DdfsError.BAD_ARGUMENT('--nodes is 1 to 64')
   const basePort = flags['base-port'] as number
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + 1000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT ports (base + 1000 + i)`)
   const dir = path.resolve(flags.dir as string)
-  const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest })
-  printNodes(flags, dir, reports)
+  const mountpoint = flags['no-mount'] === true ? null : path.resolve(flags.mount as string)
+  const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest }, mountpoint)
+  printNodes(flags, dir, reports, mountpoint)
 }
 
 async function clusterDown (flags: Flags): Promise<void> {
@@ -583,8 +584,7 @@ async function umount (flags: Flags, rest: string[]): Promise<void> {
     if (pid !== null && !await waitExit(pid, 60_000)) throw DdfsError.INTERNAL(`the mount process ${pid} did not exit; kill it and run ddfs umount ${mp} again`)
   }
   fs.rmSync(pidFile, { force: true })
-  const mounted = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mp)
-  if (mounted) forceUnmount(mp)
+  if (isMounted(mp)) forceUnmount(mp)
   else if (pid === null) throw DdfsError.NOT_FOUND(`${mp} is not a ddfs mount`)
   out(flags, { mountpoint: mp }, `unmounted ${mp}\n`)
 }

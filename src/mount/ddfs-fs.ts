@@ -18,6 +18,8 @@ const errno = Fuse as unknown as Record<string, number>
 const ENOTSUP = -95
 /** The listing is fetched again when older than this (other mounts' changes show up by then). */
 const CATALOG_TTL_MS = 1000
+/** A name found absent stays absent this long (the same as the kernel's entry timeout). */
+const ABSENT_TTL_MS = 1000
 /**
  * Read window: four fragments' data, so a window is exactly one stripe of a 4+2 object (and two
  * of a 2+x one): a window never makes the node decode a stripe twice. Windows kept per open file
@@ -83,6 +85,9 @@ export class DdfsFs {
   private refreshing: Promise<void> | null = null
   private readonly handles = new Map<number, Handle>()
   private readonly writing = new Map<string, WriteHandle>()  // name -> open, uncommitted file
+  // Names just looked up in vain: the kernel looks a name up right before it creates it, and
+  // create looks again; one answer from the cluster is enough for both.
+  private readonly absent = new Map<string, number>()
   private nextFd = 10
   private spoolSeq = 0
 
@@ -113,16 +118,32 @@ export class DdfsFs {
   /** The committed object a file name stands for, or null. */
   private async lookup (name: string): Promise<Entry | null> {
     await this.refresh()
-    let e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
-    if (e === undefined && Date.now() - this.fetchedAt > 50) {
-      // Just created elsewhere? One fresh look before saying ENOENT.
-      await this.refresh(true)
-      e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
+    const e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
+    if (e !== undefined) return e
+    const missedAt = this.absent.get(name)
+    if (missedAt !== undefined && Date.now() - missedAt < ABSENT_TTL_MS) return null
+    // Not in the listing: maybe created (or put) elsewhere since. Ask for this one name (its
+    // name record, or the id's manifest) rather than the whole listing again.
+    try {
+      const id = ID_RE.test(name) ? Buffer.from(name, 'hex') : await this.link.resolve(name)
+      if (id === null) { this.noteAbsent(name); return null }
+      const q = await this.link.query(id)
+      const found: Entry = { id, hex: id.toString('hex'), name: ID_RE.test(name) ? null : name, size: q.size, mtime: q.createdAt }
+      this.remember(found)
+      return found
+    } catch (err) {
+      if (DdfsError.from(err).code === 'NOT_FOUND') { this.noteAbsent(name); return null }  // a name left by a deleted object
+      throw err
     }
-    return e ?? null
+  }
+
+  private noteAbsent (name: string): void {
+    if (this.absent.size > 10_000) this.absent.clear()
+    this.absent.set(name, Date.now())
   }
 
   private remember (e: Entry): void {
+    if (e.name !== null) this.absent.delete(e.name)
     this.byId.set(e.hex, e)
     this.entries.set(e.name ?? e.hex, e)
   }

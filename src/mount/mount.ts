@@ -100,7 +100,11 @@ export class Mount {
   }
 }
 
-function forceUnmountIfMounted (mp: string): void {
-  const mounts = fs.readFileSync('/proc/self/mounts', 'utf8')
-  if (mounts.split('\n').some((l) => l.split(' ')[1] === mp)) forceUnmount(mp)
+/** True when something is mounted at `mp` (as /proc/self/mounts lists it). */
+export function isMounted (mp: string): boolean {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mp)
+}
+
+export function forceUnmountIfMounted (mp: string): void {
+  if (isMounted(mp)) forceUnmount(mp)
 }

@@ -60,8 +60,12 @@ export class ClusterObjectStore implements ObjectStore {
         (s, i, entry) => holders[i].site.putEntry(keyOf(id, EntryKind.Fragment, s, i), entry))
       const manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
       const body = encodeManifest(manifest)
-      await Promise.all(manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
-      if (opts.name !== undefined) await this.names.set(opts.name, id)
+      // The manifest and the name record together: neither is visible to a reader without the other
+      // mattering (a name pointing at no manifest is dropped from listings and resolves to nothing).
+      await Promise.all([
+        ...manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)),
+        ...(opts.name !== undefined ? [this.names.set(opts.name, id)] : [])
+      ])
       return describeObject(id, manifest, [])
     } catch (err) {
       const touched = new Set([...holders, ...manifestSites])
