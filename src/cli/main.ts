@@ -137,7 +137,8 @@ const COMMANDS: Command[] = [
   {
     name: 'mount',
     summary: 'show the store as a directory (FUSE): ls lists objects by name or id, cp/cat/rm/mv work',
-    flags: [...ADDRESS, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' }, ...COMMON],
+    flags: [...ADDRESS, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' },
+      { name: 'writeback', type: 'boolean', help: 'close() returns before the file is committed (fsync waits): faster small files; other mounts see a file once its commit lands' }, ...COMMON],
     examples: ['ddfs mount /mnt/ddfs', 'ddfs mount /mnt/ddfs -s 10.0.0.2 -p 8000 --cluster /etc/ddfs/cluster.secret'],
     run: mount,
     positional: 'MOUNTPOINT'
@@ -547,6 +548,7 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
     const args = ['mount', mp, '--foreground', '-s', String(flags.server), '-p', String(flags.port)]
     if (typeof flags.cluster === 'string') args.push('--cluster', path.resolve(flags.cluster))
     if (typeof flags.log === 'string') args.push('--log', path.resolve(flags.log))
+    if (flags.writeback === true) args.push('--writeback')
     const pid = await startDetached(args)
     out(flags, { mountpoint: mp, pid }, `mounted ${mp} (pid ${pid}); unmount with: ddfs umount ${mp}\n`)
     return
@@ -555,7 +557,7 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
   const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
   let m: Mount
   try {
-    m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log })
+    m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log, writeback: flags.writeback === true })
   } catch (err) {
     reportReady(err)
     throw err

@@ -18,8 +18,6 @@ const errno = Fuse as unknown as Record<string, number>
 const ENOTSUP = -95
 /** The listing is fetched again when older than this (other mounts' changes show up by then). */
 const CATALOG_TTL_MS = 1000
-/** A name found absent stays absent this long (the same as the kernel's entry timeout). */
-const ABSENT_TTL_MS = 1000
 /**
  * Read window: four fragments' data, so a window is exactly one stripe of a 4+2 object (and two
  * of a 2+x one): a window never makes the node decode a stripe twice. Windows kept per open file
@@ -40,8 +38,12 @@ interface WriteHandle {
   fd: number
   size: number
   dirty: boolean
-  replaces: Entry | null  // the object under that name when it was opened
   mtime: number
+  committing: Promise<void> | null  // the commit in flight
+  after: Promise<void> | null       // an earlier file of the same name still committing
+  failed: DdfsError | null
+  unlinked: boolean
+  closed: boolean
   refs: number          // open descriptors
   writes: number        // write requests (the kernel's size per request shows in the log)
   // Streaming while writing (local node only): the node reads the spool as it grows, so close()
@@ -60,6 +62,8 @@ interface Follow {
   name: string
 }
 
+/** Commits running behind close() at once; a close waits while there are more. */
+const MAX_PENDING_COMMITS = 32
 /** DDFS_MOUNT_FOLLOW=0 commits whole spools only (for comparison in benchmarks). */
 const FOLLOW = process.env.DDFS_MOUNT_FOLLOW !== '0'
 /** A file streams to the node once it has this much, in steps of this much. */
@@ -84,14 +88,12 @@ export class DdfsFs {
   private fetchedAt = 0
   private refreshing: Promise<void> | null = null
   private readonly handles = new Map<number, Handle>()
-  private readonly writing = new Map<string, WriteHandle>()  // name -> open, uncommitted file
-  // Names just looked up in vain: the kernel looks a name up right before it creates it, and
-  // create looks again; one answer from the cluster is enough for both.
-  private readonly absent = new Map<string, number>()
+  private readonly writing = new Map<string, WriteHandle>()  // name -> file open or not yet committed
+  private readonly pending = new Set<Promise<void>>()          // commits in flight
   private nextFd = 10
   private spoolSeq = 0
 
-  constructor (private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger) {}
+  constructor (private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger, private readonly writeback = false) {}
 
   // ---- the listing --------------------------------------------------------------------------
 
@@ -120,30 +122,23 @@ export class DdfsFs {
     await this.refresh()
     const e = this.entries.get(name) ?? (ID_RE.test(name) ? this.byId.get(name) : undefined)
     if (e !== undefined) return e
-    const missedAt = this.absent.get(name)
-    if (missedAt !== undefined && Date.now() - missedAt < ABSENT_TTL_MS) return null
-    // Not in the listing: maybe created (or put) elsewhere since. Ask for this one name (its
-    // name record, or the id's manifest) rather than the whole listing again.
+    // Not in a listing at most a second old: absent (names made elsewhere show up within that
+    // second, like the kernel's own entry cache). An id is looked up directly: any object opens
+    // as /<id> at once, wherever it was put.
+    if (!ID_RE.test(name)) return null
     try {
-      const id = ID_RE.test(name) ? Buffer.from(name, 'hex') : await this.link.resolve(name)
-      if (id === null) { this.noteAbsent(name); return null }
+      const id = Buffer.from(name, 'hex')
       const q = await this.link.query(id)
-      const found: Entry = { id, hex: id.toString('hex'), name: ID_RE.test(name) ? null : name, size: q.size, mtime: q.createdAt }
-      this.remember(found)
+      const found: Entry = { id, hex: name, name: null, size: q.size, mtime: q.createdAt }
+      this.byId.set(found.hex, found)
       return found
     } catch (err) {
-      if (DdfsError.from(err).code === 'NOT_FOUND') { this.noteAbsent(name); return null }  // a name left by a deleted object
+      if (DdfsError.from(err).code === 'NOT_FOUND') return null
       throw err
     }
   }
 
-  private noteAbsent (name: string): void {
-    if (this.absent.size > 10_000) this.absent.clear()
-    this.absent.set(name, Date.now())
-  }
-
   private remember (e: Entry): void {
-    if (e.name !== null) this.absent.delete(e.name)
     this.byId.set(e.hex, e)
     this.entries.set(e.name ?? e.hex, e)
   }
@@ -219,8 +214,8 @@ export class DdfsFs {
         this.streamWrite(h, pos, n)
         cb(n)
       },
-      flush: (_p, fd, cb) => run('flush', async () => this.commit(fd), cb),
-      fsync: (_p, fd, _d, cb) => run('fsync', async () => this.commit(fd), cb),
+      flush: (_p, fd, cb) => run('flush', async () => this.flush(fd), cb),
+      fsync: (_p, fd, _d, cb) => run('fsync', async () => this.fsync(fd), cb),
       release: (_p, fd, cb) => run('release', async () => this.release(fd), cb),
       ftruncate: (_p, fd, size, cb) => run('ftruncate', async () => {
         const h = this.handles.get(fd)
@@ -273,10 +268,11 @@ export class DdfsFs {
     }
     if (ID_RE.test(name)) throw errno.EACCES  // an object's content never changes under its id
     const open = this.writing.get(name)
-    if (open !== undefined) return this.addHandle(open)  // another descriptor of a file being written
+    if (open !== undefined && open.refs > 0) return this.addHandle(open)  // another descriptor of a file being written
+    await open?.committing?.catch(() => {})  // a file just closed: open what it committed
     const e = await this.lookup(name)
     if (e === null) throw errno.ENOENT
-    const h = await this.newWrite(name, e)
+    const h = await this.newWrite(name)
     // Opened for writing without O_TRUNC: start from the current content.
     if ((flags & fs.constants.O_TRUNC) === 0) {
       for (let off = 0; off < e.size; off += WINDOW) {
@@ -295,16 +291,20 @@ export class DdfsFs {
     } catch {
       throw errno.EINVAL
     }
-    const h = await this.newWrite(name, await this.lookup(name))
+    const h = await this.newWrite(name)
     h.dirty = true  // an empty file is a file too
     this.writing.set(name, h)
     return this.addHandle(h)
   }
 
-  private async newWrite (name: string, replaces: Entry | null): Promise<WriteHandle> {
+  private async newWrite (name: string): Promise<WriteHandle> {
     const spool = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
     const fd = await new Promise<number>((resolve, reject) => fs.open(spool, 'w+', 0o600, (err, f) => err !== null ? reject(err) : resolve(f)))
-    return { kind: 'write', name, spool, fd, size: 0, dirty: false, replaces, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false }
+    const earlier = this.writing.get(name)
+    return {
+      kind: 'write', name, spool, fd, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
+      committing: null, after: earlier?.committing ?? null, failed: null, unlinked: false, closed: false
+    }
   }
 
   private addHandle (h: Handle): number {
@@ -385,10 +385,39 @@ export class DdfsFs {
     h.follow = null
   }
 
-  /** Commits a written file as a new object under its name; the object it replaces goes. */
-  private async commit (fd: number): Promise<void> {
-    const h = this.handles.get(fd)
-    if (h === undefined || h.kind !== 'write' || !h.dirty) return
+  /**
+   * Starts committing a written file (if it changed since its last commit) after any commit of
+   * it, or of an earlier file of the same name, still in flight; resolves when this one is done.
+   */
+  private commitLater (h: WriteHandle): Promise<void> {
+    if (!h.dirty || h.unlinked) return h.committing ?? Promise.resolve()
+    h.dirty = false  // a write from now on needs another commit
+    const before = h.committing ?? h.after ?? Promise.resolve()
+    const p = before.catch(() => {}).then(async () => await this.commitNow(h))
+    h.committing = p
+    const tracked: Promise<void> = p.then(() => { h.failed = null }, (err) => {
+      h.dirty = true  // retried by the next close, fsync, or the unmount
+      h.failed = DdfsError.from(err)
+      this.log.error('commit-failed', { name: h.name, error: h.failed.message })
+    }).finally(() => {
+      this.pending.delete(tracked)
+      if (h.committing === p) h.committing = null
+      this.cleanup(h)
+    })
+    this.pending.add(tracked)
+    return p
+  }
+
+  /** Forgets a closed, committed file: its spool goes. */
+  private cleanup (h: WriteHandle): void {
+    if (h.refs > 0 || h.committing !== null || (h.dirty && !h.unlinked) || h.closed) return
+    h.closed = true
+    if (this.writing.get(h.name) === h) this.writing.delete(h.name)
+    fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
+  }
+
+  /** Commits the spool as a new object under the file's name; the object it replaces goes. */
+  private async commitNow (h: WriteHandle): Promise<void> {
     let info: Record<string, unknown> | null = null
     const follow = h.follow
     h.follow = null
@@ -404,7 +433,7 @@ export class DdfsFs {
       follow.client.close()
     }
     // A node that just died can still be picked as a holder until the others notice (the first
-    // failure marks it): try again a few times before failing the close() or fsync().
+    // failure marks it): try again a few times before reporting the failure.
     for (let attempt = 1; info === null; attempt++) {  // (skipped when the following put succeeded)
       const client = await this.link.client()
       try {
@@ -420,11 +449,9 @@ export class DdfsFs {
         client.close()
       }
     }
-    h.dirty = false
     this.log.info('committed', { name: h.name, id: info.id, size: h.size, writeRequests: h.writes })
     const entry: Entry = { id: Buffer.from(info.id as string, 'hex'), hex: info.id as string, name: h.name, size: h.size, mtime: Number(info.createdAt) }
-    const old = h.replaces
-    h.replaces = entry
+    const old = this.entries.get(h.name) ?? null
     this.remember(entry)
     if (old !== null && old.hex !== entry.hex) {
       this.byId.delete(old.hex)
@@ -432,24 +459,32 @@ export class DdfsFs {
     }
   }
 
+  /**
+   * close(): the object is committed before close returns, so any mount that opens the name
+   * afterwards sees it (close-to-open). With writeback the commit runs behind instead (fsync
+   * still waits for it), unless too many are in flight.
+   */
+  private async flush (fd: number): Promise<void> {
+    const h = this.handles.get(fd)
+    if (h === undefined || h.kind !== 'write') return
+    if (!this.writeback) { await this.commitLater(h); return }
+    this.commitLater(h).catch(() => {})
+    while (this.pending.size > MAX_PENDING_COMMITS) await Promise.race(this.pending)
+  }
+
+  private async fsync (fd: number): Promise<void> {
+    const h = this.handles.get(fd)
+    if (h === undefined || h.kind !== 'write') return
+    await this.commitLater(h)
+  }
+
   private async release (fd: number): Promise<void> {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
     if (h === undefined || h.kind !== 'write') return
     if (--h.refs > 0) return
-    try {
-      await this.commitHandle(h)
-    } finally {
-      if (this.writing.get(h.name) === h) this.writing.delete(h.name)
-      fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
-    }
-  }
-
-  private async commitHandle (h: WriteHandle): Promise<void> {
-    if (!h.dirty) return
-    const fd = this.nextFd++
-    this.handles.set(fd, h)  // not addHandle: no descriptor is opened
-    try { await this.commit(fd) } finally { this.handles.delete(fd) }
+    this.commitLater(h).catch(() => {})
+    this.cleanup(h)
   }
 
   private async truncate (name: string, size: number): Promise<void> {
@@ -465,7 +500,7 @@ export class DdfsFs {
     if (e === null) throw errno.ENOENT
     if (size === e.size) return
     // A new object with the first `size` bytes (zero-extended), replacing this one.
-    const h = await this.newWrite(name, e)
+    const h = await this.newWrite(name)
     try {
       for (let off = 0; off < Math.min(size, e.size); off += WINDOW) {
         await writeAt(h.fd, await this.link.read(e.id, off, Math.min(WINDOW, Math.min(size, e.size) - off)), off)
@@ -473,17 +508,24 @@ export class DdfsFs {
       await fs.promises.truncate(h.spool, size)
       h.size = size
       h.dirty = true
-      await this.commitHandle(h)
+      await this.commitLater(h)
     } finally {
-      fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
+      this.cleanup(h)
     }
   }
 
   private async unlink (name: string): Promise<void> {
-    const e = await this.lookup(name)
     const w = this.writing.get(name)
+    if (w !== undefined) {
+      // A file still being written or committed: let its commit land, then delete what it made;
+      // later writes through a descriptor still open go nowhere (like an unlinked open file).
+      w.unlinked = true
+      this.writing.delete(name)
+      await w.committing?.catch(() => {})
+      this.cleanup(w)
+    }
+    const e = await this.lookup(name)
     if (e === null && w === undefined) throw errno.ENOENT
-    if (w !== undefined) { w.dirty = false; this.writing.delete(name) }
     if (e === null) return
     await this.link.delete(e.id)
     if (e.name !== null) await this.link.removeName(e.name)
@@ -494,11 +536,11 @@ export class DdfsFs {
     if (from === to) return
     try { checkName(to) } catch { throw errno.EINVAL }
     const w = this.writing.get(from)
-    if (w !== undefined) {
-      // Not committed yet: it will be committed under the new name.
+    if (w !== undefined) await w.committing?.catch(() => {})
+    if (w !== undefined && w.dirty) {
+      // Not committed yet: it will be committed under the new name (replacing what is there).
       this.writing.delete(from)
       w.name = to
-      w.replaces = await this.lookup(to)
       this.writing.set(to, w)
       return
     }
@@ -519,6 +561,13 @@ export class DdfsFs {
   /** Closes every open file (committing what was written) before an unmount. */
   async closeAll (): Promise<void> {
     for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
+    await Promise.allSettled([...this.pending])
+    // One more try for commits that failed; what still fails is in the log, with its spool kept.
+    for (const h of [...this.writing.values()]) {
+      if (h.dirty && !h.unlinked) {
+        await this.commitLater(h).catch((err) => this.log.error('file-not-committed', { name: h.name, spool: h.spool, error: DdfsError.from(err).message }))
+      }
+    }
   }
 }
 

@@ -20,6 +20,8 @@ export interface MountOptions {
   log: Logger
   /** Where files being written are spooled (default a private dir under os.tmpdir()). */
   spoolDir?: string
+  /** close() returns before the commit (fsync waits): faster, without close-to-open across mounts. */
+  writeback?: boolean
 }
 
 /** The pid file of the mount process of `mountpoint`. */
@@ -74,7 +76,7 @@ export class Mount {
     try { os.setPriority(-10) } catch {}
     const spoolDir = opts.spoolDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-spool-'))
     fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
-    const files = new DdfsFs(link, spoolDir, opts.log)
+    const files = new DdfsFs(link, spoolDir, opts.log, opts.writeback === true)
     // big_writes + max_write: 128 KiB write requests instead of 4 KiB ones (platform.md: ~55 MB/s
     // otherwise); fuse-native has no option for it, its fsname value passes it through.
     const fuse = new Fuse(mp, files.ops(), {
