@@ -129,3 +129,18 @@ test('2 GiB through a mount: md5 equal, and the mount process memory stays bound
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024
   t.ok(hwm < 400 * 1024 * 1024, `peak RSS of the mount process ${(hwm / 1048576).toFixed(0)} MiB for a 2 GiB file`)
 })
+
+test('--writeback: close returns before the commit, fsync waits for it, and unmounting commits the rest', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 3)
+  const mp = fs.mkdtempSync(path.join(c.dir, 'wb-'))
+  t.is((await ddfs(['mount', mp, ...c.at(0), '--writeback'])).code, 0)
+  t.teardown(async () => { await ddfs(['umount', mp]) }, { order: -1 })
+  t.is((await sh(`cd ${mp} && for i in $(seq 1 200); do echo "wb $i" > w$i; done && cat w200`)).stdout, 'wb 200\n', 'a file reads back at once in its own mount')
+  t.is((await sh(`dd if=/dev/urandom of=${mp}/synced bs=64k count=16 conv=fsync status=none`)).code, 0, 'fsync succeeds')
+  const q = JSON.parse((await ddfs(['ls', ...c.at(2), '--json'])).stdout) as string[]
+  t.ok(q.length >= 1, 'the fsynced file is in the cluster')
+  t.is((await ddfs(['umount', mp])).code, 0, 'umount waits for the commits')
+  const other = await mountNode(t, c, 1)
+  t.is(Number((await sh(`ls ${other.mp} | grep -c '^w'`)).stdout.trim()), 200, 'every closed file was committed')
+  t.is((await sh(`cat ${other.mp}/w77`)).stdout, 'wb 77\n')
+})
