@@ -1,6 +1,6 @@
 import test from 'brittle'
 import fc from 'fast-check'
-import { encodeManifest, decodeManifest, writeTrailer, readTrailer, TRAILER_BYTES, type Manifest } from '../src/object/records'
+import { encodeManifest, decodeManifest, writeTrailer, readTrailer, TRAILER_BYTES, encodeNameRecord, decodeNameRecord, checkName, type Manifest } from '../src/object/records'
 import { decodeMeta, putMessage, getMessage, errorMessage, deviceMessage, listMessage, putLocalMessage, getLocalMessage, idMessage } from '../src/wire/messages'
 import { DdfsError } from '../src/errors'
 
@@ -23,6 +23,22 @@ test('a cluster manifest carries the holder of each fragment index', (t) => {
   t.alike(decodeManifest(encodeManifest({ ...example, holders })).holders, holders)
   t.exception(() => encodeManifest({ ...example, holders: [Buffer.alloc(31)] }), /holder/)
   t.exception(() => decodeManifest(encodeManifest({ ...example, holders: holders.slice(0, 5) })), /CORRUPT/)
+})
+
+test('name records round-trip, reject damage, and names are checked like file names', (t) => {
+  const r = { name: 'report ü.txt', id: Buffer.alloc(16, 9), version: 1700000000123 }
+  const bytes = encodeNameRecord(r)
+  t.alike(decodeNameRecord(bytes), r)
+  for (let i = 0; i < bytes.length; i++) {
+    const bad = Buffer.from(bytes)
+    bad[i] ^= 0x10
+    t.exception(() => decodeNameRecord(bad), /CORRUPT/)
+  }
+  for (const bad of ['', '.', '..', '../../etc/passwd', 'a/b', 'nul\0here', 'x'.repeat(256), 'd963a52161d67bf9d1e7c09ce313b050']) {
+    t.exception(() => checkName(bad), /BAD_ARGUMENT/, `refuses ${JSON.stringify(bad.slice(0, 20))}`)
+  }
+  checkName('ok name.txt')
+  checkName('D963A52161D67BF9D1E7C09CE313B050')  // not an id (ids are lowercase)
 })
 
 test('a damaged manifest is CORRUPT, never a wrong manifest', (t) => {

@@ -37,7 +37,7 @@ const FLAG_TOMBSTONE = 2
 const FLAG_HOLDERS = 4
 const KEY_BYTES = 32
 
-const manifestEncoding = {
+const manifestEncoding: c.Encoder<Manifest> = {
   preencode (state: c.State, m: Manifest): void {
     c.uint.preencode(state, MANIFEST_VERSION)
     c.uint.preencode(state, 0) // flags
@@ -110,25 +110,29 @@ const manifestEncoding = {
   }
 }
 
-/** Manifest bytes: the compact-encoding record followed by its XXH64. */
-export function encodeManifest (m: Manifest): Buffer {
-  const body = c.encode(manifestEncoding, m)
+/** A record's bytes on disk: its compact encoding followed by the XXH64 of that encoding. */
+function seal<T> (enc: c.Encoder<T>, value: T): Buffer {
+  const body = c.encode(enc, value)
   const out = Buffer.allocUnsafe(body.length + 8)
   out.set(body)
   out.writeBigUInt64LE(xxh64(body), body.length)
   return out
 }
 
-export function decodeManifest (buf: Buffer): Manifest {
-  if (buf.length < 9) throw DdfsError.CORRUPT('manifest too short')
+/** The record in `buf`, checked: CORRUPT (never a wrong record) when anything is off. */
+function unseal<T> (enc: c.Encoder<T>, buf: Buffer, what: string): T {
+  if (buf.length < 9) throw DdfsError.CORRUPT(`${what} too short`)
   const body = buf.subarray(0, buf.length - 8)
-  if (xxh64(body) !== buf.readBigUInt64LE(buf.length - 8)) throw DdfsError.CORRUPT('manifest fails its XXH64')
+  if (xxh64(body) !== buf.readBigUInt64LE(buf.length - 8)) throw DdfsError.CORRUPT(`${what} fails its XXH64`)
   try {
-    return c.decode(manifestEncoding, body) as Manifest
+    return c.decode(enc, body) as T
   } catch (err) {
-    throw err instanceof DdfsError ? err : DdfsError.CORRUPT(`manifest does not decode: ${(err as Error).message}`)
+    throw err instanceof DdfsError ? err : DdfsError.CORRUPT(`${what} does not decode: ${(err as Error).message}`)
   }
 }
+
+export function encodeManifest (m: Manifest): Buffer { return seal(manifestEncoding, m) }
+export function decodeManifest (buf: Buffer): Manifest { return unseal(manifestEncoding, buf, 'manifest') }
 
 // Fragment trailer: 64 bytes after the fragment's data.
 //   0 magic u32 "DDFR"   4 version u8   5 k u8   6 m u8   7 index u8
@@ -198,7 +202,7 @@ export function checkName (name: string): void {
   if (/^[0-9a-f]{32}$/.test(name)) throw DdfsError.BAD_ARGUMENT('names of 32 lowercase hex characters are object ids, not names')
 }
 
-const nameEncoding = {
+const nameEncoding: c.Encoder<NameRecord> = {
   preencode (state: c.State, r: NameRecord): void {
     c.uint.preencode(state, 1); c.string.preencode(state, r.name); state.end += 16; c.uint.preencode(state, r.version)
   },
@@ -217,21 +221,5 @@ const nameEncoding = {
   }
 }
 
-export function encodeNameRecord (r: NameRecord): Buffer {
-  const body = c.encode(nameEncoding, r)
-  const out = Buffer.allocUnsafe(body.length + 8)
-  out.set(body)
-  out.writeBigUInt64LE(xxh64(body), body.length)
-  return out
-}
-
-export function decodeNameRecord (buf: Buffer): NameRecord {
-  if (buf.length < 9) throw DdfsError.CORRUPT('name record too short')
-  const body = buf.subarray(0, buf.length - 8)
-  if (xxh64(body) !== buf.readBigUInt64LE(buf.length - 8)) throw DdfsError.CORRUPT('name record fails its XXH64')
-  try {
-    return c.decode(nameEncoding, body) as NameRecord
-  } catch (err) {
-    throw err instanceof DdfsError ? err : DdfsError.CORRUPT(`name record does not decode: ${(err as Error).message}`)
-  }
-}
+export function encodeNameRecord (r: NameRecord): Buffer { return seal(nameEncoding, r) }
+export function decodeNameRecord (buf: Buffer): NameRecord { return unseal(nameEncoding, buf, 'name record') }
