@@ -1,8 +1,9 @@
 // The store as a flat directory: every live object is a file, listed under the newest name that
 // points at it or else under its 32-hex id; any object opens as /<id>. A file written through
 // the mount is spooled to a local file (random writes welcome, memory bounded) and committed as
-// a new object at close (flush) or fsync; an object under the same name is then replaced and
-// deleted. Reads fetch 4 MiB windows with read-ahead, so sequential reads stream.
+// a new object at close (flush) or fsync (or, with writeback, soon after close); an object under
+// the same name is then replaced and deleted. Reads fetch stripe-sized windows with read-ahead,
+// so sequential reads stream.
 import fs from 'node:fs'
 import path from 'node:path'
 import Fuse, { type Ops, type Stat } from 'fuse-native'
@@ -90,6 +91,9 @@ export class DdfsFs {
   private readonly handles = new Map<number, Handle>()
   private readonly writing = new Map<string, WriteHandle>()  // name -> file open or not yet committed
   private readonly pending = new Set<Promise<void>>()          // commits in flight
+  // Names this mount committed, renamed or removed lately (null: removed), laid over listings
+  // that may have been answered before the nodes had them.
+  private readonly recent = new Map<string, { entry: Entry | null, at: number }>()
   private nextFd = 10
   private spoolSeq = 0
 
@@ -99,6 +103,7 @@ export class DdfsFs {
 
   private async refresh (force = false): Promise<void> {
     if (!force && Date.now() - this.fetchedAt < CATALOG_TTL_MS) return
+    const started = Date.now()
     this.refreshing ??= this.link.catalog().then((list) => {
       const entries = new Map<string, Entry>()
       const byId = new Map<string, Entry>()
@@ -109,6 +114,13 @@ export class DdfsFs {
         const name = entry.name ?? entry.hex
         const had = entries.get(name)
         if (had === undefined || had.mtime < entry.mtime) entries.set(name, entry)
+      }
+      // What this mount just did may be newer than what the nodes answered: keep it on top.
+      for (const [name, r] of this.recent) {
+        if (r.at < started - CATALOG_TTL_MS) { this.recent.delete(name); continue }
+        const had = entries.get(name)
+        if (had !== undefined) { entries.delete(name); byId.delete(had.hex) }
+        if (r.entry !== null) { entries.set(name, r.entry); byId.set(r.entry.hex, r.entry) }
       }
       this.entries = entries
       this.byId = byId
@@ -141,12 +153,14 @@ export class DdfsFs {
   private remember (e: Entry): void {
     this.byId.set(e.hex, e)
     this.entries.set(e.name ?? e.hex, e)
+    this.recent.set(e.name ?? e.hex, { entry: e, at: Date.now() })
   }
 
   private forget (e: Entry): void {
     this.byId.delete(e.hex)
     const name = e.name ?? e.hex
     if (this.entries.get(name) === e) this.entries.delete(name)
+    this.recent.set(name, { entry: null, at: Date.now() })
   }
 
   // ---- operations -----------------------------------------------------------------------------
@@ -228,7 +242,7 @@ export class DdfsFs {
       unlink: (p, cb) => run('unlink', async () => this.unlink(fileName(p)), cb),
       rename: (src, dest, cb) => run('rename', async () => this.rename(fileName(src), fileName(dest)), cb),
       getxattr: (p, attr, _pos, cb) => run('getxattr', async () => {
-        if (p === '/') return null
+        if (p === '/' || this.writing.has(fileName(p))) return null  // a file not committed yet has no id
         const e = await this.lookup(fileName(p))
         if (e === null) throw errno.ENOENT
         if (attr === 'user.ddfs.id') return Buffer.from(e.hex)
@@ -239,7 +253,7 @@ export class DdfsFs {
         return null
       }, cb),
       listxattr: (p, cb) => run('listxattr', async () => {
-        if (p === '/') return []
+        if (p === '/' || this.writing.has(fileName(p))) return []
         if (await this.lookup(fileName(p)) === null) throw errno.ENOENT
         return ['user.ddfs.id', 'user.ddfs.schema']
       }, cb),
