@@ -1,5 +1,8 @@
 // Structured log lines: `time level node event key=value ...`, appended to one file.
-// Writes are asynchronous and ordered; a failing log never takes the node down.
+// Writes are asynchronous and ordered; a failing log never takes the node down. Rotated by size:
+// past DDFS_LOG_MAX_BYTES (default 64 MiB) the file becomes .1 (.1 becomes .2, .2 becomes .3,
+// .3 is dropped). Several processes may share one file: each checks the path now and then and
+// reopens it when another process rotated it.
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -10,21 +13,62 @@ function format (value: unknown): string {
   return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s
 }
 
+const MAX_BYTES = Number(process.env.DDFS_LOG_MAX_BYTES ?? 64 * 1024 * 1024)
+const KEEP = 3
+/** Bytes written between looks at the file's size and identity. */
+const CHECK_EVERY = Math.min(1024 * 1024, Math.max(1, Math.floor(MAX_BYTES / 8)))
+
 export class Logger {
   private stream: fs.WriteStream | null = null
+  private ino = 0
+  private sinceCheck = 0
 
   constructor (readonly file: string | null, readonly node: string) {
     if (file === null) return
     fs.mkdirSync(path.dirname(file), { recursive: true })
-    this.stream = fs.createWriteStream(file, { flags: 'a', mode: 0o640 })
-    this.stream.on('error', () => { this.stream = null })
+    this.open()
+  }
+
+  private open (): void {
+    const file = this.file as string
+    try {
+      const fd = fs.openSync(file, 'a', 0o640)
+      this.ino = fs.fstatSync(fd).ino
+      const stream = fs.createWriteStream('', { fd })
+      stream.on('error', () => { if (this.stream === stream) this.stream = null })
+      this.stream = stream
+    } catch {
+      this.stream = null
+    }
   }
 
   log (level: Level, event: string, fields: Record<string, unknown> = {}): void {
     if (this.stream === null) return
     let line = `${new Date().toISOString()} ${level} ${this.node} ${event}`
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${format(v)}`
-    this.stream.write(line + '\n')
+    line += '\n'
+    this.stream.write(line)
+    this.sinceCheck += line.length
+    if (this.sinceCheck >= CHECK_EVERY) this.check()
+  }
+
+  /** Rotates the file when it is too big; follows a rotation done by another process. */
+  private check (): void {
+    this.sinceCheck = 0
+    const file = this.file as string
+    try {
+      const st = fs.statSync(file)
+      const size = st.size + (this.stream?.writableLength ?? 0)  // lines still queued count too
+      if (st.ino === this.ino && size < MAX_BYTES) return
+      if (st.ino === this.ino) {
+        for (let i = KEEP - 1; i >= 1; i--) { try { fs.renameSync(`${file}.${i}`, `${file}.${i + 1}`) } catch {} }
+        fs.renameSync(file, `${file}.1`)
+      }
+    } catch {
+      // The file is gone (removed by hand, or rotated away): start a new one.
+    }
+    this.stream?.end()
+    this.open()
   }
 
   debug (event: string, fields?: Record<string, unknown>): void { this.log('debug', event, fields) }
