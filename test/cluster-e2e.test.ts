@@ -72,6 +72,12 @@ test('6 nodes, 4+2: put on one node, get, query and delete on others; 2 nodes do
   }
   t.ok(!JSON.parse((await ddfs(['ls', ...c.at(1), '--json'])).stdout).includes(gone), 'ls no longer lists it')
 
+  // ddfs logs: the nodes' logs merged in time order
+  const logLines = JSON.parse((await ddfs(['logs', '--dir', c.dir, '-n', '40', '--json'])).stdout) as string[]
+  t.is(logLines.length, 40)
+  t.alike(logLines, [...logLines].sort(), 'in time order')
+  t.ok(new Set(logLines.map((l) => l.split(' ')[2])).size >= 2, 'from several nodes')
+
   // any 2 nodes down (killed): everything still reads, from a surviving node
   kill9(c.data(1))
   kill9(c.data(4))

@@ -197,3 +197,18 @@ async function waitConverged (indices: number[], config: LocalClusterConfig, ms:
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
 }
+
+/** The last `lines` lines of every log of the local cluster in `dir` (nodes and mount), merged by time. */
+export function mergedLogTail (dir: string, lines: number): string[] {
+  const config = readConfig(dir)
+  const files = [path.join(dir, 'mount.log'), ...Array.from({ length: config.nodes }, (_, i) => path.join(dir, `node${i}`, 'ddfs.log'))]
+  const all: string[] = []
+  for (const f of files) {
+    let text: string
+    try { text = fs.readFileSync(f, 'utf8') } catch { continue }
+    const own = text.split('\n').filter((l) => l !== '')
+    all.push(...own.slice(-lines))  // each file's own tail is enough for the merged one
+  }
+  // Lines start with an ISO time: sorting them as text orders them in time.
+  return all.sort().slice(-lines)
+}

@@ -13,7 +13,7 @@ import { ProgressBar } from './progress'
 import { OutputFile } from '../client/output-file'
 import { printDevice, printObject } from './output'
 import { startDetached, reportReady, waitExit } from './daemon'
-import { up, down, addNode, readConfig, secretFile, type NodeReport } from './local-cluster'
+import { up, down, addNode, readConfig, secretFile, mergedLogTail, type NodeReport } from './local-cluster'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { startBootstrap, parseAddress } from '../cluster/discovery'
 import { Mount, mountPidFile, forceUnmount, isMounted } from '../mount/mount'
@@ -27,7 +27,8 @@ const ADDRESS: FlagSpec[] = [
 const NODE: FlagSpec[] = [
   { name: 'bootstrap', short: 'b', type: 'string', help: 'DHT bootstrap nodes HOST:PORT[,HOST:PORT]; without it a node with --cluster bootstraps the DHT itself' },
   { name: 'dht-port', type: 'number', help: 'UDP port of the node\'s DHT node (default: port + 1000)' },
-  { name: 'heartbeat', type: 'number', help: 'membership refresh in ms; a member silent for 3 heartbeats leaves the view', default: 5000 }
+  { name: 'heartbeat', type: 'number', help: 'membership refresh in ms; a member silent for 3 heartbeats leaves the view', default: 5000 },
+  { name: 'metrics-port', type: 'number', help: 'serve Prometheus metrics at http://HOST:PORT/metrics' }
 ]
 const DIR: FlagSpec = { name: 'dir', short: 'd', type: 'string', help: 'directory of the local cluster', default: './ddfs-cluster' }
 const COMMON: FlagSpec[] = [
@@ -123,7 +124,7 @@ const COMMANDS: Command[] = [
     name: 'up',
     summary: 'start a local cluster on this machine: a DHT bootstrap node and N nodes on 127.0.0.1, each with a file-backed device',
     flags: [
-      { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes', default: 6 }, DIR,
+      { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes (default 6; an existing cluster keeps its count)' }, DIR,
       { name: 'base-port', type: 'number', help: 'node i listens on base-port + i', default: DEFAULT_PORT },
       { name: 'device-size', type: 'string', help: 'size of each node\'s device file (space is reserved when it is formatted)', default: '2G' },
       { name: 'mount', type: 'string', help: 'where to mount the store (through node 0)', default: './mnt' },
@@ -152,6 +153,13 @@ const COMMANDS: Command[] = [
     positional: 'MOUNTPOINT'
   },
   {
+    name: 'logs',
+    summary: 'show the merged tail of a local cluster\'s logs (every node and the mount, in time order)',
+    flags: [DIR, { name: 'lines', short: 'n', type: 'number', help: 'how many lines', default: 50 }, ...COMMON],
+    examples: ['ddfs logs --dir ./ddfs-cluster', 'ddfs logs -n 200 | grep warn'],
+    run: logs
+  },
+  {
     name: 'down',
     summary: 'stop a local cluster started with ddfs up (its data stays in --dir)',
     flags: [DIR, ...COMMON],
@@ -160,9 +168,9 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'status',
-    summary: 'show a node\'s devices and state',
-    flags: [...ADDRESS, ...COMMON],
-    examples: ['ddfs status', 'ddfs status --json'],
+    summary: 'show a node\'s devices and state, and the cluster members it sees',
+    flags: [...ADDRESS, { name: 'watch', short: 'w', type: 'number', help: 'redraw every N seconds (Ctrl-C to stop)' }, ...COMMON],
+    examples: ['ddfs status', 'ddfs status --json', 'ddfs status --watch 2'],
     run: status
   },
   {
@@ -320,6 +328,7 @@ function nodeArgs (flags: Flags): string[] {
   if (typeof flags.cluster === 'string') a.push('--cluster', path.resolve(flags.cluster))
   if (typeof flags.bootstrap === 'string') a.push('--bootstrap', flags.bootstrap)
   if (typeof flags['dht-port'] === 'number') a.push('--dht-port', String(flags['dht-port']))
+  if (typeof flags['metrics-port'] === 'number') a.push('--metrics-port', String(flags['metrics-port']))
   return a
 }
 
@@ -347,7 +356,8 @@ async function nodeRun (flags: Flags): Promise<void> {
     clusterFile,
     bootstrap: clusterFile === null ? null : bootstrapList,
     dhtPort: typeof flags['dht-port'] === 'number' ? flags['dht-port'] : port + 1000,
-    discoveryIntervalMs: heartbeat
+    discoveryIntervalMs: heartbeat,
+    metricsPort: typeof flags['metrics-port'] === 'number' ? flags['metrics-port'] : null
   })
   try {
     await node.start()
@@ -383,6 +393,17 @@ async function nodeStop (flags: Flags): Promise<void> {
 }
 
 async function status (flags: Flags): Promise<void> {
+  const every = flags.watch as number | undefined
+  if (every === undefined) return await statusOnce(flags)
+  if (!(every > 0)) throw DdfsError.BAD_ARGUMENT('--watch takes a number of seconds')
+  for (;;) {
+    if (process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J')
+    await statusOnce(flags).catch((err) => process.stdout.write(`${DdfsError.from(err).message}\n`))
+    await new Promise((resolve) => setTimeout(resolve, every * 1000))
+  }
+}
+
+async function statusOnce (flags: Flags): Promise<void> {
   const s = await withClient(flags, (c) => c.status()) as {
     address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string,
     members: Array<{ address: string, publicKey: string, self: boolean }> | null,
@@ -513,11 +534,12 @@ function parseSize (s: string): number {
 }
 
 async function clusterUp (flags: Flags, rest: string[]): Promise<void> {
-  const nodes = flags.nodes as number
+  const dir = path.resolve(flags.dir as string)
+  const had = fs.existsSync(path.join(dir, 'cluster.json')) ? readConfig(dir).nodes : 6
+  const nodes = (flags.nodes as number | undefined) ?? had
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw DdfsError.BAD_ARGUMENT('--nodes is 1 to 64')
   const basePort = flags['base-port'] as number
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + 1000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT ports (base + 1000 + i)`)
-  const dir = path.resolve(flags.dir as string)
   const mountpoint = flags['no-mount'] === true ? null : path.resolve(flags.mount as string)
   const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest }, mountpoint)
   printNodes(flags, dir, reports, mountpoint)
@@ -527,6 +549,13 @@ async function clusterDown (flags: Flags): Promise<void> {
   const dir = path.resolve(flags.dir as string)
   const { stopped } = await down(dir)
   out(flags, { dir, stopped }, stopped.length === 0 ? `nothing was running in ${dir}\n` : `stopped ${stopped.join(', ')}\n`)
+}
+
+async function logs (flags: Flags): Promise<void> {
+  const lines = flags.lines as number
+  if (!Number.isInteger(lines) || lines < 1) throw DdfsError.BAD_ARGUMENT('--lines is a positive number')
+  const tail = mergedLogTail(path.resolve(flags.dir as string), lines)
+  out(flags, tail, tail.map((l) => l + '\n').join(''))
 }
 
 async function nodeAdd (flags: Flags): Promise<void> {

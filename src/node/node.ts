@@ -20,6 +20,7 @@ import { DataDir } from './data-dir'
 import { ClusterLink } from './cluster-link'
 import { socketPath } from './paths'
 import { Session } from './session'
+import { Metrics } from './metrics'
 import type { DeviceInfo } from '../store/types'
 
 export interface NodeOptions {
@@ -35,10 +36,13 @@ export interface NodeOptions {
   dhtPort: number
   /** Discovery refresh period in ms (members silent for 3 periods leave the view). */
   discoveryIntervalMs?: number
+  /** Serve Prometheus metrics on this port (same host), or not at all. */
+  metricsPort?: number | null
 }
 
 export class Node {
   readonly devices = new NodeDevicePool()
+  readonly metrics = new Metrics()
   readonly site: DeviceSite
   objects: ObjectStore
   readonly data: DataDir
@@ -109,6 +113,9 @@ export class Node {
         }, this.site, this.log)
         await this.cluster.start()
         this.objects = new ClusterObjectStore(this.cluster)
+      }
+      if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
+        await this.metrics.listen(this.opts.host, this.opts.metricsPort, { gauges: () => this.gauges() })
       }
       fs.writeFileSync(this.data.pidFile, `${process.pid}\n`)
       this.log.info('node-started', { pid: process.pid, data: this.opts.dataDir, devices: this.devices.stores().length, publicKey: keyPair.publicKey.toString('hex'), cluster: this.cluster !== null })
@@ -181,6 +188,20 @@ export class Node {
     }
   }
 
+  /** What the metrics endpoint reads at each scrape. */
+  private gauges (): Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> {
+    const g: Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> = []
+    for (const st of this.devices.stores()) {
+      const i = st.info()
+      g.push({ name: 'ddfs_device_bytes', help: 'Device size and free bytes.', labels: { device: i.path, kind: 'size' }, value: i.size })
+      g.push({ name: 'ddfs_device_bytes', help: 'Device size and free bytes.', labels: { device: i.path, kind: 'free' }, value: i.freeSize })
+      g.push({ name: 'ddfs_device_entries', help: 'Entries (fragments, manifests, names, tombstones) on a device.', labels: { device: i.path }, value: i.entries })
+    }
+    g.push({ name: 'ddfs_devices_failed', help: 'Devices in the config that could not be attached.', value: this.failedDevices.size })
+    g.push({ name: 'ddfs_cluster_members', help: 'Members in this node\'s view of the cluster (itself included).', value: this.cluster?.members().length ?? 1 })
+    return g
+  }
+
   /** Stops serving, closes the devices (each writes a checkpoint), removes socket and pid file. */
   stop (reason: string): Promise<void> {
     if (this.stopping === null) {
@@ -198,6 +219,7 @@ export class Node {
     const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])
     for (const c of this.connections) c.close()
     await servers
+    await this.metrics.close()
     await this.cluster?.close()
     await this.devices.closeAll()
     if (this.local !== null) fs.rmSync(this.socket, { force: true })

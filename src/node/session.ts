@@ -7,7 +7,7 @@ import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
-  capacityRequest, capacityMessage, MAX_READ, putGrowMessage
+  capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -55,7 +55,7 @@ export class Session {
     // Another node's entry requests run side by side (a put keeps several stripes in flight).
     if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || f.type >= MessageType.CatalogList) {
       if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
-      this.entryRequest(f).catch((err) => {
+      this.timed(f, () => this.entryRequest(f)).catch((err) => {
         const e = DdfsError.from(err)
         if (e.code !== 'NOT_FOUND') this.node.log.warn('entry-request-failed', { peer: this.peer, type: f.type, error: e.message })
         this.conn.sendError(f.requestId, e)
@@ -67,8 +67,8 @@ export class Session {
     // A put's state exists from its first frame, so its DATA frames are never taken for requests.
     if (f.type === MessageType.Put && this.put === null) this.put = newPutState(f.requestId)
     if (f.type === MessageType.PutLocal && this.put === null && this.admin && isFollow(f.meta)) this.put = newPutState(f.requestId)
-    this.busy = this.busy.then(() => this.handle(f)).catch((err) => {
-      this.node.log.warn('request-failed', { peer: this.peer, type: f.type, error: DdfsError.from(err).message })
+    this.busy = this.busy.then(() => this.timed(f, () => this.handle(f))).catch((err) => {
+      this.node.log.warn('request-failed', { peer: this.peer, type: messageTypeName(f.type), error: DdfsError.from(err).message })
       this.conn.sendError(f.requestId, err)
     })
   }
@@ -111,6 +111,18 @@ export class Session {
         return this.adminRequest(f)
       default:
         throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
+    }
+  }
+
+  /** Runs a request and counts it (type, time, error code) in the node's metrics. */
+  private async timed (f: Frame, run: () => Promise<void>): Promise<void> {
+    const t0 = process.hrtime.bigint()
+    try {
+      await run()
+      this.node.metrics.request(messageTypeName(f.type), Number(process.hrtime.bigint() - t0) / 1e9)
+    } catch (err) {
+      this.node.metrics.request(messageTypeName(f.type), Number(process.hrtime.bigint() - t0) / 1e9, DdfsError.from(err).code)
+      throw err
     }
   }
 
@@ -192,6 +204,7 @@ export class Session {
         let at = 0
         if (n > 0) for await (const piece of this.node.objects.get(id, { offset, length: n })) { piece.copy(out, at); at += piece.length }
         this.conn.send(MessageType.Data, rid, null, null, out)
+        this.node.metrics.transferred('out', n)
         return
       }
       case MessageType.Capacity: {
@@ -252,6 +265,7 @@ export class Session {
             size: state !== null ? undefined : meta.size, name: meta.name ?? undefined, schema: meta.k === 0 ? undefined : { k: meta.k, m: meta.m }, allowDegraded: meta.allowDegraded
           })
           this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer, file: path })
+          this.node.metrics.transferred('in', info.size)
           this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
         } finally {
           await fh.close()
@@ -281,6 +295,7 @@ export class Session {
       throw err
     }
     this.node.log.info('get', { id: id.toString('hex'), bytes: info.size, peer: this.peer, file: path })
+    this.node.metrics.transferred('out', info.size)
     this.conn.send(MessageType.Ok, rid, okMessage, { id: id.toString('hex'), size: info.size })
   }
 
@@ -296,6 +311,7 @@ export class Session {
         size: meta.size, name: meta.name ?? undefined, schema, allowDegraded: meta.allowDegraded, expectedHash: state.expected
       })
       this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer })
+      this.node.metrics.transferred('in', info.size)
       this.conn.send(MessageType.Ok, rid, okMessage, jsonSafe(info))
     } catch (err) {
       this.discardRequest = rid
@@ -366,6 +382,7 @@ export class Session {
     }
     this.conn.send(MessageType.GetEnd, rid, emptyMessage, null)
     this.node.log.info('get', { id: req.id.toString('hex'), bytes: length, peer: this.peer })
+    this.node.metrics.transferred('out', length)
   }
 }
 

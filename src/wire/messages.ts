@@ -59,6 +59,15 @@ export const enum MessageType {
 
 const MAX_TYPE = MessageType.PutGrow
 
+const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
+  'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
+  'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow']
+
+/** A message type's name, for logs and metrics. */
+export function messageTypeName (t: number): string {
+  return TYPE_NAMES[t] ?? `type_${t}`
+}
+
 /** Largest ranged read answered in one DATA frame. */
 export const MAX_READ = 4 * 1024 * 1024
 
