@@ -34,6 +34,8 @@ test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and
   const ls = (await ok(`sleep 1.1; ls ${mp}`)).split('\n').filter((x) => x !== '')
   t.ok(ls.includes(plain), 'ls shows an unnamed object as its id')
   t.ok(ls.includes('report.txt') && !ls.includes(named), 'ls shows a named object under its name')
+  const long = JSON.parse((await ddfs(['ls', '-l', ...c.at(1), '--json'])).stdout) as Array<{ id: string, size: number, createdAt: string, name: string | null }>
+  t.alike(long.find((e) => e.id === named), { id: named, size: 7, createdAt: long.find((e) => e.id === named)?.createdAt, name: 'report.txt' }, 'ddfs ls -l shows the name and size')
 
   // dd of 40 MiB with random content; md5 through the mount equals the source
   await ok(`dd if=/dev/urandom of=${work}/big bs=1M count=40 status=none`)

@@ -210,9 +210,9 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'ls',
-    summary: 'list object ids',
-    flags: [{ name: 'limit', type: 'number', help: 'at most this many', default: 1000 }, ...ADDRESS, ...COMMON],
-    examples: ['ddfs ls', 'ddfs ls --json'],
+    summary: 'list object ids (-l: with size, time and name)',
+    flags: [{ name: 'limit', type: 'number', help: 'at most this many', default: 1000 }, { name: 'long', short: 'l', type: 'boolean', help: 'size, creation time and name of each object' }, ...ADDRESS, ...COMMON],
+    examples: ['ddfs ls', 'ddfs ls -l', 'ddfs ls --json'],
     run: ls
   }
 ]
@@ -496,6 +496,12 @@ async function del (flags: Flags): Promise<void> {
 }
 
 async function ls (flags: Flags): Promise<void> {
+  if (flags.long === true) {
+    const all = (await withClient(flags, (c) => c.catalog())).sort((a, b) => Buffer.compare(a.id, b.id)).slice(0, flags.limit as number)
+    const rows = all.map((e) => ({ id: e.id.toString('hex'), size: e.size, createdAt: new Date(e.createdAt).toISOString(), name: e.name }))
+    out(flags, rows, rows.map((r) => `${r.id}  ${String(r.size).padStart(12)}  ${r.createdAt}  ${r.name ?? ''}\n`).join(''))
+    return
+  }
   const ids = await withClient(flags, (c) => c.list(null, flags.limit as number)) as string[]
   out(flags, ids, ids.map((i) => i + '\n').join(''))
 }

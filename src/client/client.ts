@@ -12,10 +12,11 @@ import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage, listMessage,
-  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, type PutMessage
+  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, catalogMessage, type PutMessage
 } from '../wire/messages'
 import type c from 'compact-encoding'
 import { socketPath } from '../node/paths'
+import type { CatalogEntry } from '../object/types'
 
 /** Payload bytes per DATA frame of a put. */
 const PUT_CHUNK = 1024 * 1024
@@ -95,6 +96,15 @@ export class Client {
   devRem (path: string): Promise<unknown> { return this.call(MessageType.DevRem, deviceMessage, { path, format: false }) }
   devQuery (path: string): Promise<unknown> { return this.call(MessageType.DevQuery, deviceMessage, { path, format: false }) }
   stopNode (): Promise<unknown> { return this.call(MessageType.NodeStop, emptyMessage, null) }
+  /** Every live object with its size, time and name (what a mount lists). */
+  async catalog (): Promise<CatalogEntry[]> {
+    const rid = this.nextRequest++
+    this.conn.send(MessageType.Catalog, rid, emptyMessage, null)
+    const f = await this.reply(rid)
+    if (f.type !== MessageType.Data) throw DdfsError.PROTOCOL(`unexpected reply type ${f.type}`)
+    return decodeMeta(catalogMessage, f.meta)
+  }
+
   /** Local socket only: the node reads `path` itself (the fast path on the node's machine). */
   putLocal (path: string, put: PutMessage): Promise<unknown> { return this.call(MessageType.PutLocal, putLocalMessage, { path, put }) }
   /** Local socket only: the node writes the object to `path` itself. */

@@ -469,7 +469,22 @@ export class DdfsFs {
     this.remember(entry)
     if (old !== null && old.hex !== entry.hex) {
       this.byId.delete(old.hex)
-      await this.link.delete(old.id).catch((err) => this.log.warn('replace-delete-failed', { id: old.hex, error: DdfsError.from(err).message }))
+      await this.deleteReplaced(old.id)
+    }
+  }
+
+  /**
+   * Deletes an object a new commit replaced; retried a few times in the background when the
+   * cluster cannot take it now (else it would stay, listed under its id).
+   */
+  private async deleteReplaced (id: Buffer, attempt = 1): Promise<void> {
+    try {
+      await this.link.delete(id)
+    } catch (err) {
+      const e = DdfsError.from(err)
+      if (e.code === 'NOT_FOUND') return
+      this.log.warn('replace-delete-failed', { id: id.toString('hex'), attempt, error: e.message })
+      if (attempt < 6) setTimeout(() => { this.deleteReplaced(id, attempt + 1).catch(() => {}) }, 1000 * attempt).unref()
     }
   }
 
@@ -481,6 +496,10 @@ export class DdfsFs {
   private async flush (fd: number): Promise<void> {
     const h = this.handles.get(fd)
     if (h === undefined || h.kind !== 'write') return
+    // A file created and not written yet: a shell's `> file` closes a duplicate descriptor
+    // before the command writes. Committing an empty object now would only make one to replace;
+    // release (the last close) commits it if it stays empty.
+    if (h.writes === 0 && h.size === 0) return
     if (!this.writeback) { await this.commitLater(h); return }
     this.commitLater(h).catch(() => {})
     while (this.pending.size > MAX_PENDING_COMMITS) await Promise.race(this.pending)
@@ -497,8 +516,9 @@ export class DdfsFs {
     this.handles.delete(fd)
     if (h === undefined || h.kind !== 'write') return
     if (--h.refs > 0) return
-    this.commitLater(h).catch(() => {})
+    const commit = this.commitLater(h)
     this.cleanup(h)
+    if (!this.writeback) await commit  // an empty file, whose flush skipped it (see flush)
   }
 
   private async truncate (name: string, size: number): Promise<void> {
