@@ -60,8 +60,8 @@ export class ClusterObjectStore implements ObjectStore {
         (s, i, entry) => holders[i].site.putEntry(keyOf(id, EntryKind.Fragment, s, i), entry))
       const manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
       const body = encodeManifest(manifest)
-      // The manifest and the name record together: neither is visible to a reader without the other
-      // mattering (a name pointing at no manifest is dropped from listings and resolves to nothing).
+      // The manifest and the name record in one step: should the put fail here, a name record
+      // without its manifest does no harm (listings drop it; it resolves to an absent object).
       await Promise.all([
         ...manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)),
         ...(opts.name !== undefined ? [this.names.set(opts.name, id)] : [])
