@@ -4,7 +4,7 @@ import path from 'node:path'
 import { DdfsError, EXIT_CODES } from '../errors'
 import { DEFAULT_HOST, DEFAULT_PORT, DEFAULT_LOG } from '../constants'
 import { Client } from '../client/client'
-import { Node } from '../node/node'
+import { Node, DEFAULT_HEALING, type HealingOptions } from '../node/node'
 import { DataDir } from '../node/data-dir'
 import { defaultDataDir, socketPath } from '../node/paths'
 import { formatDevice, probeDevice } from '../store/native-store'
@@ -28,7 +28,13 @@ const NODE: FlagSpec[] = [
   { name: 'bootstrap', short: 'b', type: 'string', help: 'DHT bootstrap nodes HOST:PORT[,HOST:PORT]; without it a node with --cluster bootstraps the DHT itself' },
   { name: 'dht-port', type: 'number', help: 'UDP port of the node\'s DHT node (default: port + 1000)' },
   { name: 'heartbeat', type: 'number', help: 'membership refresh in ms; a member silent for 3 heartbeats leaves the view', default: 5000 },
-  { name: 'metrics-port', type: 'number', help: 'serve Prometheus metrics at http://HOST:PORT/metrics' }
+  { name: 'metrics-port', type: 'number', help: 'serve Prometheus metrics at http://HOST:PORT/metrics' },
+  { name: 'lost-after', type: 'number', help: 'seconds a member may be out of the view before it counts as lost and its fragments are rebuilt elsewhere', default: DEFAULT_HEALING.lostAfterMs / 1000 },
+  { name: 'repair-rate', type: 'number', help: 'MB/s of fragments rebuilt or moved by this node (clients keep the rest)', default: DEFAULT_HEALING.repairRate / 1e6 },
+  { name: 'repair-interval', type: 'number', help: 'seconds between healing scans', default: DEFAULT_HEALING.repairIntervalMs / 1000 },
+  { name: 'scrub-rate', type: 'number', help: 'MB/s read back and verified by the background scrub', default: DEFAULT_HEALING.scrubRate / 1e6 },
+  { name: 'scrub-interval', type: 'number', help: 'seconds between scrub passes', default: DEFAULT_HEALING.scrubIntervalMs / 1000 },
+  { name: 'orphan-grace', type: 'number', help: 'seconds before a fragment no manifest points at is removed', default: DEFAULT_HEALING.orphanGraceMs / 1000 }
 ]
 const DIR: FlagSpec = { name: 'dir', short: 'd', type: 'string', help: 'directory of the local cluster', default: './ddfs-cluster' }
 const COMMON: FlagSpec[] = [
@@ -91,6 +97,14 @@ const COMMANDS: Command[] = [
     flags: [...ADDRESS, ...COMMON],
     examples: ['ddfs node stop -s 127.0.0.1 -p 8000'],
     run: nodeStop
+  },
+  {
+    name: 'node drain',
+    summary: 'move every fragment, manifest and name off a node (others take them), then it can be stopped with nothing lost',
+    flags: [...ADDRESS, { name: 'cancel', type: 'boolean', help: 'stop draining: the node takes new data again' },
+      { name: 'no-wait', type: 'boolean', help: 'return at once instead of waiting until the node is empty' }, ...COMMON],
+    examples: ['ddfs node drain -s 127.0.0.1 -p 8003 && ddfs node stop -s 127.0.0.1 -p 8003', 'ddfs node drain -p 8003 --cancel'],
+    run: nodeDrain
   },
   {
     name: 'node run',
@@ -357,7 +371,8 @@ async function nodeRun (flags: Flags): Promise<void> {
     bootstrap: clusterFile === null ? null : bootstrapList,
     dhtPort: typeof flags['dht-port'] === 'number' ? flags['dht-port'] : port + 1000,
     discoveryIntervalMs: heartbeat,
-    metricsPort: typeof flags['metrics-port'] === 'number' ? flags['metrics-port'] : null
+    metricsPort: typeof flags['metrics-port'] === 'number' ? flags['metrics-port'] : null,
+    healing: healingOptions(flags)
   })
   try {
     await node.start()
@@ -375,6 +390,53 @@ async function nodeRun (flags: Flags): Promise<void> {
   await node.stopped
   await node.log.close()
   process.exit(0)
+}
+
+function healingOptions (flags: Flags): HealingOptions {
+  const positive = (name: string, scale: number): number => {
+    const v = flags[name] as number
+    if (!(v > 0) || !Number.isFinite(v)) throw DdfsError.BAD_ARGUMENT(`--${name} takes a positive number`)
+    return v * scale
+  }
+  return {
+    lostAfterMs: positive('lost-after', 1000),
+    repairRate: positive('repair-rate', 1e6),
+    repairIntervalMs: positive('repair-interval', 1000),
+    scrubRate: positive('scrub-rate', 1e6),
+    scrubIntervalMs: positive('scrub-interval', 1000),
+    orphanGraceMs: positive('orphan-grace', 1000)
+  }
+}
+
+interface Holding { fragments: number, manifests: number, names: number }
+
+async function nodeDrain (flags: Flags): Promise<void> {
+  const { host, port } = address(flags)
+  const client = await localClient(flags)
+  if (client === null) throw DdfsError.NODE_NOT_RUNNING(`no ddfs node runs at ${host}:${port} on this machine (drain runs on the node's machine)`)
+  try {
+    const drain = flags.cancel !== true
+    let report = await client.drain(drain) as { holding: Holding }
+    const left = (h: Holding): number => h.fragments + h.manifests + h.names
+    if (!drain || flags['no-wait'] === true) {
+      out(flags, { address: `${host}:${port}`, draining: drain, holding: report.holding }, drain
+        ? `node ${host}:${port} is draining: ${left(report.holding)} entries to move (watch with ddfs status)\n`
+        : `node ${host}:${port} takes new data again\n`)
+      return
+    }
+    const total = Math.max(1, left(report.holding))
+    const tty = process.stderr.isTTY === true && flags.quiet !== true
+    while (left(report.holding) > 0) {
+      if (tty) process.stderr.write(`\rdraining ${host}:${port}: ${total - left(report.holding)}/${total} entries moved (${report.holding.fragments} fragments, ${report.holding.manifests} manifests, ${report.holding.names} names left) `)
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      report = await client.health() as { holding: Holding }
+    }
+    if (tty) process.stderr.write('\n')
+    out(flags, { address: `${host}:${port}`, draining: true, holding: report.holding },
+      `node ${host}:${port} is drained: it holds no data; stop it with: ddfs node stop -s ${host} -p ${port}\n`)
+  } finally {
+    client.close()
+  }
 }
 
 async function nodeStop (flags: Flags): Promise<void> {
@@ -405,13 +467,26 @@ async function status (flags: Flags): Promise<void> {
 
 async function statusOnce (flags: Flags): Promise<void> {
   const s = await withClient(flags, (c) => c.status()) as {
-    address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string,
-    members: Array<{ address: string, publicKey: string, self: boolean }> | null,
-    devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>
+    address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string, draining: boolean,
+    members: Array<{ address: string, publicKey: string, self: boolean, state: string }> | null,
+    devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>,
+    durability: Record<string, any> | null
   }
-  let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}\n`
+  let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}${s.draining ? ' DRAINING' : ''}\n`
   if (s.members === null) text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
-  else text += `  cluster: ${s.members.length} member${s.members.length === 1 ? '' : 's'} in view: ${s.members.map((m) => m.self ? `${m.address} (this node)` : m.address).join(', ')}\n`
+  else {
+    const inView = s.members.filter((m) => m.state === 'live' || m.state === 'draining').length
+    text += `  cluster: ${inView} member${inView === 1 ? '' : 's'} in view\n`
+    for (const m of s.members) text += `    ${m.address.padEnd(22)} ${m.state.padEnd(9)} ${m.publicKey.slice(0, 16)}${m.self ? '  (this node)' : ''}\n`
+  }
+  const d = s.durability
+  if (d !== null) {
+    const eta = d.etaSeconds === null ? 'unknown' : `${String(d.etaSeconds)}s`
+    text += `  objects ${String(d.objects)}: below n ${String(d.objectsBelowN)}, below k+1 ${String(d.objectsBelowK1)}, unreadable ${String(d.objectsUnreadable)}\n`
+    text += `  to repair ${(Number(d.bytesToRepair) / 1048576).toFixed(1)} MiB at ${(Number(d.repairRateBytesPerSec) / 1e6).toFixed(1)} MB/s, ETA ${eta}; repaired ${(Number(d.repairedBytes) / 1048576).toFixed(1)} MiB\n`
+    text += `  scrub: ${(Number(d.scrub.bytesChecked) / 1048576).toFixed(1)} MiB checked, ${String(d.scrub.damagedFound)} damaged found, ${String(d.scrub.repaired)} repaired\n`
+    if (Number(d.nodesUnreachable) > 0) text += `  ${String(d.nodesUnreachable)} member(s) did not report: their objects are not counted\n`
+  }
   for (const d of s.devices) {
     const pct = (100 * Number(d.usedBlocks) / Number(d.blocks)).toFixed(1)
     text += `  ${String(d.path)}  sb_id ${String(d.sbId)}  ${pct}% used (${String(d.usedBlocks)}/${String(d.blocks)} blocks)  entries ${String(d.entries)}\n`

@@ -12,7 +12,7 @@ import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage, listMessage,
-  errorMessage, emptyMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, catalogMessage, type PutMessage
+  errorMessage, emptyMessage, drainMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, catalogMessage, type PutMessage
 } from '../wire/messages'
 import type c from 'compact-encoding'
 import { socketPath } from '../node/paths'
@@ -96,6 +96,10 @@ export class Client {
   devRem (path: string): Promise<unknown> { return this.call(MessageType.DevRem, deviceMessage, { path, format: false }) }
   devQuery (path: string): Promise<unknown> { return this.call(MessageType.DevQuery, deviceMessage, { path, format: false }) }
   stopNode (): Promise<unknown> { return this.call(MessageType.NodeStop, emptyMessage, null) }
+  /** Starts (or cancels) moving everything off the node; answers with what it still holds. */
+  drain (drain: boolean): Promise<unknown> { return this.call(MessageType.NodeDrain, drainMessage, { drain }) }
+  /** The node's own durability report, scrub progress and what it holds. */
+  health (): Promise<unknown> { return this.call(MessageType.Health, emptyMessage, null) }
   /** Every live object with its size, time and name (what a mount lists). */
   async catalog (): Promise<CatalogEntry[]> {
     const rid = this.nextRequest++

@@ -21,6 +21,8 @@ export interface Member {
   host: string
   port: number
   self: boolean
+  /** The member is moving its data off before it leaves (ddfs node drain): no new placements. */
+  draining: boolean
 }
 
 export interface DiscoveryOptions {
@@ -58,6 +60,7 @@ export interface DiscoveryEvents {
 
 const RECORD_VERSION = 1
 const FLAG_LEAVING = 1
+const FLAG_DRAINING = 2
 const NONCE_BYTES = 24
 const TAG_BYTES = 16
 
@@ -105,6 +108,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   private destroyed = false
   private publishing = 0
   private ticks = 0
+  private flags = 0
 
   constructor (private readonly opts: DiscoveryOptions) {
     super()
@@ -115,7 +119,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     this.ttl = opts.ttl ?? 3 * this.interval
     this.queryTimeout = Math.min(this.interval, 2000)
     this.seq = 0
-    this.selfMember = { publicKey: opts.keyPair.publicKey, host: opts.dataAddress.host, port: opts.dataAddress.port, self: true }
+    this.selfMember = { publicKey: opts.keyPair.publicKey, host: opts.dataAddress.host, port: opts.dataAddress.port, self: true, draining: false }
     let bootstrap = opts.bootstrap.map(parseAddress)
     if (bootstrap.length === 0) {
       const port = opts.dhtPort ?? 0
@@ -145,7 +149,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   async ready (): Promise<void> {
     if (this.bootstrapNode !== null) await this.bootstrapNode.ready()
     await this.dht.fullyBootstrapped()
-    await this.publish(0)
+    await this.publish(this.flags)
     await this.refresh()
     // Publishing and refreshing run side by side: a put that waits on a dead DHT node (up to
     // two timeouts) must not hold back the next one, or live members' records would stall.
@@ -154,7 +158,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       // ticks is plenty; the record (the liveness signal) is put every tick.
       if (this.publishing < 4) {
         this.publishing++
-        this.publish(0, ++this.ticks % ANNOUNCE_EVERY === 0).catch((err: Error) => { if (!this.destroyed) this.emit('error', err) }).finally(() => { this.publishing-- })
+        this.publish(this.flags, ++this.ticks % ANNOUNCE_EVERY === 0).catch((err: Error) => { if (!this.destroyed) this.emit('error', err) }).finally(() => { this.publishing-- })
       }
       this.refresh().catch((err: Error) => { if (!this.destroyed) this.emit('error', err) })
     }, this.interval)
@@ -165,6 +169,13 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
   members (): Member[] {
     const list = [this.selfMember, ...[...this.known.values()].map((k) => k.member)]
     return list.sort((a, b) => Buffer.compare(a.publicKey, b.publicKey))
+  }
+
+  /** Marks this member draining (or not) and tells the others at once. */
+  async setDraining (draining: boolean): Promise<void> {
+    this.flags = draining ? this.flags | FLAG_DRAINING : this.flags & ~FLAG_DRAINING
+    this.selfMember.draining = draining
+    if (this.timer !== null) await this.publish(this.flags, false)
   }
 
   /** Looks the topic up and updates the membership now (also runs every interval). */
@@ -207,7 +218,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
       if (known !== undefined) { out.push(known.member); return }
       const rec = await withDeadline(this.dht.mutableGet(publicKey, { latest: false, ...QUERY_OPTS }), this.queryTimeout)
       const opened = rec === null ? null : openRecord(this.keys.recordKey, publicKey, rec.value)
-      if (opened !== null && (opened.flags & FLAG_LEAVING) === 0) out.push({ publicKey, host: opened.address.host, port: opened.address.port, self: false })
+      if (opened !== null && (opened.flags & FLAG_LEAVING) === 0) out.push({ publicKey, host: opened.address.host, port: opened.address.port, self: false, draining: (opened.flags & FLAG_DRAINING) !== 0 })
     }))
     return out.sort((a, b) => Buffer.compare(a.publicKey, b.publicKey))
   }
@@ -289,16 +300,17 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
           return
         }
         this.candidates.delete(hex)
-        const member: Member = { publicKey, host: opened.address.host, port: opened.address.port, self: false }
+        const member: Member = { publicKey, host: opened.address.host, port: opened.address.port, self: false, draining: (opened.flags & FLAG_DRAINING) !== 0 }
         this.known.set(hex, { member, seq: rec.seq, seenAt: now })
         this.emit('member-add', member)
       } else if (rec.seq > prev.seq) {
         prev.seq = rec.seq
         prev.seenAt = now
+        prev.member.draining = (opened.flags & FLAG_DRAINING) !== 0
         if (prev.member.host !== opened.address.host || prev.member.port !== opened.address.port) {
           // Same member, new address (restarted elsewhere): report it as remove + add.
           this.remove(hex)
-          const member: Member = { publicKey, host: opened.address.host, port: opened.address.port, self: false }
+          const member: Member = { publicKey, host: opened.address.host, port: opened.address.port, self: false, draining: prev.member.draining }
           this.known.set(hex, { member, seq: rec.seq, seenAt: now })
           this.emit('member-add', member)
         }

@@ -121,3 +121,34 @@ export function fragmentMoves<T extends PlacementMember> (objectId: Buffer, memb
   }
   return moves
 }
+
+/**
+ * Fragment index -> member for healing. `pool`: the members a fragment may stay on (live ones
+ * and those briefly down); `live`: those that may receive one. A fragment stays on its member
+ * while that member is in the pool and among the object's n best-ranked there; vacated indices
+ * go to the best-ranked live members holding none, and when there are fewer than n of those,
+ * to the live members holding fewest (so an object keeps n fragments even on fewer nodes).
+ */
+export function repairAssignment<T extends PlacementMember> (objectId: Buffer, pool: readonly T[], live: ReadonlySet<T>, n: number,
+  previous: ReadonlyArray<PlacementMember | null>): Array<T | null> {
+  if (previous.length !== n) throw DdfsError.BAD_ARGUMENT(`previous assignment has ${previous.length} entries, expected ${n}`)
+  const ranked = rank(DOMAIN_FRAGMENT, objectId, pool)
+  const best = new Set(ranked.slice(0, n))
+  const out: Array<T | null> = new Array<T | null>(n).fill(null)
+  const load = new Map<T, number>()
+  for (let i = 0; i < n; i++) {
+    const p = previous[i]
+    if (p === null) continue
+    const h = ranked.find((x) => x.publicKey.equals(p.publicKey))
+    if (h !== undefined && best.has(h) && !load.has(h)) { out[i] = h; load.set(h, 1) }
+  }
+  const receivers = ranked.filter((x) => live.has(x))
+  for (let i = 0; i < n; i++) {
+    if (out[i] !== null || receivers.length === 0) continue
+    let pick = receivers.find((x) => !load.has(x))
+    if (pick === undefined) pick = receivers.reduce((a, b) => (load.get(b) ?? 0) < (load.get(a) ?? 0) ? b : a)
+    out[i] = pick
+    load.set(pick, (load.get(pick) ?? 0) + 1)
+  }
+  return out
+}

@@ -6,7 +6,8 @@ import type { EntrySite, FragmentLocation, SiteCatalog } from '../object/types'
 import type { RpcConnection } from '../wire/rpc'
 import {
   MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta,
-  emptyMessage, siteCatalogMessage, capacityRequest, capacityMessage
+  emptyMessage, siteCatalogMessage, capacityRequest, capacityMessage, entryStatesRequest, entryStatesMessage, idsMessage,
+  fragmentCountsMessage
 } from '../wire/messages'
 
 /** A node that does not answer within this long counts as unreachable for that request. */
@@ -66,6 +67,39 @@ export class RemoteSite implements EntrySite {
     const f = await (await this.rpc()).request(MessageType.Capacity, capacityRequest, { cluster: false }, null, CONTROL_TIMEOUT_MS)
     expect(f.type, MessageType.Data, this.label)
     return decodeMeta(capacityMessage, f.meta)
+  }
+
+  async entryStates (kind: number, ids: Buffer[]): Promise<number[]> {
+    const f = await (await this.rpc()).request(MessageType.EntryStates, entryStatesRequest, { kind, ids }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    const states = decodeMeta(entryStatesMessage, f.meta)
+    if (states.length !== ids.length) throw DdfsError.PROTOCOL(`${this.label} answered ${states.length} entry states for ${ids.length} ids`)
+    return states
+  }
+
+  async fragmentCounts (ids: Buffer[]): Promise<number[][]> {
+    const f = await (await this.rpc()).request(MessageType.FragmentCounts, idsMessage, ids, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    const counts = decodeMeta(fragmentCountsMessage, f.meta)
+    if (counts.length !== ids.length) throw DdfsError.PROTOCOL(`${this.label} answered ${counts.length} fragment counts for ${ids.length} ids`)
+    return counts
+  }
+
+  async removeSlot (id: Buffer, kind: number, index: number): Promise<void> {
+    const f = await (await this.rpc()).request(MessageType.EntryRemove, entryRemoveMessage, { id, tombstone: false, slot: { kind, index } }, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Ack, this.label)
+  }
+
+  async scrub (id: Buffer): Promise<void> {
+    const f = await (await this.rpc()).request(MessageType.Scrub, idMessage, { id }, null, DATA_TIMEOUT_MS)
+    expect(f.type, MessageType.Ack, this.label)
+  }
+
+  /** The node's durability report (JSON, for status). */
+  async health (): Promise<unknown> {
+    const f = await (await this.rpc()).request(MessageType.Health, emptyMessage, null, null, CONTROL_TIMEOUT_MS)
+    expect(f.type, MessageType.Ok, this.label)
+    return decodeMeta(okMessage, f.meta)
   }
 
   private async rpc (): Promise<RpcConnection> {

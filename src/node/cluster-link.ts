@@ -11,7 +11,7 @@ import { DdfsError } from '../errors'
 import { FrameConnection } from '../wire/connection'
 import { RpcConnection } from '../wire/rpc'
 import type { Logger } from '../log'
-import type { ClusterView, ViewMember } from '../object/cluster-object-store'
+import type { HealingView, MemberState, ViewMember } from '../object/cluster-object-store'
 import type { EntrySite } from '../object/types'
 
 export interface ClusterLinkOptions {
@@ -24,9 +24,13 @@ export interface ClusterLinkOptions {
   dhtPort: number
   /** Discovery refresh period; a member silent for 3 periods leaves the view. */
   intervalMs?: number
+  /** A member out of the view this long is lost: its fragments are rebuilt elsewhere. */
+  lostAfterMs: number
+  /** Start as a draining member (the node was draining when it stopped). */
+  draining?: boolean
 }
 
-export class ClusterLink implements ClusterView {
+export class ClusterLink implements HealingView {
   private readonly discovery: Discovery
   private readonly pool: PeerPool
   private readonly rpcs = new WeakMap<SecureConnection, RpcConnection>()
@@ -35,8 +39,16 @@ export class ClusterLink implements ClusterView {
   // time given (discovery would drop a dead member only after 3 heartbeats).
   private readonly suspects = new Map<string, number>()
   private readonly suspectMs: number
+  // Members in the view by public key, and when each member that left the view was last in it.
+  private readonly current = new Map<string, Member>()
+  private readonly leftAt = new Map<string, number>()
+  private readonly startedAt = Date.now()
+  readonly self: ViewMember
 
-  constructor (opts: ClusterLinkOptions, private readonly self: EntrySite, private readonly log: Logger) {
+  private readonly lostAfterMs: number
+
+  constructor (opts: ClusterLinkOptions, selfSite: EntrySite, private readonly log: Logger) {
+    this.lostAfterMs = opts.lostAfterMs
     this.discovery = new Discovery({
       secret: opts.secret,
       keyPair: opts.keyPair,
@@ -48,6 +60,11 @@ export class ClusterLink implements ClusterView {
     })
     this.pool = new PeerPool({ secret: opts.secret, keyPair: opts.keyPair })
     this.suspectMs = 3 * (opts.intervalMs ?? 5000)
+    this.self = { publicKey: opts.keyPair.publicKey, site: selfSite }
+    if (opts.draining === true) void this.discovery.setDraining(true)
+    this.discovery.on('member-add', (m) => { this.current.set(m.publicKey.toString('hex'), m); this.leftAt.delete(m.publicKey.toString('hex')) })
+    // A member that drained before leaving took nothing with it: it is not missed.
+    this.discovery.on('member-remove', (m) => { this.current.delete(m.publicKey.toString('hex')); if (!m.draining) this.leftAt.set(m.publicKey.toString('hex'), Date.now()) })
     this.discovery.on('member-add', (m) => log.info('member-add', { member: label(m), publicKey: m.publicKey.toString('hex') }))
     this.discovery.on('member-remove', (m) => { log.warn('member-remove', { member: label(m) }); this.pool.drop(m.publicKey) })
     this.discovery.on('bad-record', (key) => log.warn('bad-record', { publicKey: key.toString('hex') }))
@@ -66,15 +83,53 @@ export class ClusterLink implements ClusterView {
   }
 
   members (): ViewMember[] {
-    const now = Date.now()
     return this.discovery.members()
-      .filter((m) => { const until = this.suspects.get(m.publicKey.toString('hex')); return m.self || until === undefined || until < now })
-      .map((m) => ({ publicKey: m.publicKey, site: m.self ? this.self : this.remote(m) }))
+      .filter((m) => !m.draining && (m.self || !this.suspect(m.publicKey.toString('hex'))))
+      .map((m) => ({ publicKey: m.publicKey, site: m.self ? this.self.site : this.remote(m) }))
   }
 
-  /** The membership for `ddfs status`. */
-  describe (): Array<{ address: string, publicKey: string, self: boolean }> {
-    return this.discovery.members().map((m) => ({ address: label(m), publicKey: m.publicKey.toString('hex'), self: m.self }))
+  siteOf (publicKey: Buffer): EntrySite | null {
+    if (publicKey.equals(this.self.publicKey)) return this.self.site
+    const hex = publicKey.toString('hex')
+    const m = this.current.get(hex)
+    return m === undefined || this.suspect(hex) ? null : this.remote(m)
+  }
+
+  stateOf (publicKey: Buffer): MemberState {
+    if (publicKey.equals(this.self.publicKey)) return this.draining ? 'draining' : 'live'
+    const hex = publicKey.toString('hex')
+    const m = this.current.get(hex)
+    if (m !== undefined) return this.suspect(hex) ? 'down' : m.draining ? 'draining' : 'live'
+    // Never seen since this node started: down since then, as far as this node can tell.
+    const since = this.leftAt.get(hex) ?? this.startedAt
+    return Date.now() - since > this.lostAfterMs ? 'lost' : 'down'
+  }
+
+  get draining (): boolean {
+    return this.discovery.members().some((m) => m.self && m.draining)
+  }
+
+  async setDraining (draining: boolean): Promise<void> {
+    await this.discovery.setDraining(draining)
+  }
+
+  /** The membership for `ddfs status`: each member with its state as this node sees it. */
+  describe (): Array<{ address: string, publicKey: string, self: boolean, state: MemberState }> {
+    const seen = this.discovery.members().map((m) => ({ address: label(m), publicKey: m.publicKey.toString('hex'), self: m.self, state: this.stateOf(m.publicKey) }))
+    const gone = [...this.leftAt.keys()].map((hex) => ({ address: '-', publicKey: hex, self: false, state: this.stateOf(Buffer.from(hex, 'hex')) }))
+    return [...seen, ...gone]
+  }
+
+  /** A member's durability report (ddfs status sums them). */
+  async health (publicKey: Buffer): Promise<unknown> {
+    const m = this.current.get(publicKey.toString('hex'))
+    if (m === undefined) throw DdfsError.UNAVAILABLE('not a member in view')
+    return await this.remote(m).health()
+  }
+
+  private suspect (hex: string): boolean {
+    const until = this.suspects.get(hex)
+    return until !== undefined && until >= Date.now()
   }
 
   dhtAddress (): string {

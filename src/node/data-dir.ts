@@ -7,6 +7,8 @@ import { DdfsError } from '../errors'
 
 export interface NodeConfig {
   devices: string[]
+  /** Set by ddfs node drain: the node keeps moving its data off across restarts. */
+  draining?: boolean
 }
 
 export class DataDir {
@@ -22,7 +24,7 @@ export class DataDir {
   readConfig (): NodeConfig {
     try {
       const raw = JSON.parse(fs.readFileSync(this.configFile, 'utf8')) as Partial<NodeConfig>
-      return { devices: Array.isArray(raw.devices) ? raw.devices.filter((d) => typeof d === 'string') : [] }
+      return { devices: Array.isArray(raw.devices) ? raw.devices.filter((d) => typeof d === 'string') : [], draining: raw.draining === true }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { devices: [] }
       throw DdfsError.BAD_ARGUMENT(`cannot read ${this.configFile}: ${(err as Error).message}; fix or remove it`)

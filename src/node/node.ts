@@ -21,6 +21,9 @@ import { ClusterLink } from './cluster-link'
 import { socketPath } from './paths'
 import { Session } from './session'
 import { Metrics } from './metrics'
+import { Healer } from './healer'
+import { Scrubber } from './scrubber'
+import { EntryKind } from '../store/types'
 import type { DeviceInfo } from '../store/types'
 
 export interface NodeOptions {
@@ -38,6 +41,32 @@ export interface NodeOptions {
   discoveryIntervalMs?: number
   /** Serve Prometheus metrics on this port (same host), or not at all. */
   metricsPort?: number | null
+  /** Healing (cluster nodes); defaults in DEFAULT_HEALING. */
+  healing?: Partial<HealingOptions>
+}
+
+export interface HealingOptions {
+  /** A member out of the view this long is lost and its fragments are rebuilt elsewhere. */
+  lostAfterMs: number
+  /** Pause between healing scans. */
+  repairIntervalMs: number
+  /** Fragment bytes per second written by repair. */
+  repairRate: number
+  /** Bytes per second read by scrub. */
+  scrubRate: number
+  /** Pause between scrub passes. */
+  scrubIntervalMs: number
+  /** Fragments no manifest points at are removed after this long. */
+  orphanGraceMs: number
+}
+
+export const DEFAULT_HEALING: HealingOptions = {
+  lostAfterMs: 10 * 60_000,
+  repairIntervalMs: 10_000,
+  repairRate: 200 * 1024 * 1024,
+  scrubRate: 20 * 1024 * 1024,
+  scrubIntervalMs: 6 * 3600_000,
+  orphanGraceMs: 30 * 60_000
 }
 
 export class Node {
@@ -49,6 +78,8 @@ export class Node {
   readonly log: Logger
   readonly socket: string
   cluster: ClusterLink | null = null
+  healer: Healer | null = null
+  scrubber: Scrubber | null = null
   private tcp: SecureServer | null = null
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
@@ -108,11 +139,27 @@ export class Node {
       this.tcp.on('reject', (err, remote) => this.log.warn('peer-rejected', { peer: remote, error: err.message }))
       this.tcp.on('error', (err) => this.log.error('tcp-error', { error: err.message }))
       if (this.opts.bootstrap !== null) {
+        const healing = { ...DEFAULT_HEALING, ...this.opts.healing }
         this.cluster = new ClusterLink({
-          secret, keyPair, host: this.opts.host, port: this.opts.port, bootstrap: this.opts.bootstrap, dhtPort: this.opts.dhtPort, intervalMs: this.opts.discoveryIntervalMs
+          secret,
+          keyPair,
+          host: this.opts.host,
+          port: this.opts.port,
+          bootstrap: this.opts.bootstrap,
+          dhtPort: this.opts.dhtPort,
+          intervalMs: this.opts.discoveryIntervalMs,
+          lostAfterMs: healing.lostAfterMs,
+          draining: this.data.readConfig().draining
         }, this.site, this.log)
         await this.cluster.start()
-        this.objects = new ClusterObjectStore(this.cluster)
+        const objects = new ClusterObjectStore(this.cluster)
+        this.objects = objects
+        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs })
+        this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs })
+        const scrubber = this.scrubber
+        this.site.scrubber = (id) => scrubber.checkId(id)
+        this.healer.start()
+        this.scrubber.start()
       }
       if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
         await this.metrics.listen(this.opts.host, this.opts.metricsPort, { gauges: () => this.gauges() })
@@ -173,7 +220,15 @@ export class Node {
     this.log.info('device-detached', { device: path.resolve(device) })
   }
 
-  status (): Record<string, unknown> {
+  /**
+   * This node's status; in a cluster also every member's state and the cluster's durability
+   * debt, summed over the reports of every reachable member (each leads its own objects).
+   */
+  async status (): Promise<Record<string, unknown>> {
+    return { ...this.ownStatus(), durability: this.cluster === null ? null : await this.clusterDurability() }
+  }
+
+  private ownStatus (): Record<string, unknown> {
     return {
       address: `${this.opts.host}:${this.opts.port}`,
       publicKey: this.data.keyPair().publicKey.toString('hex'),
@@ -184,8 +239,84 @@ export class Node {
       dataDir: this.opts.dataDir,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       devices: this.devices.stores().map((s) => s.info()),
-      failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error }))
+      failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error })),
+      draining: this.cluster?.draining ?? false
     }
+  }
+
+  /** What this node leads and scrubs, and what it still holds (for drain). */
+  health (): Record<string, unknown> {
+    return {
+      address: `${this.opts.host}:${this.opts.port}`,
+      durability: this.healer?.durability() ?? null,
+      scrub: this.scrubber?.progress() ?? null,
+      draining: this.cluster?.draining ?? false,
+      holding: this.holding()
+    }
+  }
+
+  private async clusterDurability (): Promise<Record<string, unknown>> {
+    const cluster = this.cluster as ClusterLink
+    const peers = cluster.describe().filter((m) => !m.self && (m.state === 'live' || m.state === 'draining'))
+    const reports: Array<Record<string, any>> = [this.health()]
+    const answers = await Promise.allSettled(peers.map((p) => cluster.health(Buffer.from(p.publicKey, 'hex'))))
+    for (const a of answers) if (a.status === 'fulfilled') reports.push(a.value as Record<string, any>)
+    const sum = (key: string): number => reports.reduce((acc, r) => acc + Number(r.durability?.[key] ?? 0), 0)
+    const rate = sum('rateBytesPerSec')
+    const bytesToRepair = sum('bytesToRepair')
+    const lost = cluster.describe().filter((m) => m.state === 'lost').length
+    return {
+      objects: sum('objects'),
+      objectsBelowN: sum('objectsBelowN'),
+      objectsBelowK1: sum('objectsBelowK1'),
+      objectsUnreadable: sum('objectsUnreadable'),
+      bytesToRepair,
+      repairedBytes: sum('repairedBytes'),
+      repairRateBytesPerSec: rate,
+      etaSeconds: bytesToRepair === 0 ? 0 : rate > 0 ? Math.ceil(bytesToRepair / rate) : null,
+      nodesReporting: reports.length,
+      nodesUnreachable: peers.length + 1 - reports.length,
+      nodesLost: lost,
+      scrub: {
+        damagedFound: reports.reduce((acc, r) => acc + Number(r.scrub?.damagedFound ?? 0), 0),
+        repaired: reports.reduce((acc, r) => acc + Number(r.scrub?.repaired ?? 0), 0),
+        bytesChecked: reports.reduce((acc, r) => acc + Number(r.scrub?.bytesChecked ?? 0), 0)
+      },
+      nodes: reports.map((r) => ({ address: r.address, ...r.durability, draining: r.draining, holding: r.holding }))
+    }
+  }
+
+  /** Entries on this node's devices by kind (tombstones aside): what a drain must move off. */
+  private holding (): { fragments: number, manifests: number, names: number } {
+    const out = { fragments: 0, manifests: 0, names: 0 }
+    for (const st of this.devices.stores()) {
+      for (let cursor: Buffer | null = null; ;) {
+        const ids = st.ids(cursor, 1024)
+        if (ids.length === 0) break
+        cursor = ids[ids.length - 1]
+        for (const id of ids) {
+          for (const e of st.list(id)) {
+            if (e.key.kind === EntryKind.Fragment) out.fragments++
+            else if (e.key.kind === EntryKind.Manifest) out.manifests++
+            else if (e.key.kind === EntryKind.Name) out.names++
+          }
+        }
+      }
+    }
+    return out
+  }
+
+  /** ddfs node drain: move everything off this node (persisted), or stop doing so. */
+  async setDraining (drain: boolean): Promise<Record<string, unknown>> {
+    if (this.cluster === null) throw DdfsError.BAD_ARGUMENT('a standalone node has no other nodes to drain to; start it with --cluster')
+    const config = this.data.readConfig()
+    this.data.writeConfig({ ...config, draining: drain })
+    if (this.cluster.draining !== drain) {
+      await this.cluster.setDraining(drain)
+      this.log.info(drain ? 'drain-started' : 'drain-cancelled', {})
+      void this.healer?.scan()
+    }
+    return this.health()
   }
 
   /** What the metrics endpoint reads at each scrape. */
@@ -220,6 +351,8 @@ export class Node {
     for (const c of this.connections) c.close()
     await servers
     await this.metrics.close()
+    await this.healer?.close()
+    await this.scrubber?.close()
     await this.cluster?.close()
     await this.devices.closeAll()
     if (this.local !== null) fs.rmSync(this.socket, { force: true })

@@ -7,7 +7,8 @@ import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage,
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
-  capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName
+  capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
+  idsMessage, fragmentCountsMessage, drainMessage
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -53,7 +54,7 @@ export class Session {
     }
     if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd || f.type === MessageType.PutGrow)) return
     // Another node's entry requests run side by side (a put keeps several stripes in flight).
-    if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || f.type >= MessageType.CatalogList) {
+    if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || (f.type >= MessageType.CatalogList && f.type !== MessageType.NodeDrain)) {
       if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
       this.timed(f, () => this.entryRequest(f)).catch((err) => {
         const e = DdfsError.from(err)
@@ -99,7 +100,7 @@ export class Session {
       }
       case MessageType.Status:
         decodeMeta(emptyMessage, f.meta)
-        this.conn.send(MessageType.Ok, rid, okMessage, this.node.status())
+        this.conn.send(MessageType.Ok, rid, okMessage, await this.node.status())
         return
       case MessageType.PutLocal:
       case MessageType.GetLocal:
@@ -108,6 +109,7 @@ export class Session {
       case MessageType.DevRem:
       case MessageType.DevQuery:
       case MessageType.NodeStop:
+      case MessageType.NodeDrain:
         return this.adminRequest(f)
       default:
         throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
@@ -156,7 +158,12 @@ export class Session {
         return
       }
       case MessageType.EntryRemove: {
-        const { id, tombstone } = decodeMeta(entryRemoveMessage, f.meta)
+        const { id, tombstone, slot } = decodeMeta(entryRemoveMessage, f.meta)
+        if (slot !== undefined) {
+          await site.removeSlot(id, slot.kind, slot.index)
+          this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+          return
+        }
         await site.removeId(id, tombstone)
         if (tombstone) this.node.log.info('tombstone', { id: id.toString('hex'), peer: this.peer })
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
@@ -218,6 +225,22 @@ export class Session {
         this.conn.send(MessageType.Data, rid, capacityMessage, { size, free, nodes })
         return
       }
+      case MessageType.EntryStates: {
+        const { kind, ids } = decodeMeta(entryStatesRequest, f.meta)
+        this.conn.send(MessageType.Data, rid, entryStatesMessage, await site.entryStates(kind, ids))
+        return
+      }
+      case MessageType.FragmentCounts:
+        this.conn.send(MessageType.Data, rid, fragmentCountsMessage, await site.fragmentCounts(decodeMeta(idsMessage, f.meta)))
+        return
+      case MessageType.Scrub:
+        await site.scrub(decodeMeta(idMessage, f.meta).id)
+        this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      case MessageType.Health:
+        decodeMeta(emptyMessage, f.meta)
+        this.conn.send(MessageType.Ok, rid, okMessage, this.node.health())
+        return
       default:
         throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
     }
@@ -233,6 +256,11 @@ export class Session {
       decodeMeta(emptyMessage, f.meta)
       this.conn.send(MessageType.Ok, rid, okMessage, { pid: process.pid })
       setImmediate(() => { this.node.stop('node stop').catch(() => {}) })
+      return
+    }
+    if (f.type === MessageType.NodeDrain) {
+      const { drain } = decodeMeta(drainMessage, f.meta)
+      this.conn.send(MessageType.Ok, rid, okMessage, await this.node.setDraining(drain))
       return
     }
     const { path, format } = decodeMeta(deviceMessage, f.meta)

@@ -12,6 +12,7 @@ import { fragmentSpread, manifestRank, nameRank } from '../cluster/placement'
 import { Names } from './names'
 import { encodeManifest, decodeManifest, keyOf, type Manifest } from './records'
 import { writeObject, readObject } from './stripes'
+import { ENTRY_VERSION_BASE } from '../wire/messages'
 import { checkId, checkSize, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
 import type { CatalogEntry, EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
 
@@ -22,7 +23,23 @@ export interface ViewMember {
 
 /** The membership as this node sees it (itself included), each member with its entry site. */
 export interface ClusterView {
+  /** Members new data is placed on: reachable and not draining. */
   members (): ViewMember[]
+  /** The site of a member that can be read from (live or draining), or null. */
+  siteOf (publicKey: Buffer): EntrySite | null
+}
+
+/**
+ * live: in the view; draining: in the view, moving its data off; down: out of the view for
+ * less than the grace period (its fragments are waited for); lost: out of it for longer
+ * (its fragments are rebuilt elsewhere).
+ */
+export type MemberState = 'live' | 'draining' | 'down' | 'lost'
+
+/** What healing needs besides: this node, and every member's state. */
+export interface HealingView extends ClusterView {
+  readonly self: ViewMember
+  stateOf (publicKey: Buffer): MemberState
 }
 
 /** Manifest holders asked at once; more are asked only when these lack the manifest. */
@@ -77,7 +94,15 @@ export class ClusterObjectStore implements ObjectStore {
   async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
     const manifest = await this.load(id)
     const sites = this.fragmentSites(manifest)
-    yield * readObject(id, manifest, { ...opts, hedgeMs: HEDGE_MS }, async (s, i) => {
+    // A holder that served a damaged fragment is told to check and rebuild its copy (once per read).
+    const told = new Set<EntrySite>()
+    const onCorrupt = (_stripe: number, i: number): void => {
+      const site = sites[i]
+      if (site === null || told.has(site)) return
+      told.add(site)
+      site.scrub(id).catch(() => {})  // best effort: the scrubber finds it later anyway
+    }
+    yield * readObject(id, manifest, { ...opts, hedgeMs: HEDGE_MS, onCorrupt }, async (s, i) => {
       const site = sites[i]
       if (site === null) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
       const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
@@ -95,13 +120,17 @@ export class ClusterObjectStore implements ObjectStore {
     const sites = new Set(this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null))
     const lists = await Promise.allSettled([...sites].map((s) => s.listFragments(id)))
     const fragments = lists.flatMap((r) => r.status === 'fulfilled' ? r.value : [])
-    return describeObject(id, manifest, fragments)
+    const members = this.view.members()
+    const copies = await Promise.allSettled(members.map((mb) => mb.site.entryStates(EntryKind.Manifest, [id])))
+    const manifestHolders = members.filter((_, i) => { const c = copies[i]; return c.status === 'fulfilled' && c.value[0] >= ENTRY_VERSION_BASE }).map((mb) => mb.site.label)
+    return { ...describeObject(id, manifest, fragments), manifestHolders }
   }
 
   async delete (id: Buffer): Promise<void> {
     const manifest = await this.load(id)
     const members = this.view.members()
     const manifestSites = manifestRank(id, members).slice(0, manifest.m + 1).map((h) => h.site)
+    // Nodes that are down now learn of the delete from the manifest holders when they return.
     const targets = new Set([...manifestSites, ...this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null)])
     this.manifests.delete(id.toString('hex'))
     const results = await Promise.allSettled([...targets].map((s) => s.removeId(id, true)))
@@ -126,14 +155,22 @@ export class ClusterObjectStore implements ObjectStore {
   catalog (): Promise<CatalogEntry[]> { return this.names.catalog() }
 
   /** The site of each fragment index's holder, as the manifest recorded it; null when gone. */
-  private fragmentSites (manifest: Manifest): Array<EntrySite | null> {
-    const members = this.view.members()
-    return (manifest.holders ?? []).map((key) => members.find((mb) => mb.publicKey.equals(key))?.site ?? null)
+  fragmentSites (manifest: Manifest): Array<EntrySite | null> {
+    return (manifest.holders ?? []).map((key) => this.view.siteOf(key))
+  }
+
+  /** The newest manifest the holders have now (no cache): what healing and scrub work from. */
+  async currentManifest (id: Buffer): Promise<Manifest> {
+    checkId(id)
+    const manifest = await this.lookup(id)
+    this.manifests.set(id.toString('hex'), { manifest, at: Date.now() })
+    return manifest
   }
 
   /**
    * The manifest, from the manifest holders in rank order: the first few at once, the rest
-   * only when those lack it (the membership changed since the put). A tombstone anywhere wins.
+   * only when those lack it (the membership changed since the put). A tombstone anywhere wins;
+   * among copies the highest version (healing bumps it when fragments move) wins.
    */
   private async load (id: Buffer): Promise<Manifest> {
     checkId(id)
@@ -159,9 +196,10 @@ export class ClusterObjectStore implements ObjectStore {
         const a = answers[i]
         if (a.status === 'rejected') { unreachable++; problems.push(DdfsError.from(a.reason).message); continue }
         if (a.value === 'deleted') throw DdfsError.NOT_FOUND(`no object ${id.toString('hex')} (deleted)`)
-        if (a.value === null || manifest !== null) continue
+        if (a.value === null) continue
         try {
-          manifest = decodeManifest(a.value)
+          const copy = decodeManifest(a.value)
+          if (manifest === null || copy.version > manifest.version) manifest = copy
         } catch (err) {
           problems.push(`${batch[i].site.label}: ${DdfsError.from(err).message}`)  // a damaged copy: others may be intact
         }

@@ -5,6 +5,7 @@ import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
 import { keyOf, TOMBSTONE_KIND, decodeManifest, decodeNameRecord, type NameRecord } from './records'
+import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE } from '../wire/messages'
 import type { CatalogObject, DevicePool, EntrySite, FragmentLocation, SiteCatalog } from './types'
 
 export class DeviceSite implements EntrySite {
@@ -12,7 +13,10 @@ export class DeviceSite implements EntrySite {
   // must not read every manifest from disk each time), then updated by every put and remove.
   private objects: Map<string, CatalogObject> | null = null
   private names: Map<string, NameRecord> | null = null
+  private readonly versions = new Map<string, number>()  // manifest version by object id
   private loading: Promise<void> | null = null
+  /** Checks and repairs the entries of one id (the node's scrubber); none on a standalone node. */
+  scrubber: ((id: Buffer) => Promise<void>) | null = null
 
   constructor (private readonly pool: DevicePool, readonly label: string) {}
 
@@ -34,6 +38,11 @@ export class DeviceSite implements EntrySite {
       }
     }
     throw DdfsError.DEVICE_FULL(`every device of node ${this.label} is full (${full?.message ?? ''})`)
+  }
+
+  /** The node's attached stores (for scrub and orphan collection). */
+  stores (): BlockStore[] {
+    return this.pool.stores()
   }
 
   /** Puts an entry on one given device (the local store places manifest copies itself). */
@@ -70,8 +79,7 @@ export class DeviceSite implements EntrySite {
   async removeId (id: Buffer, tombstone: boolean): Promise<void> {
     const stores = this.pool.stores()
     await Promise.all(stores.map((st) => st.removeId(id)))
-    this.objects?.delete(id.toString('hex'))
-    this.names?.delete(id.toString('hex'))
+    this.forget(id, null)
     // Two copies of the mark where there are two devices: one lost device does not undo a delete.
     if (tombstone) await Promise.all(stores.slice(0, 2).map((st) => st.put(keyOf(id, TOMBSTONE_KIND), Buffer.alloc(0))))
   }
@@ -101,11 +109,58 @@ export class DeviceSite implements EntrySite {
   }
 
   async listCatalog (): Promise<SiteCatalog> {
+    await this.ensureCatalog()
+    return { objects: [...(this.objects as Map<string, CatalogObject>).values()], names: [...(this.names as Map<string, NameRecord>).values()] }
+  }
+
+  async entryStates (kind: number, ids: Buffer[]): Promise<number[]> {
+    if (kind !== EntryKind.Manifest && kind !== EntryKind.Name) throw DdfsError.BAD_ARGUMENT(`entry states are kept for manifests and name records, not kind ${kind}`)
+    await this.ensureCatalog()
+    return ids.map((id) => {
+      if (this.find(keyOf(id, TOMBSTONE_KIND)) !== undefined) return ENTRY_DELETED
+      const hex = id.toString('hex')
+      const version = kind === EntryKind.Manifest ? this.versions.get(hex) : this.names?.get(hex)?.version
+      if (version !== undefined) return ENTRY_VERSION_BASE + version
+      // Present but not decodable (damaged): held, at the lowest version, until scrub repairs it.
+      return this.find(keyOf(id, kind)) !== undefined ? ENTRY_VERSION_BASE : ENTRY_ABSENT
+    })
+  }
+
+  async fragmentCounts (ids: Buffer[]): Promise<number[][]> {
+    const stores = this.pool.stores()
+    return ids.map((id) => {
+      const counts = new Map<number, number>()
+      for (const st of stores) for (const e of st.list(id)) if (e.key.kind === EntryKind.Fragment) counts.set(e.key.index, (counts.get(e.key.index) ?? 0) + 1)
+      return [...counts].flat()
+    })
+  }
+
+  async removeSlot (id: Buffer, kind: number, index: number): Promise<void> {
+    for (const st of this.pool.stores()) {
+      for (const e of st.list(id)) {
+        if (e.key.kind === kind && (kind !== EntryKind.Fragment || e.key.index === index)) await st.remove(e.key)
+      }
+    }
+    if (kind !== EntryKind.Fragment) this.forget(id, kind)
+  }
+
+  async scrub (id: Buffer): Promise<void> {
+    if (this.scrubber === null) throw DdfsError.UNAVAILABLE(`node ${this.label} does not scrub (standalone)`)
+    await this.scrubber(id)
+  }
+
+  private async ensureCatalog (): Promise<void> {
     if (this.objects === null || this.names === null) {
       this.loading ??= this.loadCatalog().catch((err) => { this.objects = null; this.names = null; this.loading = null; throw err })
       await this.loading
     }
-    return { objects: [...(this.objects as Map<string, CatalogObject>).values()], names: [...(this.names as Map<string, NameRecord>).values()] }
+  }
+
+  /** Drops an id's manifest (kind Manifest), name record (kind Name) or both (null) from the catalog. */
+  private forget (id: Buffer, kind: number | null): void {
+    const hex = id.toString('hex')
+    if (kind !== EntryKind.Name) { this.objects?.delete(hex); this.versions.delete(hex) }
+    if (kind !== EntryKind.Manifest) this.names?.delete(hex)
   }
 
   /** Reads every manifest and name record once; puts and removes meanwhile update the maps too. */
@@ -138,6 +193,7 @@ export class DeviceSite implements EntrySite {
       if (key.kind === EntryKind.Manifest) {
         const m = decodeManifest(data)
         this.objects.set(key.id.toString('hex'), { id: key.id, size: m.size, createdAt: m.createdAt })
+        this.versions.set(key.id.toString('hex'), m.version)
       } else if (key.kind === EntryKind.Name) {
         this.names.set(key.id.toString('hex'), decodeNameRecord(data))
       }

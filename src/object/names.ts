@@ -8,7 +8,7 @@ import { checkName, decodeNameRecord, encodeNameRecord, keyOf, type NameRecord }
 import type { CatalogEntry, CatalogObject, EntrySite } from './types'
 
 /** Name record copies written (all sites when fewer): as many as a 4+2 object's manifest. */
-const NAME_COPIES = 3
+export const NAME_COPIES = 3
 
 export class Names {
   /**

@@ -173,6 +173,8 @@ export interface ReadObjectOptions {
    * parity fragment too and take whichever comes first (a slow node does not set the pace).
    */
   hedgeMs?: number
+  /** Called for each fragment that failed its checks (the caller may have it rebuilt). */
+  onCorrupt?: (stripe: number, index: number) => void
 }
 
 /** Yields the bytes of `manifest`'s object in order, each fragment verified. */
@@ -189,7 +191,7 @@ export async function * readObject (id: Buffer, manifest: Manifest, opts: ReadOb
   const reads: Array<Promise<Buffer[]>> = []
   const start = (s: number): void => {
     if (s > last) return
-    const p = readStripe(id, manifest, s, fetch, opts.hedgeMs)
+    const p = readStripe(id, manifest, s, fetch, opts.hedgeMs, opts.onCorrupt)
     p.catch(() => {})  // read-ahead the consumer may never reach stays handled
     reads.push(p)
   }
@@ -208,7 +210,8 @@ export async function * readObject (id: Buffer, manifest: Manifest, opts: ReadOb
 }
 
 /** The data of stripe `s` as its data fragments' views, in order; rebuilt from parity when needed. */
-async function readStripe (id: Buffer, manifest: Manifest, s: number, fetch: FragmentSource, hedgeMs?: number): Promise<Buffer[]> {
+async function readStripe (id: Buffer, manifest: Manifest, s: number, fetch: FragmentSource, hedgeMs?: number,
+  onCorrupt?: (stripe: number, index: number) => void): Promise<Buffer[]> {
   const { k, m } = manifest
   const n = k + m
   const { bytes, fragLen } = stripeShape(manifest, s)
@@ -232,7 +235,7 @@ async function readStripe (id: Buffer, manifest: Manifest, s: number, fetch: Fra
         if (good < k) { shards[i] = data; good++ }
       }, (err) => {
         const e = DdfsError.from(err)
-        if (e.code === 'CORRUPT') corrupt++
+        if (e.code === 'CORRUPT') { corrupt++; onCorrupt?.(s, i) }
         errors.push(e.message)
         if (next < n && good < k) ask(next++)  // a lost or bad fragment: ask for parity instead
       }).finally(() => {
@@ -266,7 +269,7 @@ async function readStripe (id: Buffer, manifest: Manifest, s: number, fetch: Fra
 }
 
 /** One fragment's data, checked: its trailer, and the hash the manifest recorded for its slot. */
-async function checkedFragment (id: Buffer, manifest: Manifest, s: number, i: number, fragLen: number, fetch: FragmentSource): Promise<Buffer> {
+export async function checkedFragment (id: Buffer, manifest: Manifest, s: number, i: number, fragLen: number, fetch: FragmentSource): Promise<Buffer> {
   const { entry, where, verified } = await fetch(s, i)
   const h = readTrailer(entry)
   if (!h.id.equals(id) || h.stripe !== s || h.index !== i || h.k !== manifest.k || h.m !== manifest.m || h.length !== fragLen || entry.length !== fragLen + TRAILER_BYTES) {

@@ -59,6 +59,8 @@ export interface ObjectInfo {
   version: number
   createdAt: number // ms since epoch
   fragments: FragmentLocation[]
+  /** Cluster objects: the nodes (host:port) holding a copy of the manifest. */
+  manifestHolders?: string[]
 }
 
 export interface ObjectHead {
@@ -127,4 +129,15 @@ export interface EntrySite {
   listCatalog (): Promise<SiteCatalog>
   /** Bytes of the node's devices and how many are free. */
   capacity (): Promise<{ size: number, free: number }>
+  /**
+   * Healing: per id, ENTRY_ABSENT, ENTRY_DELETED or ENTRY_VERSION_BASE + the version of its
+   * `kind` record (manifest by object id, name record by name hash). See src/wire/messages.ts.
+   */
+  entryStates (kind: number, ids: Buffer[]): Promise<number[]>
+  /** Healing: per id, the fragments held as pairs [index, count, index, count, ...]. */
+  fragmentCounts (ids: Buffer[]): Promise<number[][]>
+  /** Healing: removes one slot of the id: the fragments of `index` (every stripe), or its `kind` record. */
+  removeSlot (id: Buffer, kind: number, index: number): Promise<void>
+  /** Verifies every entry of the id on the node now and rebuilds the bad ones (a reader met one). */
+  scrub (id: Buffer): Promise<void>
 }

@@ -54,14 +54,21 @@ export const enum MessageType {
   NameRemove = 28,  // nameMessage -> Ack
   Read = 29,        // getMessage (length at most MAX_READ) -> Data (the bytes)
   Capacity = 30,    // capacityRequest -> Data (capacityMessage): this node's, or the cluster's
-  PutGrow = 31      // putGrowMessage, within a following PutLocal: bytes of the file ready so far
+  PutGrow = 31,     // putGrowMessage, within a following PutLocal: bytes of the file ready so far
+  // Healing, between nodes: many ids per request, so a scan costs one request per peer.
+  EntryStates = 32, // entryStatesRequest -> Data (entryStatesMessage): version of each id's manifest or name record
+  FragmentCounts = 33, // idsMessage -> Data (fragmentCountsMessage): fragments held per index, per id
+  Scrub = 34,       // idMessage -> Ack: verify every entry of the id on this node now, repairing bad ones
+  Health = 35,      // emptyMessage -> Ok (JSON: this node's durability report and scrub progress)
+  NodeDrain = 36    // drainMessage -> Ok (JSON: what the node still holds); local socket only
 }
 
-const MAX_TYPE = MessageType.PutGrow
+const MAX_TYPE = MessageType.NodeDrain
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
-  'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow']
+  'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
@@ -183,12 +190,71 @@ export const entryReplyMessage: c.Encoder<EntryReplyMessage> = {
   decode (s) { return { tombstone: (c.uint.decode(s) & 1) !== 0 } }
 }
 
-/** Removes every entry of an id on the node; `tombstone` leaves a mark that it was deleted. */
-export interface EntryRemoveMessage { id: Buffer, tombstone: boolean }
+/**
+ * Removes entries of an id on the node: all of them (`tombstone` leaves a mark that it was
+ * deleted), or with `slot` only one slot: the fragments of one index (every stripe), or the
+ * manifest or name record (kind alone), as healing moves them elsewhere.
+ */
+export interface EntryRemoveMessage { id: Buffer, tombstone: boolean, slot?: { kind: number, index: number } }
 export const entryRemoveMessage: c.Encoder<EntryRemoveMessage> = {
-  preencode (s, m) { c.uint.preencode(s, 0); id16.preencode(s, m.id) },
-  encode (s, m) { c.uint.encode(s, m.tombstone ? 1 : 0); id16.encode(s, m.id) },
-  decode (s) { const flags = c.uint.decode(s); return { tombstone: (flags & 1) !== 0, id: Buffer.from(id16.decode(s) as Uint8Array) } }
+  preencode (s, m) {
+    c.uint.preencode(s, 0); id16.preencode(s, m.id)
+    if (m.slot !== undefined) { c.uint.preencode(s, m.slot.kind); c.uint.preencode(s, m.slot.index) }
+  },
+  encode (s, m) {
+    c.uint.encode(s, (m.tombstone ? 1 : 0) | (m.slot !== undefined ? 2 : 0)); id16.encode(s, m.id)
+    if (m.slot !== undefined) { c.uint.encode(s, m.slot.kind); c.uint.encode(s, m.slot.index) }
+  },
+  decode (s) {
+    const flags = c.uint.decode(s)
+    const out: EntryRemoveMessage = { tombstone: (flags & 1) !== 0, id: Buffer.from(id16.decode(s) as Uint8Array) }
+    if ((flags & 2) !== 0) {
+      const kind = c.uint.decode(s)
+      const index = c.uint.decode(s)
+      if (kind > 0xffff || index > 0xffff || out.tombstone) throw DdfsError.PROTOCOL('entry slot out of range')
+      out.slot = { kind, index }
+    }
+    return out
+  }
+}
+
+/** Ids in one healing request: at most this many, so a request stays small. */
+export const MAX_IDS = 4096
+
+export const idsMessage: c.Encoder<Buffer[]> = {
+  preencode (s, ids) { c.uint.preencode(s, ids.length); s.end += 16 * ids.length },
+  encode (s, ids) { c.uint.encode(s, ids.length); for (const id of ids) id16.encode(s, id) },
+  decode (s) {
+    const count = c.uint.decode(s)
+    if (count > MAX_IDS || count * 16 > s.end - s.start) throw DdfsError.PROTOCOL('id list too long')
+    const out: Buffer[] = new Array(count)
+    for (let i = 0; i < count; i++) out[i] = Buffer.from(id16.decode(s) as Uint8Array)
+    return out
+  }
+}
+
+/** Which record of each id (an object id, or a name hash for name records) is asked about. */
+export interface EntryStatesRequest { kind: number, ids: Buffer[] }
+export const entryStatesRequest: c.Encoder<EntryStatesRequest> = {
+  preencode (s, m) { c.uint.preencode(s, m.kind); idsMessage.preencode(s, m.ids) },
+  encode (s, m) { c.uint.encode(s, m.kind); idsMessage.encode(s, m.ids) },
+  decode (s) { return { kind: c.uint.decode(s), ids: idsMessage.decode(s) } }
+}
+
+/** Per id: ENTRY_ABSENT, ENTRY_DELETED, or ENTRY_VERSION_BASE + the record's version. */
+export const entryStatesMessage: c.Encoder<number[]> = c.array(c.uint)
+export const ENTRY_ABSENT = 0
+export const ENTRY_DELETED = 1
+export const ENTRY_VERSION_BASE = 2
+
+/** Per id: pairs of (fragment index, fragments of that index held), flattened. */
+export const fragmentCountsMessage: c.Encoder<number[][]> = c.array(c.array(c.uint))
+
+export interface DrainMessage { drain: boolean }
+export const drainMessage: c.Encoder<DrainMessage> = {
+  preencode (s) { c.uint.preencode(s, 0) },
+  encode (s, m) { c.uint.encode(s, m.drain ? 1 : 0) },
+  decode (s) { return { drain: (c.uint.decode(s) & 1) !== 0 } }
 }
 
 export interface NameMessage { name: string }

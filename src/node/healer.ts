@@ -1,0 +1,441 @@
+// Self-healing, decentralized: every node looks after the manifests and name records it holds.
+// Each scan, for every manifest on this node, it asks the other manifest holders chosen by the
+// current membership (one batched request per peer) what they hold, and then
+//   - a tombstone anywhere: the delete is applied everywhere (a holder that was down missed it);
+//   - this node is no longer among the holders (a node joined, or this one drains): it hands
+//     its copy to the holders that lack it and drops its own;
+//   - this node is the first holder that has the manifest: it leads the object. It asks the
+//     fragment holders what they hold, keeps fragments where they are while their nodes are
+//     live or down for less than --lost-after, and rebuilds or moves the rest onto the members
+//     placement picks now (repairAssignment), objects closest to loss first, at --repair-rate.
+//     Then it writes the manifest with the new holders and a higher version, and removes the
+//     moved fragments' old copies.
+// No coordinator: whoever holds the first copy leads, and placement is deterministic, so two
+// nodes that briefly both lead write the same fragments to the same places. Name records are
+// handed on the same way. Fragments that no manifest points at (a delete this node missed, a
+// move it missed) are removed after --orphan-grace.
+import { DdfsError } from '../errors'
+import { EntryKind } from '../store/types'
+import { manifestRank, nameRank, nameHash, repairAssignment, type PlacementMember } from '../cluster/placement'
+import { decodeManifest, encodeManifest, keyOf, type Manifest } from '../object/records'
+import { rebuildFragments, stripeCount, type FragmentWork } from '../object/repair'
+import { stripeShape } from '../object/stripes'
+import { NAME_COPIES } from '../object/names'
+import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE, MAX_IDS } from '../wire/messages'
+import type { ClusterObjectStore, HealingView, ViewMember } from '../object/cluster-object-store'
+import type { DeviceSite } from '../object/device-site'
+import type { EntrySite } from '../object/types'
+import type { Logger } from '../log'
+import { RateLimiter } from './rate-limiter'
+
+export interface HealerOptions {
+  /** Pause between scans. */
+  intervalMs: number
+  /** Bytes per second of fragments written by repair (client traffic keeps the rest). */
+  repairRate: number
+  /** A fragment no manifest points at is removed once it has been an orphan this long. */
+  orphanGraceMs: number
+}
+
+/** What this node knows of the objects it leads: the parts of `ddfs status` durability. */
+export interface DurabilityReport {
+  objects: number
+  objectsBelowN: number
+  objectsBelowK1: number
+  objectsUnreadable: number
+  bytesToRepair: number
+  repairedBytes: number
+  repairedFragments: number
+  rateBytesPerSec: number
+  etaSeconds: number | null
+  lastScanAt: number | null
+  lastScanMs: number | null
+}
+
+interface Led { id: Buffer, manifest: Manifest }
+
+interface Plan {
+  id: Buffer
+  manifest: Manifest
+  healthy: number
+  work: FragmentWork[]
+  holders: Buffer[]
+  /** Old copies to remove once the new manifest is out: [site, index]. */
+  vacate: Array<[EntrySite, number]>
+  bytes: number
+}
+
+export class Healer {
+  private timer: NodeJS.Timeout | null = null
+  private running: Promise<void> | null = null
+  private closed = false
+  private readonly limiter: RateLimiter
+  private readonly manifests = new Map<string, Manifest>()  // by id hex, the newest this node has
+  private readonly orphans = new Map<string, number>()      // fragment slot -> first seen orphaned
+  private report: DurabilityReport = {
+    objects: 0, objectsBelowN: 0, objectsBelowK1: 0, objectsUnreadable: 0, bytesToRepair: 0, repairedBytes: 0, repairedFragments: 0,
+    rateBytesPerSec: 0, etaSeconds: null, lastScanAt: null, lastScanMs: null
+  }
+
+  private scans = 0
+
+  constructor (private readonly view: HealingView, private readonly objects: ClusterObjectStore, private readonly site: DeviceSite,
+    private readonly log: Logger, private readonly opts: HealerOptions) {
+    this.limiter = new RateLimiter(opts.repairRate)
+  }
+
+  start (): void {
+    // The first scan soon after joining: a node back from downtime learns of deletes it missed
+    // before its stale manifests linger in listings.
+    const tick = (ms: number): void => {
+      this.timer = setTimeout(() => { this.scan().finally(() => { if (!this.closed) tick(this.opts.intervalMs) }).catch(() => {}) }, ms)
+    }
+    tick(Math.min(this.opts.intervalMs, 1000))
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    if (this.timer !== null) clearTimeout(this.timer)
+    await this.running
+  }
+
+  durability (): DurabilityReport {
+    return { ...this.report, rateBytesPerSec: Math.round(this.limiter.recentRate()) }
+  }
+
+  /** One pass over everything this node holds (runs every interval; concurrent calls share one). */
+  scan (): Promise<void> {
+    this.running ??= this.doScan().catch((err) => {
+      this.log.warn('heal-scan-failed', { error: DdfsError.from(err).message })
+    }).finally(() => { this.running = null })
+    return this.running
+  }
+
+  private async doScan (): Promise<void> {
+    const t0 = Date.now()
+    const catalog = await this.site.listCatalog()
+    const members = this.view.members()
+    const led = await this.tendManifests(catalog.objects.map((o) => o.id), members)
+    await this.tendNames(catalog.names.map((r) => nameHash(r.name)), members)
+    await this.repair(led, members)
+    if (++this.scans % 10 === 0) await this.collectOrphans()
+    this.report.lastScanAt = Date.now()
+    this.report.lastScanMs = Date.now() - t0
+  }
+
+  // ---- manifests: deletes, hand-offs, leadership ----
+
+  private async tendManifests (ids: Buffer[], members: ViewMember[]): Promise<Led[]> {
+    const selfKey = this.view.self.publicKey
+    const own = await this.site.entryStates(EntryKind.Manifest, ids)
+    const desiredOf = new Map<string, ViewMember[]>()
+    const led: Led[] = []
+    for (let j = 0; j < ids.length; j++) {
+      if (own[j] === ENTRY_DELETED) continue
+      const manifest = await this.ownManifest(ids[j], own[j])
+      if (manifest === null) continue
+      desiredOf.set(ids[j].toString('hex'), manifestRank(ids[j], members).slice(0, manifest.m + 1))
+    }
+    const states = await this.askStates(EntryKind.Manifest, ids.filter((id) => desiredOf.has(id.toString('hex'))), (id) => desiredOf.get(id.toString('hex')) as ViewMember[])
+    for (const id of ids) {
+      const hex = id.toString('hex')
+      const desired = desiredOf.get(hex)
+      const manifest = this.manifests.get(hex)
+      if (desired === undefined || manifest === undefined) continue
+      try {
+        const answers = desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`))
+        if (answers.includes(ENTRY_DELETED)) { await this.applyDelete(id, manifest, desired); continue }
+        const newest = Math.max(...answers.map((a) => a ?? ENTRY_ABSENT))
+        if (newest > ENTRY_VERSION_BASE + manifest.version) {
+          // Healing elsewhere moved fragments since this copy was written: take the newer one.
+          const from = desired[answers.indexOf(newest)]
+          const body = await from.site.getManifest(id)
+          if (body === null || body === 'deleted') continue
+          await this.site.putEntry(keyOf(id, EntryKind.Manifest), body)
+          this.manifests.set(hex, decodeManifest(body))
+          continue
+        }
+        const mine = desired.findIndex((d) => d.publicKey.equals(selfKey))
+        const body = encodeManifest(manifest)
+        // Holders without this version get it (the leader, or a copy that is handing off).
+        const firstHolder = answers.findIndex((a) => a !== undefined && a >= ENTRY_VERSION_BASE)
+        if (mine < 0 || mine === firstHolder) {
+          for (let d = 0; d < desired.length; d++) {
+            const a = answers[d]
+            if (a !== undefined && a < ENTRY_VERSION_BASE + manifest.version) {
+              await desired[d].site.putEntry(keyOf(id, EntryKind.Manifest), body)
+              answers[d] = ENTRY_VERSION_BASE + manifest.version
+            }
+          }
+        }
+        if (mine < 0) {
+          if (answers.every((a) => a !== undefined && a >= ENTRY_VERSION_BASE + manifest.version)) {
+            await this.site.removeSlot(id, EntryKind.Manifest, 0)
+            this.manifests.delete(hex)
+            this.log.info('manifest-handed-off', { id: hex })
+          }
+        } else if (mine === firstHolder) {
+          led.push({ id, manifest })
+        }
+      } catch (err) {
+        this.log.warn('heal-object-failed', { id: hex, error: DdfsError.from(err).message })
+      }
+    }
+    return led
+  }
+
+  /** This node's copy of a manifest (cached by version); null when it is damaged (scrub repairs it). */
+  private async ownManifest (id: Buffer, state: number): Promise<Manifest | null> {
+    const hex = id.toString('hex')
+    const cached = this.manifests.get(hex)
+    if (cached !== undefined && ENTRY_VERSION_BASE + cached.version === state) return cached
+    try {
+      const body = await this.site.getManifest(id)
+      if (body === null || body === 'deleted') return null
+      const manifest = decodeManifest(body)
+      this.manifests.set(hex, manifest)
+      return manifest
+    } catch {
+      return null
+    }
+  }
+
+  /**
+   * Asks every peer in `sitesFor(id)` (this node aside) for its state of each id, one request
+   * per peer and MAX_IDS ids. Map key: `${idHex}/${peerHex}`; a peer that did not answer is absent.
+   */
+  private async askStates (kind: number, ids: Buffer[], sitesFor: (id: Buffer) => ViewMember[]): Promise<Map<string, number>> {
+    const perPeer = new Map<string, { member: ViewMember, ids: Buffer[] }>()
+    for (const id of ids) {
+      for (const d of sitesFor(id)) {
+        if (d.publicKey.equals(this.view.self.publicKey)) continue
+        const hex = d.publicKey.toString('hex')
+        let p = perPeer.get(hex)
+        if (p === undefined) perPeer.set(hex, p = { member: d, ids: [] })
+        p.ids.push(id)
+      }
+    }
+    const out = new Map<string, number>()
+    await Promise.all([...perPeer].map(async ([peer, p]) => {
+      for (let at = 0; at < p.ids.length; at += MAX_IDS) {
+        const chunk = p.ids.slice(at, at + MAX_IDS)
+        try {
+          const states = await p.member.site.entryStates(kind, chunk)
+          chunk.forEach((id, j) => out.set(`${id.toString('hex')}/${peer}`, states[j]))
+        } catch (err) {
+          this.log.warn('heal-peer-unanswered', { peer: p.member.site.label, error: DdfsError.from(err).message })
+        }
+      }
+    }))
+    return out
+  }
+
+  /** A holder saw a tombstone: the delete reaches this node and every holder that missed it. */
+  private async applyDelete (id: Buffer, manifest: Manifest, desired: ViewMember[]): Promise<void> {
+    const sites = new Set<EntrySite>([this.site, ...desired.map((d) => d.site), ...this.objects.fragmentSites(manifest).filter((s): s is EntrySite => s !== null)])
+    await Promise.allSettled([...sites].map((s) => s.removeId(id, true)))
+    this.manifests.delete(id.toString('hex'))
+    this.log.info('delete-propagated', { id: id.toString('hex'), sites: sites.size })
+  }
+
+  // ---- fragments of the objects this node leads ----
+
+  private async repair (led: Led[], members: ViewMember[]): Promise<void> {
+    const counts = await this.fragmentCounts(led)
+    const live = new Set(members)
+    const plans: Plan[] = []
+    let belowN = 0
+    let belowK1 = 0
+    let unreadable = 0
+    let bytes = 0
+    for (const { id, manifest } of led) {
+      const plan = this.plan(id, manifest, members, live, counts)
+      if (plan === null) continue
+      const { k, m } = manifest
+      if (plan.healthy < k + m) belowN++
+      if (plan.healthy < k + 1) belowK1++
+      if (plan.healthy < k) { unreadable++; continue }
+      bytes += plan.bytes
+      if (plan.work.length > 0) plans.push(plan)
+    }
+    this.report = {
+      ...this.report, objects: led.length, objectsBelowN: belowN, objectsBelowK1: belowK1, objectsUnreadable: unreadable, bytesToRepair: bytes
+    }
+    // Closest to loss first.
+    plans.sort((a, b) => (a.healthy - a.manifest.k) - (b.healthy - b.manifest.k))
+    for (const plan of plans) {
+      if (this.closed) return
+      try {
+        await this.carryOut(plan)
+        this.report.bytesToRepair = Math.max(0, this.report.bytesToRepair - plan.bytes)
+        if (plan.healthy < plan.manifest.k + plan.manifest.m) this.report.objectsBelowN--
+        if (plan.healthy < plan.manifest.k + 1) this.report.objectsBelowK1--
+      } catch (err) {
+        this.log.warn('repair-failed', { id: plan.id.toString('hex'), error: DdfsError.from(err).message })
+      }
+    }
+    const rate = this.limiter.recentRate()
+    this.report.etaSeconds = this.report.bytesToRepair === 0 ? 0 : rate > 0 ? Math.ceil(this.report.bytesToRepair / rate) : null
+  }
+
+  /** Per object: the fragments each holder has, as index -> count, from one request per holder. */
+  private async fragmentCounts (led: Led[]): Promise<Map<string, Map<number, number>>> {
+    const perHolder = new Map<string, { site: EntrySite, items: Led[] }>()
+    for (const item of led) {
+      for (const key of item.manifest.holders ?? []) {
+        const site = this.view.siteOf(key)
+        if (site === null) continue
+        const hex = key.toString('hex')
+        let h = perHolder.get(hex)
+        if (h === undefined) perHolder.set(hex, h = { site, items: [] })
+        if (h.items[h.items.length - 1] !== item) h.items.push(item)
+      }
+    }
+    const out = new Map<string, Map<number, number>>()
+    await Promise.all([...perHolder].map(async ([holder, h]) => {
+      for (let at = 0; at < h.items.length; at += MAX_IDS) {
+        const chunk = h.items.slice(at, at + MAX_IDS)
+        try {
+          const counts = await h.site.fragmentCounts(chunk.map((x) => x.id))
+          chunk.forEach((x, j) => {
+            const pairs = counts[j]
+            const byIndex = new Map<number, number>()
+            for (let p = 0; p + 1 < pairs.length; p += 2) byIndex.set(pairs[p], pairs[p + 1])
+            out.set(`${x.id.toString('hex')}/${holder}`, byIndex)
+          })
+        } catch (err) {
+          this.log.warn('heal-peer-unanswered', { peer: h.site.label, error: DdfsError.from(err).message })
+        }
+      }
+    }))
+    return out
+  }
+
+  private plan (id: Buffer, manifest: Manifest, members: ViewMember[], live: Set<ViewMember>, counts: Map<string, Map<number, number>>): Plan | null {
+    const holders = manifest.holders
+    if (holders === undefined) return null
+    const n = manifest.k + manifest.m
+    const stripes = stripeCount(manifest)
+    const hex = id.toString('hex')
+    const states = holders.map((key) => this.view.stateOf(key))
+    const intact = holders.map((key, i) => (states[i] === 'live' || states[i] === 'draining') && counts.get(`${hex}/${key.toString('hex')}`)?.get(i) === stripes)
+    const healthy = intact.filter(Boolean).length
+    // A live holder that did not answer: nothing is known of its fragments this round.
+    if (holders.some((key, i) => states[i] === 'live' && !counts.has(`${hex}/${key.toString('hex')}`))) return null
+    // Where each fragment may stay: its holder while live or briefly down (not draining, not lost).
+    const pool: ViewMember[] = [...members]
+    const previous: Array<PlacementMember | null> = holders.map((key, i) => {
+      if (states[i] === 'down' && !pool.some((p) => p.publicKey.equals(key))) pool.push({ publicKey: key, site: this.site })  // stays, never written to
+      return states[i] === 'live' || states[i] === 'down' ? { publicKey: key } : null
+    })
+    const next = repairAssignment(id, pool, live, n, previous)
+    const sources = holders.map((key, i) => intact[i] ? this.view.siteOf(key) : null)
+    const work: FragmentWork[] = []
+    const vacate: Array<[EntrySite, number]> = []
+    const newHolders = holders.slice()
+    let bytes = 0
+    for (let i = 0; i < n; i++) {
+      const to = next[i]
+      if (to === null) continue
+      const moved = !to.publicKey.equals(holders[i])
+      if (!moved && (intact[i] || states[i] === 'down')) continue
+      work.push({ index: i, from: moved ? sources[i] : null, to: to.site })
+      newHolders[i] = to.publicKey
+      const old = this.view.siteOf(holders[i])
+      if (moved && old !== null) vacate.push([old, i])
+      for (let s = 0; s < stripes; s++) bytes += stripeShape(manifest, s).fragLen
+    }
+    // Fragments whose holder is down are counted as bytes to repair, though waited for.
+    for (let i = 0; i < n; i++) if (states[i] === 'down' && next[i]?.publicKey.equals(holders[i]) === true) for (let s = 0; s < stripes; s++) bytes += stripeShape(manifest, s).fragLen
+    return { id, manifest, healthy, work, holders: newHolders, vacate, bytes }
+  }
+
+  private async carryOut (plan: Plan): Promise<void> {
+    const { id, manifest } = plan
+    const hex = id.toString('hex')
+    const sources = (manifest.holders as Buffer[]).map((key) => this.view.siteOf(key))
+    const written = await rebuildFragments(id, manifest, plan.work, sources, (b) => this.limiter.take(b))
+    const next: Manifest = { ...manifest, version: manifest.version + 1, holders: plan.holders }
+    const body = encodeManifest(next)
+    const desired = manifestRank(id, this.view.members()).slice(0, manifest.m + 1)
+    const results = await Promise.allSettled([this.site, ...desired.map((d) => d.site)].filter((s, i, all) => all.indexOf(s) === i)
+      .map((s) => s.putEntry(keyOf(id, EntryKind.Manifest), body)))
+    if (results.every((r) => r.status === 'rejected')) throw DdfsError.from((results[0] as PromiseRejectedResult).reason)
+    this.manifests.set(hex, next)
+    await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
+    this.report.repairedBytes += written
+    this.report.repairedFragments += plan.work.length * stripeCount(manifest)
+    this.log.info('repaired', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), bytes: written, version: next.version })
+  }
+
+  // ---- name records ----
+
+  private async tendNames (hashes: Buffer[], members: ViewMember[]): Promise<void> {
+    const selfKey = this.view.self.publicKey
+    const desiredOf = (h: Buffer): ViewMember[] => nameRank(h, members).slice(0, NAME_COPIES)
+    const own = await this.site.entryStates(EntryKind.Name, hashes)
+    const states = await this.askStates(EntryKind.Name, hashes, desiredOf)
+    for (let j = 0; j < hashes.length; j++) {
+      const h = hashes[j]
+      const hex = h.toString('hex')
+      const desired = desiredOf(h)
+      const answers = desired.map((d) => d.publicKey.equals(selfKey) ? own[j] : states.get(`${hex}/${d.publicKey.toString('hex')}`))
+      const mine = desired.findIndex((d) => d.publicKey.equals(selfKey))
+      const firstHolder = answers.findIndex((a) => a !== undefined && a >= ENTRY_VERSION_BASE)
+      if (mine >= 0 && mine !== firstHolder) continue
+      try {
+        const key = keyOf(h, EntryKind.Name)
+        const { entry } = await this.site.getEntry(key)
+        for (let d = 0; d < desired.length; d++) {
+          const a = answers[d]
+          if (a !== undefined && a < own[j]) { await desired[d].site.putEntry(key, entry); answers[d] = own[j] }
+        }
+        if (mine < 0 && answers.every((a) => a !== undefined && a >= own[j])) await this.site.removeSlot(h, EntryKind.Name, 0)
+      } catch (err) {
+        this.log.warn('heal-name-failed', { hash: hex, error: DdfsError.from(err).message })
+      }
+    }
+  }
+
+  // ---- orphans ----
+
+  /**
+   * Fragments here that the object's manifest does not place here: left by a delete or a move
+   * this node missed while it was away. Removed when still orphaned after the grace period
+   * (a put or a repair writes fragments before the manifest that points at them).
+   */
+  private async collectOrphans (): Promise<void> {
+    const selfKey = this.view.self.publicKey
+    const seen = new Set<string>()
+    for (const store of this.site.stores()) {
+      for (let cursor: Buffer | null = null; ;) {
+        const ids = store.ids(cursor, 256)
+        if (ids.length === 0) break
+        cursor = ids[ids.length - 1]
+        for (const id of ids) {
+          const indices = new Set(store.list(id).filter((e) => e.key.kind === EntryKind.Fragment).map((e) => e.key.index))
+          if (indices.size === 0) continue
+          let manifest: Manifest | null
+          try {
+            manifest = await this.objects.currentManifest(id)
+          } catch (err) {
+            if (DdfsError.from(err).code !== 'NOT_FOUND') continue  // cannot tell now
+            manifest = null
+          }
+          for (const index of indices) {
+            if (manifest?.holders?.[index]?.equals(selfKey) === true) continue
+            const slot = `${id.toString('hex')}/${index}`
+            seen.add(slot)
+            const since = this.orphans.get(slot)
+            if (since === undefined) { this.orphans.set(slot, Date.now()); continue }
+            if (Date.now() - since < this.opts.orphanGraceMs) continue
+            await this.site.removeSlot(id, EntryKind.Fragment, index)
+            this.orphans.delete(slot)
+            this.log.info('orphan-removed', { id: id.toString('hex'), index, reason: manifest === null ? 'no manifest (deleted)' : 'placed elsewhere' })
+          }
+        }
+      }
+    }
+    for (const slot of this.orphans.keys()) if (!seen.has(slot)) this.orphans.delete(slot)
+  }
+}

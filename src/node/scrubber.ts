@@ -1,0 +1,145 @@
+// Scrub: every entry on this node's devices is read back and checked against its XXH64s, in the
+// background at --scrub-rate, one pass every --scrub-interval. A damaged entry is rebuilt in
+// place: a fragment from k other fragments of its stripe, a manifest or name record from an
+// intact copy on another holder. A reader that meets a damaged fragment asks for the same
+// check of that object at once (Scrub request).
+import { DdfsError } from '../errors'
+import { EntryKind } from '../store/types'
+import type { BlockStore, EntryKey } from '../store/types'
+import { manifestRank, nameRank } from '../cluster/placement'
+import { decodeManifest, decodeNameRecord, TOMBSTONE_KIND } from '../object/records'
+import { rebuildOne } from '../object/repair'
+import type { ClusterObjectStore, HealingView } from '../object/cluster-object-store'
+import type { DeviceSite } from '../object/device-site'
+import type { Logger } from '../log'
+import { RateLimiter } from './rate-limiter'
+
+export interface ScrubberOptions {
+  /** Bytes per second read by the background pass. */
+  rate: number
+  /** Pause between the end of one pass and the start of the next. */
+  intervalMs: number
+}
+
+export interface ScrubReport {
+  passes: number
+  entriesChecked: number
+  bytesChecked: number
+  damagedFound: number
+  repaired: number
+  repairFailures: number
+  /** Fraction of the current pass done (by object id order), 0..1. */
+  passProgress: number
+  lastPassAt: number | null
+}
+
+export class Scrubber {
+  private timer: NodeJS.Timeout | null = null
+  private closed = false
+  private running: Promise<void> | null = null
+  private readonly limiter: RateLimiter
+  private readonly report: ScrubReport = {
+    passes: 0, entriesChecked: 0, bytesChecked: 0, damagedFound: 0, repaired: 0, repairFailures: 0, passProgress: 0, lastPassAt: null
+  }
+
+  constructor (private readonly site: DeviceSite, private readonly view: HealingView, private readonly objects: ClusterObjectStore,
+    private readonly log: Logger, private readonly opts: ScrubberOptions) {
+    this.limiter = new RateLimiter(opts.rate)
+  }
+
+  start (): void {
+    const tick = (): void => {
+      this.timer = setTimeout(() => {
+        this.running = this.pass().catch((err) => this.log.warn('scrub-pass-failed', { error: DdfsError.from(err).message }))
+          .finally(() => { this.running = null; if (!this.closed) tick() })
+      }, this.opts.intervalMs)
+    }
+    tick()
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    if (this.timer !== null) clearTimeout(this.timer)
+    await this.running
+  }
+
+  progress (): ScrubReport {
+    return { ...this.report }
+  }
+
+  /** Checks every entry of `id` on this node now (no rate limit) and rebuilds the damaged ones. */
+  async checkId (id: Buffer): Promise<void> {
+    for (const store of this.site.stores()) await this.checkEntries(store, id, false)
+  }
+
+  private async pass (): Promise<void> {
+    for (const store of this.site.stores()) {
+      for (let cursor: Buffer | null = null; !this.closed;) {
+        const ids = store.ids(cursor, 256)
+        if (ids.length === 0) break
+        cursor = ids[ids.length - 1]
+        for (const id of ids) {
+          if (this.closed) return
+          await this.checkEntries(store, id, true)
+        }
+        this.report.passProgress = cursor.readUInt32BE(0) / 0x100000000
+      }
+    }
+    this.report.passes++
+    this.report.passProgress = 0
+    this.report.lastPassAt = Date.now()
+  }
+
+  private async checkEntries (store: BlockStore, id: Buffer, paced: boolean): Promise<void> {
+    for (const e of store.list(id)) {
+      if (e.length === 0 || (e.key.kind as number) === TOMBSTONE_KIND) continue
+      if (paced) await this.limiter.take(e.length)
+      try {
+        await store.read(e.key)
+        this.report.entriesChecked++
+        this.report.bytesChecked += e.length
+      } catch (err) {
+        const error = DdfsError.from(err)
+        if (error.code !== 'CORRUPT') continue  // removed meanwhile, or the device is failing (reported by reads)
+        this.report.damagedFound++
+        this.log.warn('scrub-damaged', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index, error: error.message })
+        try {
+          await store.put(e.key, await this.intactCopy(e.key))
+          this.report.repaired++
+          this.log.info('scrub-repaired', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index })
+        } catch (err2) {
+          this.report.repairFailures++
+          this.log.error('scrub-repair-failed', { id: id.toString('hex'), kind: e.key.kind, error: DdfsError.from(err2).message })
+        }
+      }
+    }
+  }
+
+  /** The entry's bytes, rebuilt or fetched from another holder and checked. */
+  private async intactCopy (key: EntryKey): Promise<Buffer> {
+    const selfKey = this.view.self.publicKey
+    if (key.kind === EntryKind.Fragment) {
+      const manifest = await this.objects.currentManifest(key.id)
+      const sources = this.objects.fragmentSites(manifest).map((s, i) => i === key.index ? null : s)
+      return await rebuildOne(key.id, manifest, key.stripe, key.index, sources)
+    }
+    const others = (key.kind === EntryKind.Manifest ? manifestRank(key.id, this.view.members()) : nameRank(key.id, this.view.members()))
+      .filter((m) => !m.publicKey.equals(selfKey))
+    for (const other of others) {
+      try {
+        if (key.kind === EntryKind.Manifest) {
+          const body = await other.site.getManifest(key.id)
+          if (body === null || body === 'deleted') continue
+          decodeManifest(body)
+          return body
+        }
+        const { entry } = await other.site.getEntry(key)
+        decodeNameRecord(entry)
+        return entry
+      } catch {
+        // Not there or not intact: the next holder.
+      }
+    }
+    throw DdfsError.UNAVAILABLE(`no other node has an intact copy of ${key.id.toString('hex')} kind ${key.kind}`)
+  }
+}

@@ -1,0 +1,128 @@
+// Rebuilding fragments: the part of healing that moves bytes. A fragment is copied from where
+// it is when that copy is intact (a node joining or draining), otherwise rebuilt from any k of
+// the other fragments of its stripe (a node or device lost, a fragment damaged). Whatever is
+// written was checked against the hash the manifest recorded for its slot first.
+import { DdfsError } from '../errors'
+import { EntryKind } from '../store/types'
+import { xxh64Async } from '../hash'
+import { reconstruct } from '../erasure/reed-solomon'
+import { keyOf, writeTrailer, TRAILER_BYTES, type Manifest } from './records'
+import { checkedFragment, stripeShape, type FetchedFragment } from './stripes'
+import type { EntrySite } from './types'
+
+export interface FragmentWork {
+  index: number
+  /** The holder of an intact copy to copy from, or null: rebuild it from the other fragments. */
+  from: EntrySite | null
+  to: EntrySite
+}
+
+/** Stripes in flight per object: a few, so a large object streams through bounded memory. */
+const STRIPES_IN_FLIGHT = 4
+
+export function stripeCount (manifest: Manifest): number {
+  return manifest.stripeHashes.length / (manifest.k + manifest.m)
+}
+
+/**
+ * Writes fragment `w.index` of every stripe to `w.to` for each work item. `sources[i]`: the site
+ * holding fragment i now (null when none). `pace(bytes)` is awaited after each stripe: the
+ * repair rate limit. Resolves with the fragment bytes written.
+ */
+export async function rebuildFragments (id: Buffer, manifest: Manifest, work: FragmentWork[], sources: Array<EntrySite | null>,
+  pace: (bytes: number) => Promise<void>): Promise<number> {
+  const stripes = stripeCount(manifest)
+  let written = 0
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < stripes) {
+      const s = next++
+      const bytes = await rebuildStripe(id, manifest, s, work, sources)
+      written += bytes
+      await pace(bytes)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(STRIPES_IN_FLIGHT, stripes) }, worker))
+  return written
+}
+
+/** Rebuilds one fragment of one stripe from the others: what scrub does with a damaged one. */
+export async function rebuildOne (id: Buffer, manifest: Manifest, s: number, index: number, sources: Array<EntrySite | null>): Promise<Buffer> {
+  const { fragLen } = stripeShape(manifest, s)
+  const shards = await gatherAndDecode(id, manifest, s, new Set([index]), sources)
+  return await sealFragment(id, manifest, s, index, shards[index], fragLen)
+}
+
+async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: FragmentWork[], sources: Array<EntrySite | null>): Promise<number> {
+  const { fragLen } = stripeShape(manifest, s)
+  const rebuild: FragmentWork[] = []
+  let written = 0
+  for (const w of work) {
+    if (w.from !== null) {
+      try {
+        const fetched = await fetchFrom(w.from, id, s, w.index)
+        await checkedFragment(id, manifest, s, w.index, fragLen, async () => fetched)
+        await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), fetched.entry)
+        written += fragLen
+        continue
+      } catch {
+        // The copy is gone or damaged: rebuild this one from the others below.
+      }
+    }
+    rebuild.push(w)
+  }
+  if (rebuild.length === 0) return written
+  const shards = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources)
+  for (const w of rebuild) {
+    const entry = await sealFragment(id, manifest, s, w.index, shards[w.index], fragLen)
+    await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry)
+    written += fragLen
+  }
+  return written
+}
+
+/** Fetches k intact fragments of stripe s other than `missing` (data first) and decodes all n. */
+async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>): Promise<Buffer[]> {
+  const { k, m } = manifest
+  const n = k + m
+  const { fragLen } = stripeShape(manifest, s)
+  const shards: Array<Buffer | null> = new Array(n).fill(null)
+  const candidates = [...Array(n).keys()].filter((i) => !missing.has(i) && sources[i] !== null)
+  const problems: string[] = []
+  let good = 0
+  let next = 0
+  while (good < k && next < candidates.length) {
+    const batch = candidates.slice(next, next + k - good)
+    next += batch.length
+    const results = await Promise.allSettled(batch.map((i) =>
+      checkedFragment(id, manifest, s, i, fragLen, async () => await fetchFrom(sources[i] as EntrySite, id, s, i))))
+    results.forEach((r, j) => {
+      if (r.status === 'fulfilled') { shards[batch[j]] = r.value; good++ } else problems.push(DdfsError.from(r.reason).message)
+    })
+  }
+  if (good < k) {
+    throw DdfsError.UNAVAILABLE(`cannot rebuild stripe ${s} of ${id.toString('hex')}: ${good} of ${n} fragments reachable and intact, ${k} needed (${problems.join('; ')})`)
+  }
+  const present = shards.map((x) => x !== null)
+  const full = shards.map((x) => x ?? Buffer.alloc(fragLen))
+  if (fragLen > 0) await reconstruct(k, m, full, present)
+  return full
+}
+
+/** The stored form of a rebuilt fragment (data + trailer), once its hash matches the manifest. */
+async function sealFragment (id: Buffer, manifest: Manifest, s: number, index: number, data: Buffer, fragLen: number): Promise<Buffer> {
+  const n = manifest.k + manifest.m
+  const hash = await xxh64Async(data.subarray(0, fragLen))
+  if (hash !== manifest.stripeHashes[s * n + index]) {
+    throw DdfsError.CORRUPT(`rebuilt fragment ${s}/${index} of ${id.toString('hex')} does not match its manifest`)
+  }
+  const entry = Buffer.allocUnsafe(fragLen + TRAILER_BYTES)
+  data.copy(entry, 0, 0, fragLen)
+  writeTrailer({ id, stripe: s, index, k: manifest.k, m: manifest.m, length: fragLen, hash }, entry, fragLen)
+  return entry
+}
+
+async function fetchFrom (site: EntrySite, id: Buffer, s: number, i: number): Promise<FetchedFragment> {
+  const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
+  return { entry, verified, where: site.label }
+}
