@@ -1,6 +1,6 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
-import { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, type PlacementMember } from '../src/cluster/placement'
+import { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, repairAssignment, type PlacementMember } from '../src/cluster/placement'
 
 function members (count: number): PlacementMember[] {
   return Array.from({ length: count }, () => ({ publicKey: crypto.randomBytes(32) }))
@@ -95,4 +95,27 @@ test('removing a node moves exactly the fragments it held, each to a node that w
     if (!ok) wrong++
   }
   t.is(wrong, 0)
+})
+
+test('healing placement: a lost holder\'s fragment goes to a live member holding none; a down one keeps its place; fewer members than fragments share', (t) => {
+  const ms = members(8)
+  for (const id of ids(200)) {
+    const start = fragmentHolders(id, ms, 6)
+    const lost = start[2]
+    const live = ms.filter((m) => m !== lost)
+    const next = repairAssignment(id, live, new Set(live), 6, start.map((m) => m === lost ? null : m)) as PlacementMember[]
+    t.alike(keys(next.filter((_, i) => i !== 2)), keys(start.filter((_, i) => i !== 2)), 'only the lost fragment moves')
+    t.ok(live.includes(next[2]) && !start.includes(next[2]), 'to a live member that held none')
+
+    // Down (in the pool, not live): stays where it is during the grace period.
+    const down = repairAssignment(id, ms, new Set(live), 6, start)
+    t.alike(keys(down as PlacementMember[]), keys(start), 'nothing moves while a holder is only down')
+  }
+  // Five members, six fragments: one holds two, and losing none of them moves nothing.
+  const five = members(5)
+  const id = crypto.randomBytes(16)
+  const first = repairAssignment(id, five, new Set(five), 6, new Array(6).fill(null)) as PlacementMember[]
+  t.is(new Set(first).size, 5, 'all five members hold a fragment')
+  const again = repairAssignment(id, five, new Set(five.slice(1)), 6, first)
+  t.alike(keys(again as PlacementMember[]), keys(first), 'a member holding two keeps both while it is only down')
 })

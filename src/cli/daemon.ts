@@ -48,8 +48,17 @@ export function reportReady (err?: unknown): void {
 export async function waitExit (pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
-    try { process.kill(pid, 0) } catch { return true }
+    if (!processAlive(pid)) return true
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   return false
+}
+
+/** Whether `pid` runs: a zombie (exited, not yet reaped by its parent) does not. */
+export function processAlive (pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
 }

@@ -13,7 +13,7 @@ import { DataDir } from '../node/data-dir'
 import { socketPath } from '../node/paths'
 import { formatDevice } from '../store/native-store'
 import { createClusterSecret } from '../cluster/secret'
-import { startDetached, waitExit } from './daemon'
+import { startDetached, waitExit, processAlive } from './daemon'
 import { isStale, isMounted, mountPidFile, forceUnmountIfMounted } from '../mount/mount'
 
 export const HOST = '127.0.0.1'
@@ -58,8 +58,7 @@ function writeConfig (dir: string, c: LocalClusterConfig): void {
 }
 
 function alive (pid: number | null): boolean {
-  if (pid === null) return false
-  try { process.kill(pid, 0); return true } catch { return false }
+  return pid !== null && processAlive(pid)
 }
 
 function readPid (file: string): number | null {
@@ -184,8 +183,8 @@ async function waitConverged (indices: number[], config: LocalClusterConfig, ms:
       try {
         const c = await Client.connect({ host: HOST, port: config.basePort + i, timeoutMs: 3000 })
         try {
-          const s = await c.status() as { members: unknown[] | null }
-          return s.members?.length ?? 0
+          const s = await c.status() as { members: Array<{ state: string }> | null }
+          return s.members?.filter((m) => m.state === 'live' || m.state === 'draining').length ?? 0
         } finally { c.close() }
       } catch {
         return 0

@@ -134,13 +134,16 @@ export function repairAssignment<T extends PlacementMember> (objectId: Buffer, p
   if (previous.length !== n) throw DdfsError.BAD_ARGUMENT(`previous assignment has ${previous.length} entries, expected ${n}`)
   const ranked = rank(DOMAIN_FRAGMENT, objectId, pool)
   const best = new Set(ranked.slice(0, n))
+  // With fewer members than fragments some hold more than one; a fragment may stay as long as
+  // its member holds no more than its share.
+  const share = Math.max(1, Math.ceil(n / Math.max(1, ranked.length)))
   const out: Array<T | null> = new Array<T | null>(n).fill(null)
   const load = new Map<T, number>()
   for (let i = 0; i < n; i++) {
     const p = previous[i]
     if (p === null) continue
     const h = ranked.find((x) => x.publicKey.equals(p.publicKey))
-    if (h !== undefined && best.has(h) && !load.has(h)) { out[i] = h; load.set(h, 1) }
+    if (h !== undefined && best.has(h) && (load.get(h) ?? 0) < share) { out[i] = h; load.set(h, (load.get(h) ?? 0) + 1) }
   }
   const receivers = ranked.filter((x) => live.has(x))
   for (let i = 0; i < n; i++) {

@@ -60,6 +60,9 @@ export interface HealingOptions {
   orphanGraceMs: number
 }
 
+/** How long ddfs status waits for each member's durability report. */
+const HEALTH_TIMEOUT_MS = 1500
+
 export const DEFAULT_HEALING: HealingOptions = {
   lostAfterMs: 10 * 60_000,
   repairIntervalMs: 10_000,
@@ -158,6 +161,10 @@ export class Node {
         this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs })
         const scrubber = this.scrubber
         this.site.scrubber = (id) => scrubber.checkId(id)
+        // One healing scan before the node reports ready: a node back from downtime applies the
+        // deletes it missed before anyone lists its stale manifests (bounded: peers may be starting too).
+        const healer = this.healer
+        await new Promise<void>((resolve) => { const timer = setTimeout(resolve, 5000); healer.scan().finally(() => { clearTimeout(timer); resolve() }).catch(() => {}) })
         this.healer.start()
         this.scrubber.start()
       }
@@ -259,7 +266,11 @@ export class Node {
     const cluster = this.cluster as ClusterLink
     const peers = cluster.describe().filter((m) => !m.self && (m.state === 'live' || m.state === 'draining'))
     const reports: Array<Record<string, any>> = [this.health()]
-    const answers = await Promise.allSettled(peers.map((p) => cluster.health(Buffer.from(p.publicKey, 'hex'))))
+    // A member that does not answer at once is reported as not reporting: status must stay quick.
+    const answers = await Promise.allSettled(peers.map(async (p) => await Promise.race([
+      cluster.health(Buffer.from(p.publicKey, 'hex')),
+      new Promise((_resolve, reject) => setTimeout(() => reject(new Error('no answer')), HEALTH_TIMEOUT_MS).unref())
+    ])))
     for (const a of answers) if (a.status === 'fulfilled') reports.push(a.value as Record<string, any>)
     const sum = (key: string): number => reports.reduce((acc, r) => acc + Number(r.durability?.[key] ?? 0), 0)
     const rate = sum('rateBytesPerSec')

@@ -1,0 +1,163 @@
+// Self-healing on a real local cluster (ddfs up, 4+2): a node lost for good, a node joining, a
+// node drained, bits flipped on a device, a delete a node missed while it was down.
+import test from 'brittle'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { ddfs, localCluster, md5, tmpDir, readPid, type TestCluster } from './helpers/env'
+
+const MiB = 1024 * 1024
+/** Seconds: heartbeats of 1 s drop a silent member after 3 s; it is lost 3 s later. */
+const HEALING = ['--heartbeat', '1000', '--lost-after', '3', '--repair-interval', '1', '--orphan-grace', '2']
+
+interface Fragment { stripe: number, index: number, node: string, device: string, block: number }
+interface Query { fragments: Fragment[], manifestHolders: string[] }
+interface Durability { objects: number, objectsBelowN: number, objectsUnreadable: number, bytesToRepair: number, scrub: { repaired: number } }
+
+async function cli (args: string[]): Promise<string> {
+  const r = await ddfs(args)
+  if (r.code !== 0) throw new Error(`ddfs ${args.join(' ')} failed: ${r.stderr}`)
+  return r.stdout
+}
+
+async function query (c: TestCluster, from: number, id: string): Promise<Query> {
+  return JSON.parse(await cli(['query', ...c.at(from), '-i', id, '--json']))
+}
+
+async function durability (c: TestCluster, from: number): Promise<Durability> {
+  return JSON.parse(await cli(['status', ...c.at(from), '--json'])).durability
+}
+
+/** Polls until `ok` holds (or fails the test with the last value seen after `seconds`). */
+async function eventually<T> (t: any, what: string, seconds: number, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  const until = Date.now() + seconds * 1000
+  let last: T | undefined
+  for (;;) {
+    try {
+      last = await probe()
+      if (ok(last)) { t.pass(what); return last }
+    } catch {}
+    if (Date.now() > until) { t.fail(`${what}: not within ${seconds} s (last: ${JSON.stringify(last)})`); return last as T }
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+}
+
+function kill9 (c: TestCluster, i: number): void {
+  const pid = readPid(c.data(i))
+  if (pid !== null) process.kill(pid, 'SIGKILL')
+}
+
+/** stripe/index -> node, for comparing placements. */
+function placement (q: Query): Map<string, string> {
+  return new Map(q.fragments.map((f) => [`${f.stripe}/${f.index}`, f.node]))
+}
+
+const complete = (n: number) => (d: Durability): boolean => d.objects === n && d.objectsBelowN === 0 && d.bytesToRepair === 0
+
+test('a node lost for good is rebuilt elsewhere; a new node takes only its share; a drained node leaves with nothing lost', { timeout: 600_000 }, async (t) => {
+  const c = await localCluster(t, 6, HEALING, '256M')
+  const work = tmpDir(t)
+  const files = [3000, 5 * MiB + 11, 9 * MiB].map((size, i) => {
+    const f = path.join(work, `in${i}`)
+    fs.writeFileSync(f, crypto.randomBytes(size))
+    return f
+  })
+  const ids: string[] = []
+  for (const f of files) ids.push((await cli(['put', ...c.at(0), '-f', f])).trim())
+  const stripes = [1, 2, 3]
+  const readAll = async (from: number, what: string): Promise<void> => {
+    for (let i = 0; i < ids.length; i++) {
+      const out = path.join(work, `out${i}`)
+      const r = await ddfs(['get', ...c.at(from), '-i', ids[i], '-f', out])
+      t.is(r.code, 0, `${what}: get ${i} ${r.stderr}`)
+      if (r.code === 0) t.is(md5(out), md5(files[i]), `${what}: object ${i} reads back equal`)
+      fs.rmSync(out, { force: true })
+    }
+  }
+  await eventually(t, 'every object led and complete before any failure', 30, () => durability(c, 0), complete(ids.length))
+
+  // Lost for good: node 5 is killed and never comes back.
+  kill9(c, 5)
+  const lostKey = async (): Promise<string[]> => JSON.parse(await cli(['status', ...c.at(0), '--json'])).members.filter((m: { state: string }) => m.state === 'lost').map((m: { publicKey: string }) => m.publicKey)
+  await eventually(t, 'node 5 is declared lost after the grace period', 60, lostKey, (lost) => lost.length === 1)
+  const healed = await eventually(t, 'after the grace period every object is back to n fragments', 90, () => durability(c, 0), complete(ids.length))
+  t.is(healed.objectsUnreadable, 0)
+  for (let i = 0; i < ids.length; i++) {
+    const q = await query(c, 1, ids[i])
+    t.is(q.fragments.length, stripes[i] * 6, `object ${i}: every fragment of every stripe is there`)
+    t.absent(q.fragments.some((f) => f.node.endsWith(`:${c.basePort + 5}`)), `object ${i}: nothing is placed on the lost node`)
+  }
+  // The rebuilt fragments are needed now: a second node down leaves only them and the rest.
+  kill9(c, 4)
+  await readAll(0, 'lost one, repaired, then another down')
+  await cli(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--no-mount'])  // node 4 (and 5, empty now) back
+  await eventually(t, 'complete again with the nodes back', 90, () => durability(c, 0), complete(ids.length))
+
+  // Joining: node 6 takes its share, and only fragments placed on it move.
+  const before = await Promise.all(ids.map(async (id) => placement(await query(c, 0, id))))
+  await cli(['node', 'add', '--dir', c.dir])
+  const joined = `:${c.basePort + 6}`
+  await eventually(t, 'the new node holds its share', 60, async () => {
+    const after = await Promise.all(ids.map(async (id) => placement(await query(c, 0, id))))
+    return after.reduce((sum, p) => sum + [...p.values()].filter((n) => n.endsWith(joined)).length, 0)
+  }, (moved) => moved > 0)
+  await eventually(t, 'complete after the join', 60, () => durability(c, 0), complete(ids.length))
+  const after = await Promise.all(ids.map(async (id) => placement(await query(c, 0, id))))
+  for (let i = 0; i < ids.length; i++) {
+    const changed = [...after[i]].filter(([slot, node]) => before[i].get(slot) !== node)
+    t.ok(changed.every(([, node]) => node.endsWith(joined)), `object ${i}: only fragments placed on the new node moved (${changed.length})`)
+  }
+
+  // Leaving: drain node 2, stop it; nothing is lost.
+  const drained = await ddfs(['node', 'drain', ...c.at(2), '--json'])
+  t.is(drained.code, 0, `drain ${drained.stderr}`)
+  t.alike(JSON.parse(drained.stdout).holding, { fragments: 0, manifests: 0, names: 0 }, 'the drained node holds nothing')
+  await cli(['node', 'stop', ...c.at(2)])
+  await eventually(t, 'complete without the drained node', 60, () => durability(c, 0), complete(ids.length))
+  await readAll(1, 'after the drain')
+})
+
+test('a delete missed by a down node still holds when it returns; scrub rebuilds flipped bits', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 6, [...HEALING, '--scrub-interval', '1', '--scrub-rate', '500'], '256M')
+  const work = tmpDir(t)
+  const file = path.join(work, 'in')
+  fs.writeFileSync(file, crypto.randomBytes(6 * MiB))
+  const out = path.join(work, 'out')
+  const id = (await cli(['put', ...c.at(0), '-f', file])).trim()
+  const doomed = (await cli(['put', ...c.at(0), '-f', file, '--name', 'doomed'])).trim()
+  const nodeOf = (address: string): number => Number(address.split(':')[1]) - c.basePort
+
+  // A delete while a manifest holder is down: it learns of it when it returns.
+  const downIndex = (await query(c, 0, doomed)).manifestHolders.map(nodeOf).find((i) => i !== 0) as number
+  kill9(c, downIndex)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.is((await ddfs(['delete', ...c.at(0), '-i', doomed])).code, 0, 'delete with a manifest holder down')
+  await cli(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--no-mount'])
+  for (let round = 0; round < 5; round++) {
+    const r = await ddfs(['get', ...c.at(downIndex), '-i', doomed, '-f', out])
+    t.is(r.code === 0 ? 'read' : r.stderr.includes('NOT_FOUND') ? 'gone' : r.stderr, 'gone', `round ${round}: the deleted object stays deleted`)
+    const listed = await cli(['ls', ...c.at(downIndex)]) + await cli(['ls', '-l', ...c.at(downIndex)])
+    t.absent(listed.includes(doomed) || listed.includes('doomed'), `round ${round}: not listed`)
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+  const log = fs.readFileSync(path.join(c.data(downIndex), 'ddfs.log'), 'utf8')
+  t.ok(log.includes(`delete-propagated id=${doomed}`), 'the returning node applied the delete it missed')
+
+  // Flip bits in three fragments (at most m of any stripe, so the data survives even before
+  // scrub); the background scrub finds and rebuilds each.
+  const q = await query(c, 0, id)
+  const victims = q.fragments.filter((f) => f.stripe === 0).slice(0, 2).concat(q.fragments.filter((f) => f.stripe === 1).slice(5, 6))
+  for (const f of victims) {
+    const fd = fs.openSync(f.device, 'r+')
+    fs.writeSync(fd, Buffer.from([0xde, 0xad, 0xbe, 0xef]), 0, 4, f.block * 4096 + 777)
+    fs.closeSync(fd)
+  }
+  await eventually(t, 'scrub repaired every flipped fragment', 60, () => durability(c, 0), (d) => d.scrub.repaired >= victims.length)
+  // Two nodes that hold none of them go down: the reads now need the rebuilt fragments.
+  const spared = new Set(victims.map((f) => nodeOf(f.node)))
+  const stopping = [1, 2, 3, 4, 5].filter((i) => !spared.has(i)).slice(0, 2)
+  for (const i of stopping) kill9(c, i)
+  const r = await ddfs(['get', ...c.at(0), '-i', id, '-f', out])
+  t.is(r.code, 0, `get with ${stopping.length} nodes down ${r.stderr}`)
+  if (r.code === 0) t.is(md5(out), md5(file), 'the object reads back equal from the rebuilt fragments')
+})
