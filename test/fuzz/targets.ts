@@ -98,7 +98,13 @@ const MESSAGE_ENCODERS: Array<[string, c.Encoder<any>, unknown]> = [
   ['capacity', messages.capacityMessage, { size: 1e9, free: 5e8, nodes: 6 }],
   ['put_grow', messages.putGrowMessage, { size: 1 << 30, final: true }],
   ['device', messages.deviceMessage, { path: '/dev/loop0', format: true }],
-  ['list', messages.listMessage, { after: ID, limit: 100 }]
+  ['list', messages.listMessage, { after: ID, limit: 100 }],
+  ['entry_remove_slot', messages.entryRemoveMessage, { id: ID, tombstone: false, slot: { kind: 0, index: 3 } }],
+  ['ids', messages.idsMessage, [ID, ID]],
+  ['entry_states_request', messages.entryStatesRequest, { kind: 1, ids: [ID] }],
+  ['entry_states', messages.entryStatesMessage, [0, 1, 2, 1 << 20]],
+  ['fragment_counts', messages.fragmentCountsMessage, [[0, 3, 5, 3], []]],
+  ['drain', messages.drainMessage, { drain: true }]
 ]
 
 function encodeWith<T> (enc: c.Encoder<T>, value: T): Buffer {
