@@ -52,9 +52,23 @@ function placement (q: Query): Map<string, string> {
   return new Map(q.fragments.map((f) => [`${f.stripe}/${f.index}`, f.node]))
 }
 
+/**
+ * A failure inside a test body is reported as a failed assertion, so the test's teardown (ddfs
+ * down, kill -9 of what is left) still runs instead of the file crashing with nodes left behind.
+ */
+function guarded (body: (t: any) => Promise<void>): (t: any) => Promise<void> {
+  return async (t) => {
+    try {
+      await body(t)
+    } catch (err) {
+      t.fail(`unexpected error: ${(err as Error).stack ?? String(err)}`)
+    }
+  }
+}
+
 const complete = (n: number) => (d: Durability): boolean => d.objects === n && d.objectsBelowN === 0 && d.bytesToRepair === 0
 
-test('a node lost for good is rebuilt elsewhere; a new node takes only its share; a drained node leaves with nothing lost', { timeout: 600_000 }, async (t) => {
+test('a node lost for good is rebuilt elsewhere; a new node takes only its share; a drained node leaves with nothing lost', { timeout: 600_000 }, guarded(async (t) => {
   const c = await localCluster(t, 6, HEALING, '256M')
   const work = tmpDir(t)
   const files = [3000, 5 * MiB + 11, 9 * MiB].map((size, i) => {
@@ -115,9 +129,9 @@ test('a node lost for good is rebuilt elsewhere; a new node takes only its share
   await cli(['node', 'stop', ...c.at(2)])
   await eventually(t, 'complete without the drained node', 60, () => durability(c, 0), complete(ids.length))
   await readAll(1, 'after the drain')
-})
+}))
 
-test('a delete missed by a down node still holds when it returns; scrub rebuilds flipped bits', { timeout: 300_000 }, async (t) => {
+test('a delete missed by a down node still holds when it returns; scrub rebuilds flipped bits', { timeout: 300_000 }, guarded(async (t) => {
   const c = await localCluster(t, 6, [...HEALING, '--scrub-interval', '1', '--scrub-rate', '500'], '256M')
   const work = tmpDir(t)
   const file = path.join(work, 'in')
@@ -160,4 +174,4 @@ test('a delete missed by a down node still holds when it returns; scrub rebuilds
   const r = await ddfs(['get', ...c.at(0), '-i', id, '-f', out])
   t.is(r.code, 0, `get with ${stopping.length} nodes down ${r.stderr}`)
   if (r.code === 0) t.is(md5(out), md5(file), 'the object reads back equal from the rebuilt fragments')
-})
+}))

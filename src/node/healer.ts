@@ -52,6 +52,9 @@ export interface DurabilityReport {
   lastScanMs: number | null
 }
 
+/** Objects repaired at once by one node. */
+const OBJECTS_IN_FLIGHT = 2
+
 interface Led { id: Buffer, manifest: Manifest }
 
 interface Plan {
@@ -261,19 +264,23 @@ export class Healer {
     this.report = {
       ...this.report, objects: led.length, objectsBelowN: belowN, objectsBelowK1: belowK1, objectsUnreadable: unreadable, bytesToRepair: bytes
     }
-    // Closest to loss first.
+    // Closest to loss first; a few objects at once, so small objects do not wait on round trips.
     plans.sort((a, b) => (a.healthy - a.manifest.k) - (b.healthy - b.manifest.k))
-    for (const plan of plans) {
-      if (this.closed) return
-      try {
-        await this.carryOut(plan)
-        this.report.bytesToRepair = Math.max(0, this.report.bytesToRepair - plan.bytes)
-        if (plan.healthy < plan.manifest.k + plan.manifest.m) this.report.objectsBelowN--
-        if (plan.healthy < plan.manifest.k + 1) this.report.objectsBelowK1--
-      } catch (err) {
-        this.log.warn('repair-failed', { id: plan.id.toString('hex'), error: DdfsError.from(err).message })
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < plans.length && !this.closed) {
+        const plan = plans[next++]
+        try {
+          await this.carryOut(plan)
+          this.report.bytesToRepair = Math.max(0, this.report.bytesToRepair - plan.bytes)
+          if (plan.healthy < plan.manifest.k + plan.manifest.m) this.report.objectsBelowN--
+          if (plan.healthy < plan.manifest.k + 1) this.report.objectsBelowK1--
+        } catch (err) {
+          this.log.warn('repair-failed', { id: plan.id.toString('hex'), error: DdfsError.from(err).message })
+        }
       }
     }
+    await Promise.all(Array.from({ length: OBJECTS_IN_FLIGHT }, worker))
     const rate = this.limiter.recentRate()
     this.report.etaSeconds = this.report.bytesToRepair === 0 ? 0 : rate > 0 ? Math.ceil(this.report.bytesToRepair / rate) : null
   }
@@ -354,7 +361,7 @@ export class Healer {
     const { id, manifest } = plan
     const hex = id.toString('hex')
     const sources = (manifest.holders as Buffer[]).map((key) => this.view.siteOf(key))
-    const written = await rebuildFragments(id, manifest, plan.work, sources, (b) => this.limiter.take(b))
+    const written = await rebuildFragments(id, manifest, plan.work, sources, (b) => this.limiter.take(b), this.site)
     const next: Manifest = { ...manifest, version: manifest.version + 1, holders: plan.holders }
     const body = encodeManifest(next)
     const desired = manifestRank(id, this.view.members()).slice(0, manifest.m + 1)

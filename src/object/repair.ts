@@ -18,7 +18,7 @@ export interface FragmentWork {
 }
 
 /** Stripes in flight per object: a few, so a large object streams through bounded memory. */
-const STRIPES_IN_FLIGHT = 4
+const STRIPES_IN_FLIGHT = 8
 
 export function stripeCount (manifest: Manifest): number {
   return manifest.stripeHashes.length / (manifest.k + manifest.m)
@@ -30,14 +30,14 @@ export function stripeCount (manifest: Manifest): number {
  * repair rate limit. Resolves with the fragment bytes written.
  */
 export async function rebuildFragments (id: Buffer, manifest: Manifest, work: FragmentWork[], sources: Array<EntrySite | null>,
-  pace: (bytes: number) => Promise<void>): Promise<number> {
+  pace: (bytes: number) => Promise<void>, local?: EntrySite): Promise<number> {
   const stripes = stripeCount(manifest)
   let written = 0
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < stripes) {
       const s = next++
-      const bytes = await rebuildStripe(id, manifest, s, work, sources)
+      const bytes = await rebuildStripe(id, manifest, s, work, sources, local)
       written += bytes
       await pace(bytes)
     }
@@ -53,7 +53,7 @@ export async function rebuildOne (id: Buffer, manifest: Manifest, s: number, ind
   return await sealFragment(id, manifest, s, index, shards[index], fragLen)
 }
 
-async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: FragmentWork[], sources: Array<EntrySite | null>): Promise<number> {
+async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: FragmentWork[], sources: Array<EntrySite | null>, local?: EntrySite): Promise<number> {
   const { fragLen } = stripeShape(manifest, s)
   const rebuild: FragmentWork[] = []
   let written = 0
@@ -72,7 +72,7 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
     rebuild.push(w)
   }
   if (rebuild.length === 0) return written
-  const shards = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources)
+  const shards = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources, local)
   for (const w of rebuild) {
     const entry = await sealFragment(id, manifest, s, w.index, shards[w.index], fragLen)
     await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry)
@@ -81,13 +81,17 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
   return written
 }
 
-/** Fetches k intact fragments of stripe s other than `missing` (data first) and decodes all n. */
-async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>): Promise<Buffer[]> {
+/**
+ * Fetches k intact fragments of stripe s other than `missing` and decodes all n: `local`'s own
+ * first (no network), then data fragments before parity.
+ */
+async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>, local?: EntrySite): Promise<Buffer[]> {
   const { k, m } = manifest
   const n = k + m
   const { fragLen } = stripeShape(manifest, s)
   const shards: Array<Buffer | null> = new Array(n).fill(null)
   const candidates = [...Array(n).keys()].filter((i) => !missing.has(i) && sources[i] !== null)
+    .sort((a, b) => Number(sources[b] === local) - Number(sources[a] === local) || a - b)
   const problems: string[] = []
   let good = 0
   let next = 0

@@ -1,0 +1,139 @@
+// bench:repair — how fast the cluster restores full redundancy after losing a node, and what
+// clients keep meanwhile. On a local 6-node 4+2 cluster (ddfs up) it stores enough 1 GiB objects
+// that one node holds DDFS_BENCH_NODE_GIB (default 2) GiB of fragments, measures a 1 GiB get,
+// then kills one node with -9 and measures, in the same run:
+//   - the time from the kill to full redundancy (grace period --lost-after included),
+//   - the rebuild rate: fragment bytes rebuilt per second from the first rebuilt byte to the last,
+//   - 1 GiB gets run back to back while the repair runs, against the get before the loss.
+// Prints `RESULT <name> <value> <unit>` lines. DDFS_BENCH_DIR picks the directory (default
+// /var/tmp), DDFS_BENCH_REPAIR_RATE the per-node --repair-rate in MB/s (default 200).
+import fs from 'node:fs'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import { execFileSync, spawn } from 'node:child_process'
+
+const GiB = 1024 * 1024 * 1024
+const ROOT = path.join(__dirname, '..', '..')
+const BIN = path.join(ROOT, 'bin', 'ddfs')
+const BASE = 8800
+const NODE_GIB = Number(process.env.DDFS_BENCH_NODE_GIB ?? 2)
+const REPAIR_RATE = Number(process.env.DDFS_BENCH_REPAIR_RATE ?? 200)
+const LOST_AFTER = 5
+
+function result (name: string, value: number, unit: string): void {
+  console.log(`RESULT ${name} ${value.toFixed(unit === 'x' ? 2 : 1)} ${unit}`)
+}
+
+function ddfs (args: string[]): string {
+  return execFileSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, DDFS_CLUSTER: undefined } })
+}
+
+function dropCaches (): void {
+  try { fs.writeFileSync('/proc/sys/vm/drop_caches', '3') } catch {}
+}
+
+interface Durability { objects: number, objectsBelowN: number, bytesToRepair: number, repairedBytes: number }
+
+function durability (): Durability | null {
+  try {
+    return JSON.parse(ddfs(['status', '-p', String(BASE), '--json'])).durability
+  } catch {
+    return null
+  }
+}
+
+/** One 1 GiB get from node 0 (the local fast path: the node writes the file), in MB/s. */
+function getOnce (id: string, out: string): Promise<number> {
+  dropCaches()
+  const t0 = process.hrtime.bigint()
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'get', '-p', String(BASE), '-i', id, '-f', out, '-q'], { stdio: 'ignore' })
+    child.on('exit', (code) => {
+      if (code !== 0) { reject(new Error(`get failed (${code})`)); return }
+      resolve(GiB / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9))
+    })
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function main (): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(process.env.DDFS_BENCH_DIR ?? '/var/tmp', 'ddfs-bench-repair-'))
+  const cluster = path.join(dir, 'cluster')
+  const src = path.join(dir, 'src.bin')
+  const out = path.join(dir, 'out.bin')
+  // A node holds a sixth of 1.5x the data: 4 GiB of objects per GiB of fragments on a node.
+  const objects = Math.max(1, Math.round(4 * NODE_GIB))
+  const deviceGiB = Math.ceil(NODE_GIB * 1.6) + 1
+  try {
+    const chunk = crypto.randomBytes(64 * 1024 * 1024)
+    const fd = fs.openSync(src, 'w')
+    for (let i = 0; i < GiB / chunk.length; i++) fs.writeSync(fd, chunk)
+    fs.closeSync(fd)
+
+    ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', `${deviceGiB}G`, '--no-mount', '--',
+      '--heartbeat', '1000', '--lost-after', String(LOST_AFTER), '--repair-interval', '1', '--repair-rate', String(REPAIR_RATE)])
+    const ids: string[] = []
+    for (let i = 0; i < objects; i++) ids.push(ddfs(['put', '-p', String(BASE), '-f', src, '-q']).trim())
+    console.log(`stored ${objects} x 1 GiB; node 5 holds ${(fs.statSync(path.join(cluster, 'node5', 'dev0.img')).blocks * 512 / GiB).toFixed(2)} GiB of device`)
+    for (let i = 0; i < 60 && (durability()?.objects ?? 0) < objects; i++) await sleep(1000)
+
+    const before: number[] = []
+    for (let r = 0; r < 3; r++) before.push(await getOnce(ids[0], out))
+    before.sort((a, b) => a - b)
+    const baseline = before[1]
+    if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('get returned different bytes')
+
+    const repairedAtStart = durability()?.repairedBytes ?? 0
+    const victim = Number(fs.readFileSync(path.join(cluster, 'node5', 'node.pid'), 'utf8'))
+    const killedAt = Date.now()
+    process.kill(victim, 'SIGKILL')
+
+    // Gets back to back from the kill until redundancy is full again; the ones that ran while
+    // bytes were being rebuilt are the "during repair" figure.
+    let done = false
+    const during: Array<{ mbs: number, start: number, end: number }> = []
+    const reader = (async () => {
+      while (!done) {
+        const start = Date.now()
+        const mbs = await getOnce(ids[0], out)
+        during.push({ mbs, start, end: Date.now() })
+      }
+    })()
+    let firstRebuilt: number | null = null
+    let lastRebuilt = 0
+    let repaired = 0
+    for (;;) {
+      await sleep(500)
+      const d = durability()
+      if (d === null) continue
+      if (d.repairedBytes > repairedAtStart) {
+        firstRebuilt ??= Date.now()
+        if (d.repairedBytes > repaired) { repaired = d.repairedBytes; lastRebuilt = Date.now() }
+      }
+      if (firstRebuilt !== null && d.objects === objects && d.objectsBelowN === 0 && d.bytesToRepair === 0) break
+      if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
+    }
+    const restoredAt = Date.now()
+    done = true
+    await reader
+    const rebuiltBytes = repaired - repairedAtStart
+    const repairSeconds = Math.max(0.5, (lastRebuilt - (firstRebuilt as number)) / 1000)
+    const overlapping = during.filter((g) => g.start < lastRebuilt && g.end > (firstRebuilt as number))
+    const duringMbs = overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN
+
+    console.log(`rebuilt ${(rebuiltBytes / GiB).toFixed(2)} GiB in ${repairSeconds.toFixed(1)} s; ${overlapping.length} gets during the repair`)
+    result('repair_restore_seconds', (restoredAt - killedAt) / 1000, 's')
+    result('repair_grace_seconds', LOST_AFTER, 's')
+    result('repair_rebuild_rate', rebuiltBytes / 1e6 / repairSeconds, 'MB/s')
+    result('repair_get_1g_before', baseline, 'MB/s')
+    result('repair_get_1g_during', duringMbs, 'MB/s')
+    result('repair_get_during_vs_before', duringMbs / baseline, 'x')
+    if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('a get during the repair returned different bytes')
+  } finally {
+    try { ddfs(['down', '--dir', cluster]) } catch {}
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((err) => { console.error(err); process.exitCode = 1 })
