@@ -1,10 +1,12 @@
 // bench:repair — how fast the cluster restores full redundancy after losing a node, and what
 // clients keep meanwhile. On a local 6-node 4+2 cluster (ddfs up) it stores enough 1 GiB objects
 // that one node holds DDFS_BENCH_NODE_GIB (default 2) GiB of fragments, measures a 1 GiB get,
-// then kills one node with -9 and measures, in the same run:
-//   - the time from the kill to full redundancy (grace period --lost-after included),
-//   - the rebuild rate: fragment bytes rebuilt per second from the first rebuilt byte to the last,
-//   - 1 GiB gets run back to back while the repair runs, against the get before the loss.
+// then kills nodes with -9 and measures, in the same run:
+//   - node 5 lost, no clients: the time from the kill to full redundancy (detection and the
+//     --lost-after grace included) and the rebuild rate (fragment bytes rebuilt per second from
+//     the first rebuilt byte to the last);
+//   - node 4 lost while a client reads 1 GiB objects back to back: the client's get speed
+//     beside the same gets before the loss, and the rebuild rate meanwhile.
 // Prints `RESULT <name> <value> <unit>` lines. DDFS_BENCH_DIR picks the directory (default
 // /var/tmp), DDFS_BENCH_REPAIR_RATE the per-node --repair-rate in MB/s (default 200).
 import fs from 'node:fs'
@@ -57,6 +59,52 @@ function getOnce (id: string, out: string): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number }
+
+/**
+ * Kills node `victim` with -9 and waits until every object is back to full redundancy; with
+ * `reader`, 1 GiB gets run back to back meanwhile (the ones overlapping the rebuild are averaged).
+ */
+async function loseNode (cluster: string, victim: number, objects: number, reader: { id: string, out: string } | null): Promise<Loss> {
+  const repairedAtStart = durability()?.repairedBytes ?? 0
+  const killedAt = Date.now()
+  process.kill(Number(fs.readFileSync(path.join(cluster, `node${victim}`, 'node.pid'), 'utf8')), 'SIGKILL')
+  let done = false
+  const gets: Array<{ mbs: number, start: number, end: number }> = []
+  const reading = (async () => {
+    while (reader !== null && !done) {
+      const start = Date.now()
+      const mbs = await getOnce(reader.id, reader.out)
+      gets.push({ mbs, start, end: Date.now() })
+    }
+  })()
+  let firstRebuilt: number | null = null
+  let lastRebuilt = 0
+  let repaired = repairedAtStart
+  for (;;) {
+    await sleep(500)
+    const d = durability()
+    if (d === null) continue
+    if (d.repairedBytes > repaired) { firstRebuilt ??= Date.now(); repaired = d.repairedBytes; lastRebuilt = Date.now() }
+    if (firstRebuilt !== null && d.objects === objects && d.objectsBelowN === 0 && d.bytesToRepair === 0) break
+    if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
+  }
+  const restoredAt = Date.now()
+  done = true
+  await reading
+  const first = firstRebuilt as number
+  const seconds = Math.max(0.5, (lastRebuilt - first) / 1000)
+  const overlapping = gets.filter((g) => g.start < lastRebuilt && g.end > first)
+  const at = (t: number): string => `${((t - killedAt) / 1000).toFixed(1)} s`
+  console.log(`node ${victim} killed${reader !== null ? ' under client reads' : ''}: rebuilt ${((repaired - repairedAtStart) / GiB).toFixed(2)} GiB in ${seconds.toFixed(1)} s ` +
+    `(first byte at ${at(first)}, last at ${at(lastRebuilt)}, full redundancy seen at ${at(restoredAt)}); ${overlapping.length} gets overlapped`)
+  return {
+    restoreSeconds: (restoredAt - killedAt) / 1000,
+    rebuildMbs: (repaired - repairedAtStart) / 1e6 / seconds,
+    getMbs: overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN
+  }
+}
+
 async function main (): Promise<void> {
   const dir = fs.mkdtempSync(path.join(process.env.DDFS_BENCH_DIR ?? '/var/tmp', 'ddfs-bench-repair-'))
   const cluster = path.join(dir, 'cluster')
@@ -64,7 +112,7 @@ async function main (): Promise<void> {
   const out = path.join(dir, 'out.bin')
   // A node holds a sixth of 1.5x the data: 4 GiB of objects per GiB of fragments on a node.
   const objects = Math.max(1, Math.round(4 * NODE_GIB))
-  const deviceGiB = Math.ceil(NODE_GIB * 1.6) + 1
+  const deviceGiB = Math.ceil(NODE_GIB * 2.2) + 1  // room for the share of two lost nodes
   try {
     const chunk = crypto.randomBytes(64 * 1024 * 1024)
     const fd = fs.openSync(src, 'w')
@@ -78,61 +126,28 @@ async function main (): Promise<void> {
     console.log(`stored ${objects} x 1 GiB; node 5 holds ${(fs.statSync(path.join(cluster, 'node5', 'dev0.img')).blocks * 512 / GiB).toFixed(2)} GiB of device`)
     for (let i = 0; i < 60 && (durability()?.objects ?? 0) < objects; i++) await sleep(1000)
 
+    // Phase 1: a node lost with no client traffic: how fast redundancy comes back.
+    const idle = await loseNode(cluster, 5, ids.length, null)
+    result('repair_restore_seconds', idle.restoreSeconds, 's')
+    result('repair_grace_seconds', LOST_AFTER, 's')
+    result('repair_rebuild_rate', idle.rebuildMbs, 'MB/s')
+
+    // Phase 2: another node lost while a client reads 1 GiB objects back to back: what the
+    // client keeps (healing gives way to client traffic) and how fast the repair goes meanwhile.
     const before: number[] = []
     for (let r = 0; r < 3; r++) before.push(await getOnce(ids[0], out))
-    before.sort((a, b) => a - b)
-    const baseline = before[1]
+    const baseline = before.sort((a, b) => a - b)[1]
     if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('get returned different bytes')
-
-    const repairedAtStart = durability()?.repairedBytes ?? 0
-    const victim = Number(fs.readFileSync(path.join(cluster, 'node5', 'node.pid'), 'utf8'))
-    const killedAt = Date.now()
-    process.kill(victim, 'SIGKILL')
-
-    // Gets back to back from the kill until redundancy is full again; the ones that ran while
-    // bytes were being rebuilt are the "during repair" figure.
-    let done = false
-    const during: Array<{ mbs: number, start: number, end: number }> = []
-    const reader = (async () => {
-      while (!done) {
-        const start = Date.now()
-        const mbs = await getOnce(ids[0], out)
-        during.push({ mbs, start, end: Date.now() })
-      }
-    })()
-    let firstRebuilt: number | null = null
-    let lastRebuilt = 0
-    let repaired = 0
-    for (;;) {
-      await sleep(500)
-      const d = durability()
-      if (d === null) continue
-      if (d.repairedBytes > repairedAtStart) {
-        firstRebuilt ??= Date.now()
-        if (d.repairedBytes > repaired) { repaired = d.repairedBytes; lastRebuilt = Date.now() }
-      }
-      if (firstRebuilt !== null && d.objects === objects && d.objectsBelowN === 0 && d.bytesToRepair === 0) break
-      if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
-    }
-    const restoredAt = Date.now()
-    done = true
-    await reader
-    const rebuiltBytes = repaired - repairedAtStart
-    const repairSeconds = Math.max(0.5, (lastRebuilt - (firstRebuilt as number)) / 1000)
-    const overlapping = during.filter((g) => g.start < lastRebuilt && g.end > (firstRebuilt as number))
-    const duringMbs = overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN
-
-    console.log(`rebuilt ${(rebuiltBytes / GiB).toFixed(2)} GiB in ${repairSeconds.toFixed(1)} s; ${overlapping.length} gets during the repair`)
-    result('repair_restore_seconds', (restoredAt - killedAt) / 1000, 's')
-    result('repair_grace_seconds', LOST_AFTER, 's')
-    result('repair_rebuild_rate', rebuiltBytes / 1e6 / repairSeconds, 'MB/s')
+    const loaded = await loseNode(cluster, 4, ids.length, { id: ids[0], out })
+    result('repair_rebuild_rate_with_client', loaded.rebuildMbs, 'MB/s')
     result('repair_get_1g_before', baseline, 'MB/s')
-    result('repair_get_1g_during', duringMbs, 'MB/s')
-    result('repair_get_during_vs_before', duringMbs / baseline, 'x')
+    result('repair_get_1g_during', loaded.getMbs, 'MB/s')
+    result('repair_get_during_vs_before', loaded.getMbs / baseline, 'x')
     if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('a get during the repair returned different bytes')
   } finally {
     try { ddfs(['down', '--dir', cluster]) } catch {}
-    fs.rmSync(dir, { recursive: true, force: true })
+    if (process.env.DDFS_BENCH_KEEP === undefined) fs.rmSync(dir, { recursive: true, force: true })
+    else console.log(`kept ${dir}`)
   }
 }
 

@@ -2,7 +2,7 @@
 // protocol (src/wire/messages.ts, EntryPut .. ManifestList) behind the EntrySite interface.
 import { DdfsError } from '../errors'
 import type { EntryKey } from '../store/types'
-import type { EntrySite, FragmentLocation, SiteCatalog } from '../object/types'
+import type { EntryOptions, EntrySite, FragmentLocation, SiteCatalog } from '../object/types'
 import type { RpcConnection } from '../wire/rpc'
 import {
   MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta,
@@ -17,13 +17,13 @@ const CONTROL_TIMEOUT_MS = 10_000
 export class RemoteSite implements EntrySite {
   constructor (readonly label: string, private readonly connect: () => Promise<RpcConnection>) {}
 
-  async putEntry (key: EntryKey, data: Buffer): Promise<void> {
-    const f = await (await this.rpc()).request(MessageType.EntryPut, entryKeyMessage, key, data, DATA_TIMEOUT_MS)
+  async putEntry (key: EntryKey, data: Buffer, opts?: EntryOptions): Promise<void> {
+    const f = await (await this.rpc()).request(MessageType.EntryPut, entryKeyMessage, { ...key, background: opts?.background }, data, DATA_TIMEOUT_MS)
     expect(f.type, MessageType.Ack, this.label)
   }
 
-  async getEntry (key: EntryKey): Promise<{ entry: Buffer, verified: boolean }> {
-    const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, key, null, DATA_TIMEOUT_MS)
+  async getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }> {
+    const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS)
     expect(f.type, MessageType.Data, this.label)
     return { entry: f.payload, verified: false }
   }

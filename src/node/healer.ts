@@ -26,7 +26,7 @@ import type { ClusterObjectStore, HealingView, ViewMember } from '../object/clus
 import type { DeviceSite } from '../object/device-site'
 import type { EntrySite } from '../object/types'
 import type { Logger } from '../log'
-import { RateLimiter } from './rate-limiter'
+import { RateLimiter, type ClientActivity } from './rate-limiter'
 
 export interface HealerOptions {
   /** Pause between scans. */
@@ -35,6 +35,11 @@ export interface HealerOptions {
   repairRate: number
   /** A fragment no manifest points at is removed once it has been an orphan this long. */
   orphanGraceMs: number
+  /**
+   * After start, only deletes are applied for this long: the membership this node sees is still
+   * filling in, and a partial view would make it lead (and move) objects it does not lead.
+   */
+  settleMs: number
 }
 
 /** What this node knows of the objects it leads: the parts of `ddfs status` durability. */
@@ -81,10 +86,11 @@ export class Healer {
   }
 
   private scans = 0
+  private readonly startedAt = Date.now()
 
   constructor (private readonly view: HealingView, private readonly objects: ClusterObjectStore, private readonly site: DeviceSite,
-    private readonly log: Logger, private readonly opts: HealerOptions) {
-    this.limiter = new RateLimiter(opts.repairRate)
+    private readonly log: Logger, private readonly opts: HealerOptions, clients?: ClientActivity) {
+    this.limiter = new RateLimiter(opts.repairRate, clients)
   }
 
   start (): void {
@@ -118,17 +124,20 @@ export class Healer {
     const t0 = Date.now()
     const catalog = await this.site.listCatalog()
     const members = this.view.members()
-    const led = await this.tendManifests(catalog.objects.map((o) => o.id), members)
-    await this.tendNames(catalog.names.map((r) => nameHash(r.name)), members)
-    await this.repair(led, members)
-    if (++this.scans % 10 === 0) await this.collectOrphans()
+    const settled = Date.now() - this.startedAt >= this.opts.settleMs
+    const led = await this.tendManifests(catalog.objects.map((o) => o.id), members, settled)
+    if (settled) {
+      await this.tendNames(catalog.names.map((r) => nameHash(r.name)), members)
+      await this.repair(led, members)
+      if (++this.scans % 10 === 0) await this.collectOrphans()
+    }
     this.report.lastScanAt = Date.now()
     this.report.lastScanMs = Date.now() - t0
   }
 
   // ---- manifests: deletes, hand-offs, leadership ----
 
-  private async tendManifests (ids: Buffer[], members: ViewMember[]): Promise<Led[]> {
+  private async tendManifests (ids: Buffer[], members: ViewMember[], settled: boolean): Promise<Led[]> {
     const selfKey = this.view.self.publicKey
     const own = await this.site.entryStates(EntryKind.Manifest, ids)
     const desiredOf = new Map<string, ViewMember[]>()
@@ -148,6 +157,7 @@ export class Healer {
       try {
         const answers = desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`))
         if (answers.includes(ENTRY_DELETED)) { await this.applyDelete(id, manifest, desired); continue }
+        if (!settled) continue
         const newest = Math.max(...answers.map((a) => a ?? ENTRY_ABSENT))
         if (newest > ENTRY_VERSION_BASE + manifest.version) {
           // Healing elsewhere moved fragments since this copy was written: take the newer one.
@@ -361,8 +371,13 @@ export class Healer {
     const { id, manifest } = plan
     const hex = id.toString('hex')
     const sources = (manifest.holders as Buffer[]).map((key) => this.view.siteOf(key))
-    const written = await rebuildFragments(id, manifest, plan.work, sources, (b) => this.limiter.take(b), this.site)
-    const next: Manifest = { ...manifest, version: manifest.version + 1, holders: plan.holders }
+    this.log.info('repair-started', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), healthy: plan.healthy })
+    // Progress counts as it goes (status shows bytes rebuilt so far), per stripe.
+    const written = await rebuildFragments(id, manifest, plan.work, sources, async (b) => { this.report.repairedBytes += b; await this.limiter.take(b) }, this.site)
+    // The version orders the manifest's copies: the newest wins everywhere. A time-based one,
+    // so two nodes that briefly both led the object do not write two different manifests
+    // under one version (the later one wins, and the other adopts it at its next scan).
+    const next: Manifest = { ...manifest, version: Math.max(manifest.version + 1, Date.now()), holders: plan.holders }
     const body = encodeManifest(next)
     const desired = manifestRank(id, this.view.members()).slice(0, manifest.m + 1)
     const results = await Promise.allSettled([this.site, ...desired.map((d) => d.site)].filter((s, i, all) => all.indexOf(s) === i)
@@ -370,7 +385,6 @@ export class Healer {
     if (results.every((r) => r.status === 'rejected')) throw DdfsError.from((results[0] as PromiseRejectedResult).reason)
     this.manifests.set(hex, next)
     await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
-    this.report.repairedBytes += written
     this.report.repairedFragments += plan.work.length * stripeCount(manifest)
     this.log.info('repaired', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), bytes: written, version: next.version })
   }

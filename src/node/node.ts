@@ -23,6 +23,7 @@ import { Session } from './session'
 import { Metrics } from './metrics'
 import { Healer } from './healer'
 import { Scrubber } from './scrubber'
+import { ClientActivity } from './rate-limiter'
 import { EntryKind } from '../store/types'
 import type { DeviceInfo } from '../store/types'
 
@@ -75,6 +76,8 @@ export const DEFAULT_HEALING: HealingOptions = {
 export class Node {
   readonly devices = new NodeDevicePool()
   readonly metrics = new Metrics()
+  /** Client traffic seen by this node: healing and scrub slow down while there is some. */
+  readonly clients = new ClientActivity()
   readonly site: DeviceSite
   objects: ObjectStore
   readonly data: DataDir
@@ -157,8 +160,8 @@ export class Node {
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
         this.objects = objects
-        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs })
-        this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs })
+        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
+        this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
         const scrubber = this.scrubber
         this.site.scrubber = (id) => scrubber.checkId(id)
         // One healing scan before the node reports ready: a node back from downtime applies the

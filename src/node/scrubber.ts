@@ -12,7 +12,7 @@ import { rebuildOne } from '../object/repair'
 import type { ClusterObjectStore, HealingView } from '../object/cluster-object-store'
 import type { DeviceSite } from '../object/device-site'
 import type { Logger } from '../log'
-import { RateLimiter } from './rate-limiter'
+import { RateLimiter, type ClientActivity } from './rate-limiter'
 
 export interface ScrubberOptions {
   /** Bytes per second read by the background pass. */
@@ -43,8 +43,8 @@ export class Scrubber {
   }
 
   constructor (private readonly site: DeviceSite, private readonly view: HealingView, private readonly objects: ClusterObjectStore,
-    private readonly log: Logger, private readonly opts: ScrubberOptions) {
-    this.limiter = new RateLimiter(opts.rate)
+    private readonly log: Logger, private readonly opts: ScrubberOptions, clients?: ClientActivity) {
+    this.limiter = new RateLimiter(opts.rate, clients)
   }
 
   start (): void {

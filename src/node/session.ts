@@ -65,6 +65,7 @@ export class Session {
       })
       return
     }
+    if (f.type === MessageType.Get || f.type === MessageType.GetLocal || f.type === MessageType.Put || f.type === MessageType.PutLocal) this.node.clients.touch()
     // A put's state exists from its first frame, so its DATA frames are never taken for requests.
     if (f.type === MessageType.Put && this.put === null) this.put = newPutState(f.requestId)
     if (f.type === MessageType.PutLocal && this.put === null && this.admin && isFollow(f.meta)) this.put = newPutState(f.requestId)
@@ -135,6 +136,7 @@ export class Session {
     switch (f.type) {
       case MessageType.EntryPut: {
         const key = decodeMeta(entryKeyMessage, f.meta)
+        if (key.background !== true && key.kind === EntryKind.Fragment) this.node.clients.touch()
         if (key.kind !== EntryKind.Fragment && key.kind !== EntryKind.Manifest && key.kind !== EntryKind.Name) throw DdfsError.PROTOCOL(`entries of kind ${key.kind} are not written by peers`)
         await site.putEntry(key, f.payload)
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
@@ -142,6 +144,8 @@ export class Session {
       }
       case MessageType.EntryGet: {
         const key = decodeMeta(entryKeyMessage, f.meta)
+        // Fragments a client's read or write needs (healing's own carry the background flag).
+        if (key.background !== true && key.kind === EntryKind.Fragment) this.node.clients.touch()
         if (key.kind === EntryKind.Manifest) {
           const m = await site.getManifest(key.id)
           if (m === null) throw DdfsError.NOT_FOUND(`no manifest of ${key.id.toString('hex')} here`)
@@ -204,6 +208,7 @@ export class Session {
       case MessageType.Read: {
         // A ranged read answered in one frame: the mount reads this way, many at once.
         const { id, offset, length } = decodeMeta(getMessage, f.meta)
+        this.node.clients.touch()
         if (length > MAX_READ) throw DdfsError.BAD_ARGUMENT(`a read takes at most ${MAX_READ} bytes`)
         const head = await this.node.objects.head(id)
         const n = Math.max(0, Math.min(length, head.size - offset))
@@ -312,6 +317,7 @@ export class Session {
     try {
       const whole = new Xxh64Stream()
       for await (const piece of this.node.objects.get(id)) {
+        this.node.clients.touch()
         whole.update(piece)
         const wait = out.write(piece)
         if (wait !== undefined) await wait
@@ -353,6 +359,7 @@ export class Session {
   private onPutFrame (state: PutState, f: Frame): void {
     try {
       if (f.type === MessageType.Data) {
+        this.node.clients.touch()
         if (state.ended) throw DdfsError.PROTOCOL('data after the end of a put')
         state.queue.push(f.payload)
         if (state.queue.length >= PUT_QUEUE_HIGH) this.conn.pause()
@@ -402,6 +409,7 @@ export class Session {
     const source = this.node.objects.get(req.id, { offset: req.offset, length })
     this.conn.send(MessageType.GetHead, rid, getHeadMessage, { size: length, hash: info.hash })
     for await (const piece of source) {
+      this.node.clients.touch()
       for (let off = 0; off < piece.length; off += GET_CHUNK) {
         if (this.conn.closed) throw DdfsError.CLOSED('client went away during a get')
         const ok = this.conn.send(MessageType.Data, rid, null, null, piece.subarray(off, off + GET_CHUNK))

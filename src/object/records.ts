@@ -18,7 +18,7 @@ export function keyOf (id: Buffer, kind: number, stripe = 0, index = 0): EntryKe
 }
 
 export interface Manifest {
-  version: number          // object version (1 on create)
+  version: number          // 1 on create; healing sets a newer (time-based) one each time it moves fragments: the newest copy wins
   size: number
   k: number
   m: number

@@ -17,8 +17,11 @@ export interface FragmentWork {
   to: EntrySite
 }
 
+/** Repair traffic yields to client traffic on the nodes that serve it. */
+const BACKGROUND = { background: true }
+
 /** Stripes in flight per object: a few, so a large object streams through bounded memory. */
-const STRIPES_IN_FLIGHT = 8
+const STRIPES_IN_FLIGHT = 32
 
 export function stripeCount (manifest: Manifest): number {
   return manifest.stripeHashes.length / (manifest.k + manifest.m)
@@ -62,7 +65,7 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
       try {
         const fetched = await fetchFrom(w.from, id, s, w.index)
         await checkedFragment(id, manifest, s, w.index, fragLen, async () => fetched)
-        await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), fetched.entry)
+        await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), fetched.entry, BACKGROUND)
         written += fragLen
         continue
       } catch {
@@ -75,7 +78,7 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
   const shards = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources, local)
   for (const w of rebuild) {
     const entry = await sealFragment(id, manifest, s, w.index, shards[w.index], fragLen)
-    await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry)
+    await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry, BACKGROUND)
     written += fragLen
   }
   return written
@@ -127,6 +130,6 @@ async function sealFragment (id: Buffer, manifest: Manifest, s: number, index: n
 }
 
 async function fetchFrom (site: EntrySite, id: Buffer, s: number, i: number): Promise<FetchedFragment> {
-  const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
+  const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i), BACKGROUND)
   return { entry, verified, where: site.label }
 }

@@ -106,6 +106,11 @@ export interface DevicePool {
   stores (): BlockStore[]
 }
 
+export interface EntryOptions {
+  /** Healing traffic: the node serving it lets client traffic go first. */
+  background?: boolean
+}
+
 /**
  * One node's store entries as the cluster object store sees them: this node's own devices
  * (src/node/local-site.ts) or another node's, over the cluster transport (src/cluster/remote-site.ts).
@@ -114,9 +119,9 @@ export interface EntrySite {
   /** host:port, for messages. */
   readonly label: string
   /** Stores an entry durably (on one of the node's devices); replaces an older one. */
-  putEntry (key: EntryKey, data: Buffer): Promise<void>
+  putEntry (key: EntryKey, data: Buffer, opts?: EntryOptions): Promise<void>
   /** The entry, checked against its XXH64; NOT_FOUND when the node has none. */
-  getEntry (key: EntryKey): Promise<{ entry: Buffer, verified: boolean }>
+  getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }>
   /** The id's manifest bytes, 'deleted' when the node holds its tombstone, null when neither. */
   getManifest (id: Buffer): Promise<Buffer | 'deleted' | null>
   /** The id's fragments on this node and where they are. */

@@ -167,18 +167,28 @@ export const getLocalMessage: c.Encoder<GetLocalMessage> = {
   decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), path: c.string.decode(s) } }
 }
 
-/** Where a store entry belongs (see src/store/types.ts EntryKey). */
-export interface EntryKeyMessage { id: Buffer, kind: number, stripe: number, index: number }
+/**
+ * Where a store entry belongs (see src/store/types.ts EntryKey). `background`: healing traffic,
+ * which a node lets client traffic go first (a request without it counts as client traffic).
+ */
+export interface EntryKeyMessage { id: Buffer, kind: number, stripe: number, index: number, background?: boolean }
 export const entryKeyMessage: c.Encoder<EntryKeyMessage> = {
-  preencode (s, m) { id16.preencode(s, m.id); c.uint.preencode(s, m.kind); c.uint.preencode(s, m.stripe); c.uint.preencode(s, m.index) },
-  encode (s, m) { id16.encode(s, m.id); c.uint.encode(s, m.kind); c.uint.encode(s, m.stripe); c.uint.encode(s, m.index) },
+  preencode (s, m) {
+    id16.preencode(s, m.id); c.uint.preencode(s, m.kind); c.uint.preencode(s, m.stripe); c.uint.preencode(s, m.index)
+    if (m.background === true) c.uint.preencode(s, 1)
+  },
+  encode (s, m) {
+    id16.encode(s, m.id); c.uint.encode(s, m.kind); c.uint.encode(s, m.stripe); c.uint.encode(s, m.index)
+    if (m.background === true) c.uint.encode(s, 1)
+  },
   decode (s) {
     const id = Buffer.from(id16.decode(s) as Uint8Array)
     const kind = c.uint.decode(s)
     const stripe = c.uint.decode(s)
     const index = c.uint.decode(s)
     if (kind > 0xffff || stripe > 0xffffffff || index > 0xffff) throw DdfsError.PROTOCOL('entry key out of range')
-    return { id, kind, stripe, index }
+    const background = s.start < s.end ? (c.uint.decode(s) & 1) !== 0 : false
+    return { id, kind, stripe, index, background }
   }
 }
 
