@@ -373,7 +373,7 @@ export class Healer {
     const sources = (manifest.holders as Buffer[]).map((key) => this.view.siteOf(key))
     this.log.info('repair-started', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), healthy: plan.healthy })
     // Progress counts as it goes (status shows bytes rebuilt so far), per stripe.
-    const written = await rebuildFragments(id, manifest, plan.work, sources, async (b) => { this.report.repairedBytes += b; await this.limiter.take(b) }, this.site)
+    const written = await rebuildFragments(id, manifest, plan.work, sources, async (b) => { this.report.repairedBytes += b; await this.limiter.take(b, plan.healthy <= manifest.k) }, this.site)
     // The version orders the manifest's copies: the newest wins everywhere. A time-based one,
     // so two nodes that briefly both led the object do not write two different manifests
     // under one version (the later one wins, and the other adopts it at its next scan).

@@ -21,7 +21,7 @@ export interface FragmentWork {
 const BACKGROUND = { background: true }
 
 /** Stripes in flight per object: a few, so a large object streams through bounded memory. */
-const STRIPES_IN_FLIGHT = 32
+const STRIPES_IN_FLIGHT = 8
 
 export function stripeCount (manifest: Manifest): number {
   return manifest.stripeHashes.length / (manifest.k + manifest.m)
