@@ -175,3 +175,37 @@ test('a delete missed by a down node still holds when it returns; scrub rebuilds
   t.is(r.code, 0, `get with ${stopping.length} nodes down ${r.stderr}`)
   if (r.code === 0) t.is(md5(out), md5(file), 'the object reads back equal from the rebuilt fragments')
 }))
+
+test('dev rem moves a device\'s data to the node\'s other device; the last one is refused, and with --force healing rebuilds elsewhere', { timeout: 300_000 }, guarded(async (t) => {
+  const c = await localCluster(t, 6, HEALING, '256M')
+  const work = tmpDir(t)
+  const file = path.join(work, 'in')
+  fs.writeFileSync(file, crypto.randomBytes(5 * MiB))
+  const ids = [(await cli(['put', ...c.at(0), '-f', file])).trim(), (await cli(['put', ...c.at(0), '-f', file, '--name', 'second'])).trim()]
+  await eventually(t, 'complete before', 30, () => durability(c, 0), complete(ids.length))
+
+  const first = path.join(c.data(1), 'dev0.img')
+  const second = path.join(work, 'extra.img')
+  fs.writeFileSync(second, '')
+  fs.truncateSync(second, 256 * MiB)
+  t.is((await ddfs(['dev', 'add', '-d', second, '-f', ...c.at(1)])).code, 0, 'a second device on node 1')
+  const moved = await ddfs(['dev', 'rem', '-d', first, ...c.at(1), '--json'])
+  t.is(moved.code, 0, `dev rem of the first device ${moved.stderr}`)
+  t.ok(JSON.parse(moved.stdout).moved > 0, 'its entries moved to the other device')
+  t.alike(await durability(c, 0).then((d) => [d.objectsBelowN, d.bytesToRepair]), [0, 0], 'nothing is below n')
+
+  const refused = await ddfs(['dev', 'rem', '-d', second, ...c.at(1)])
+  t.not(refused.code, 0, 'the last device holding fragments is refused')
+  t.ok(/DEVICE_IN_USE/.test(refused.stderr) && /--force/.test(refused.stderr), `the refusal says why and what to do: ${refused.stderr.trim()}`)
+  t.is((await ddfs(['dev', 'rem', '-d', second, ...c.at(1), '--force'])).code, 0, 'with --force it goes')
+  const onNode1 = (q: Query): number => q.fragments.filter((f) => f.node.endsWith(`:${c.basePort + 1}`)).length
+  await eventually(t, 'healing rebuilds what it held on other nodes', 60, () => Promise.all(ids.map(async (id) => await query(c, 0, id))),
+    (qs) => qs.every((q) => q.fragments.length === 12 && onNode1(q) === 0))
+  await eventually(t, 'complete after', 30, () => durability(c, 0), complete(ids.length))
+  // Five nodes with room hold six fragments now (one holds two): one more node down still reads.
+  kill9(c, 2)
+  const out = path.join(work, 'out')
+  const r = await ddfs(['get', ...c.at(0), '-i', ids[1], '-f', out])
+  t.is(r.code, 0, `get with another node down ${r.stderr}`)
+  if (r.code === 0) t.is(md5(out), md5(file), 'reads back equal')
+}))

@@ -68,9 +68,11 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'dev rem',
-    summary: 'detach a device from a node',
-    flags: [{ name: 'device', short: 'd', type: 'string', help: 'block device or file' }, ...ADDRESS, DATA, ...COMMON],
-    examples: ['ddfs dev rem -d /dev/sdb'],
+    summary: 'detach a device from a node: its entries move to the node\'s other devices first; refused when they cannot, unless --force',
+    flags: [{ name: 'device', short: 'd', type: 'string', help: 'block device or file' },
+      { name: 'force', short: 'f', type: 'boolean', help: 'detach even when its data cannot move to another device of the node (healing rebuilds it elsewhere)' },
+      ...ADDRESS, DATA, ...COMMON],
+    examples: ['ddfs dev rem -d /dev/sdb', 'ddfs dev rem -d /dev/sdb --force   # the node\'s last device, in a cluster'],
     run: devRem
   },
   {
@@ -312,12 +314,14 @@ async function devAdd (flags: Flags): Promise<void> {
 async function devRem (flags: Flags): Promise<void> {
   const device = path.resolve(need(flags, 'device', 'dev rem', '-d DEVICE'))
   const client = await localClient(flags)
+  let report = { moved: 0, left: 0 }
   if (client !== null) {
-    try { await client.devRem(device) } finally { client.close() }
+    try { report = await client.devRem(device, flags.force === true) as typeof report } finally { client.close() }
   } else if (!dataDir(flags).removeDevice(device)) {
     throw DdfsError.NOT_FOUND(`${device} is not attached to the node at ${address(flags).host}:${address(flags).port}`)
   }
-  out(flags, { device }, `${device} detached\n`)
+  const what = report.left > 0 ? ` (${report.left} entries left on it: healing rebuilds them elsewhere)` : report.moved > 0 ? ` (${report.moved} entries moved to the node's other devices)` : ''
+  out(flags, { device, ...report }, `${device} detached${what}\n`)
 }
 
 async function devQuery (flags: Flags): Promise<void> {

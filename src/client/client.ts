@@ -93,7 +93,7 @@ export class Client {
   list (after: Buffer | null, limit: number): Promise<unknown> { return this.call(MessageType.List, listMessage, { after, limit }) }
   status (): Promise<unknown> { return this.call(MessageType.Status, emptyMessage, null) }
   devAdd (path: string, format: boolean): Promise<unknown> { return this.call(MessageType.DevAdd, deviceMessage, { path, format }) }
-  devRem (path: string): Promise<unknown> { return this.call(MessageType.DevRem, deviceMessage, { path, format: false }) }
+  devRem (path: string, force = false): Promise<unknown> { return this.call(MessageType.DevRem, deviceMessage, { path, format: false, force }) }
   devQuery (path: string): Promise<unknown> { return this.call(MessageType.DevQuery, deviceMessage, { path, format: false }) }
   stopNode (): Promise<unknown> { return this.call(MessageType.NodeStop, emptyMessage, null) }
   /** Starts (or cancels) moving everything off the node; answers with what it still holds. */

@@ -57,6 +57,9 @@ export interface DurabilityReport {
   lastScanMs: number | null
 }
 
+/** A member with less free space than this receives no rebuilt fragments. */
+const MIN_FREE_BYTES = 64 * 1024 * 1024
+
 /** Objects repaired at once by one node. */
 const OBJECTS_IN_FLIGHT = 2
 
@@ -173,13 +176,18 @@ export class Healer {
         // Holders without this version get it (the leader, or a copy that is handing off).
         const firstHolder = answers.findIndex((a) => a !== undefined && a >= ENTRY_VERSION_BASE)
         if (mine < 0 || mine === firstHolder) {
-          for (let d = 0; d < desired.length; d++) {
-            const a = answers[d]
-            if (a !== undefined && a < ENTRY_VERSION_BASE + manifest.version) {
-              await desired[d].site.putEntry(keyOf(id, EntryKind.Manifest), body)
-              answers[d] = ENTRY_VERSION_BASE + manifest.version
+          await Promise.all(desired.map(async (d, j) => {
+            const a = answers[j]
+            if (a === undefined || a >= ENTRY_VERSION_BASE + manifest.version) return
+            try {
+              await d.site.putEntry(keyOf(id, EntryKind.Manifest), body)
+              answers[j] = ENTRY_VERSION_BASE + manifest.version
+            } catch (err) {
+              // That holder cannot take it now (no room, gone): it stays without, and a
+              // hand-off keeps its own copy until every holder has one.
+              this.log.warn('manifest-copy-failed', { id: hex, to: d.site.label, error: DdfsError.from(err).message })
             }
-          }
+          }))
         }
         if (mine < 0) {
           if (answers.every((a) => a !== undefined && a >= ENTRY_VERSION_BASE + manifest.version)) {
@@ -255,7 +263,11 @@ export class Healer {
 
   private async repair (led: Led[], members: ViewMember[]): Promise<void> {
     const counts = await this.fragmentCounts(led)
-    const live = new Set(members)
+    // Fragments go only to members with room (a node whose last device was removed has none).
+    const room = await Promise.all(members.map(async (m) => {
+      try { return (await m.site.capacity()).free >= MIN_FREE_BYTES } catch { return false }
+    }))
+    const live = new Set(members.filter((_, i) => room[i]))
     const plans: Plan[] = []
     let belowN = 0
     let belowK1 = 0
@@ -343,7 +355,9 @@ export class Healer {
     const pool: ViewMember[] = [...members]
     const previous: Array<PlacementMember | null> = holders.map((key, i) => {
       if (states[i] === 'down' && !pool.some((p) => p.publicKey.equals(key))) pool.push({ publicKey: key, site: this.site })  // stays, never written to
-      return states[i] === 'live' || states[i] === 'down' ? { publicKey: key } : null
+      // A live holder that lost its copy and has no room for a new one gives the slot up.
+      const keeps = states[i] === 'down' || (states[i] === 'live' && (intact[i] || members.some((m) => live.has(m) && m.publicKey.equals(key))))
+      return keeps ? { publicKey: key } : null
     })
     const next = repairAssignment(id, pool, live, n, previous)
     const sources = holders.map((key, i) => intact[i] ? this.view.siteOf(key) : null)
@@ -379,10 +393,17 @@ export class Healer {
     // under one version (the later one wins, and the other adopts it at its next scan).
     const next: Manifest = { ...manifest, version: Math.max(manifest.version + 1, Date.now()), holders: plan.holders }
     const body = encodeManifest(next)
-    const desired = manifestRank(id, this.view.members()).slice(0, manifest.m + 1)
-    const results = await Promise.allSettled([this.site, ...desired.map((d) => d.site)].filter((s, i, all) => all.indexOf(s) === i)
-      .map((s) => s.putEntry(keyOf(id, EntryKind.Manifest), body)))
-    if (results.every((r) => r.status === 'rejected')) throw DdfsError.from((results[0] as PromiseRejectedResult).reason)
+    await this.site.putEntry(keyOf(id, EntryKind.Manifest), body)
+    // m+1 copies besides this one, down the manifest ranking past holders that cannot take one
+    // (no room, unreachable): readers ask in that order and take the newest copy they meet.
+    const ranked = manifestRank(id, this.view.members()).filter((d) => d.site !== this.site)
+    let copies = 0
+    for (let at = 0; at < ranked.length && copies < manifest.m;) {
+      const batch = ranked.slice(at, at + manifest.m - copies)
+      at += batch.length
+      const results = await Promise.allSettled(batch.map((d) => d.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
+      copies += results.filter((r) => r.status === 'fulfilled').length
+    }
     this.manifests.set(hex, next)
     await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
     this.report.repairedFragments += plan.work.length * stripeCount(manifest)
@@ -409,7 +430,9 @@ export class Healer {
         const { entry } = await this.site.getEntry(key)
         for (let d = 0; d < desired.length; d++) {
           const a = answers[d]
-          if (a !== undefined && a < own[j]) { await desired[d].site.putEntry(key, entry); answers[d] = own[j] }
+          if (a !== undefined && a < own[j]) {
+            try { await desired[d].site.putEntry(key, entry); answers[d] = own[j] } catch {}
+          }
         }
         if (mine < 0 && answers.every((a) => a !== undefined && a >= own[j])) await this.site.removeSlot(h, EntryKind.Name, 0)
       } catch (err) {

@@ -25,7 +25,7 @@ import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
 import { EntryKind } from '../store/types'
-import type { DeviceInfo } from '../store/types'
+import type { BlockStore, DeviceInfo } from '../store/types'
 
 export interface NodeOptions {
   host: string
@@ -213,21 +213,85 @@ export class Node {
 
   async attachDevice (device: string, format: boolean): Promise<DeviceInfo> {
     const info = await this.devices.attach(device, format)
+    this.site.invalidate()
     this.failedDevices.delete(path.resolve(device))
     this.data.addDevice(path.resolve(device))
     this.log.info('device-attached', { device: path.resolve(device), formatted: format, sbId: info.sbId })
     return info
   }
 
-  async detachDevice (device: string): Promise<void> {
-    if (this.failedDevices.delete(path.resolve(device))) {
-      this.data.removeDevice(path.resolve(device))
-      this.log.info('device-detached', { device: path.resolve(device) })
-      return
+  /**
+   * Detaches a device after moving its entries to the node's other devices. Refuses when they
+   * cannot take them (no other device, or full), since that would drop objects below n
+   * fragments, unless `force`: then healing rebuilds what it held elsewhere.
+   */
+  async detachDevice (device: string, force = false): Promise<{ moved: number, left: number }> {
+    const p = path.resolve(device)
+    if (this.failedDevices.delete(p)) {
+      this.data.removeDevice(p)
+      this.log.info('device-detached', { device: p })
+      return { moved: 0, left: 0 }
     }
-    await this.devices.detach(device)
-    this.data.removeDevice(path.resolve(device))
-    this.log.info('device-detached', { device: path.resolve(device) })
+    const store = this.devices.get(p)
+    if (store === undefined) throw DdfsError.NOT_FOUND(`${p} is not attached to this node`)
+    const others = this.devices.stores().filter((s) => s !== store)
+    let moved = 0
+    let left = 0
+    try {
+      moved = await this.moveEntries(store, others)
+    } catch (err) {
+      const e = DdfsError.from(err)
+      left = store.info().entries
+      if (!force) {
+        throw DdfsError.DEVICE_IN_USE(`${p} holds ${left} entries the node's other devices cannot take (${e.message}); ` +
+          'add a device first, drain the node (ddfs node drain), or pass --force to detach it anyway (healing then rebuilds its fragments elsewhere)')
+      }
+      this.log.warn('device-forced-off', { device: p, entries: left, error: e.message })
+    }
+    await this.devices.detach(p)
+    this.site.invalidate()
+    this.data.removeDevice(p)
+    this.log.info('device-detached', { device: p, moved, left })
+    return { moved, left }
+  }
+
+  /** Copies every entry of `from` to the first of `to` with room; a damaged one is left to healing. */
+  private async moveEntries (from: BlockStore, to: BlockStore[]): Promise<number> {
+    let moved = 0
+    for (let cursor: Buffer | null = null; ;) {
+      const ids = from.ids(cursor, 256)
+      if (ids.length === 0) break
+      cursor = ids[ids.length - 1]
+      for (const id of ids) {
+        for (const e of from.list(id)) {
+          if (to.length === 0) {
+            // Tombstones alone may go: every other holder of the object keeps its own.
+            if (e.length === 0) continue
+            throw DdfsError.UNAVAILABLE('there is no other device')
+          }
+          let data: Buffer
+          try {
+            data = e.length === 0 ? Buffer.alloc(0) : await from.read(e.key)
+          } catch (err) {
+            this.log.warn('device-entry-unreadable', { device: from.path, id: id.toString('hex'), error: DdfsError.from(err).message })
+            continue
+          }
+          let placed = false
+          for (const target of to) {
+            try {
+              await this.site.putEntryOn(target, e.key, data)
+              placed = true
+              break
+            } catch (err) {
+              if (DdfsError.from(err).code !== 'DEVICE_FULL') throw err
+            }
+          }
+          if (!placed) throw DdfsError.DEVICE_FULL('every other device is full')
+          moved++
+        }
+      }
+    }
+    return moved
   }
 
   /**

@@ -268,13 +268,12 @@ export class Session {
       this.conn.send(MessageType.Ok, rid, okMessage, await this.node.setDraining(drain))
       return
     }
-    const { path, format } = decodeMeta(deviceMessage, f.meta)
+    const { path, format, force } = decodeMeta(deviceMessage, f.meta)
     if (f.type === MessageType.DevAdd) {
       const info = await this.node.attachDevice(path, format)
       this.conn.send(MessageType.Ok, rid, okMessage, info)
     } else if (f.type === MessageType.DevRem) {
-      await this.node.detachDevice(path)
-      this.conn.send(MessageType.Ok, rid, okMessage, { path })
+      this.conn.send(MessageType.Ok, rid, okMessage, { path, ...await this.node.detachDevice(path, force === true) })
     } else {
       this.conn.send(MessageType.Ok, rid, okMessage, await this.node.devices.info(path))
     }

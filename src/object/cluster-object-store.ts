@@ -11,7 +11,7 @@ import { EntryKind } from '../store/types'
 import { fragmentSpread, manifestRank, nameRank } from '../cluster/placement'
 import { Names } from './names'
 import { encodeManifest, decodeManifest, keyOf, type Manifest } from './records'
-import { writeObject, readObject } from './stripes'
+import { writeObject, readObject, type FetchedFragment } from './stripes'
 import { ENTRY_VERSION_BASE } from '../wire/messages'
 import { checkId, checkSize, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
 import type { CatalogEntry, EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
@@ -102,11 +102,24 @@ export class ClusterObjectStore implements ObjectStore {
       told.add(site)
       site.scrub(id).catch(() => {})  // best effort: the scrubber finds it later anyway
     }
-    yield * readObject(id, manifest, { ...opts, hedgeMs: HEDGE_MS, onCorrupt }, async (s, i) => {
-      const site = sites[i]
+    const fetchFrom = async (site: EntrySite | null, s: number, i: number): Promise<FetchedFragment> => {
       if (site === null) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
       const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
       return { entry, verified, where: site.label }
+    }
+    // Healing may have moved a fragment since this manifest was read (or cached): on a miss, the
+    // newest manifest is read once and the fragment asked of its holder now. Every holder's copy
+    // is checked against the same stripe hashes, so mixing the two is safe.
+    let fresh: Promise<Array<EntrySite | null>> | null = null
+    yield * readObject(id, manifest, { ...opts, hedgeMs: HEDGE_MS, onCorrupt }, async (s, i) => {
+      try {
+        return await fetchFrom(sites[i], s, i)
+      } catch (err) {
+        fresh ??= this.currentManifest(id).then((m) => this.fragmentSites(m), () => sites)
+        const now = (await fresh)[i]
+        if (now === sites[i]) throw err
+        return await fetchFrom(now, s, i)
+      }
     })
   }
 
@@ -116,7 +129,7 @@ export class ClusterObjectStore implements ObjectStore {
   }
 
   async query (id: Buffer): Promise<ObjectInfo> {
-    const manifest = await this.load(id)
+    const manifest = await this.currentManifest(id)
     const sites = new Set(this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null))
     const lists = await Promise.allSettled([...sites].map((s) => s.listFragments(id)))
     const fragments = lists.flatMap((r) => r.status === 'fulfilled' ? r.value : [])

@@ -149,6 +149,14 @@ export class DeviceSite implements EntrySite {
     await this.scrubber(id)
   }
 
+  /** Forgets the catalog (a device came or went): the next listing reads it again. */
+  invalidate (): void {
+    this.objects = null
+    this.names = null
+    this.versions.clear()
+    this.loading = null
+  }
+
   private async ensureCatalog (): Promise<void> {
     if (this.objects === null || this.names === null) {
       this.loading ??= this.loadCatalog().catch((err) => { this.objects = null; this.names = null; this.loading = null; throw err })

@@ -335,11 +335,12 @@ export const capacityMessage: c.Encoder<CapacityMessage> = {
   decode (s) { return { size: c.uint.decode(s), free: c.uint.decode(s), nodes: c.uint.decode(s) } }
 }
 
-export interface DeviceMessage { path: string, format: boolean }
+/** `format`: dev add formats first; `force`: dev rem detaches even when data cannot move off first. */
+export interface DeviceMessage { path: string, format: boolean, force?: boolean }
 export const deviceMessage: c.Encoder<DeviceMessage> = {
   preencode (s, m) { c.uint.preencode(s, 0); c.string.preencode(s, m.path) },
-  encode (s, m) { c.uint.encode(s, m.format ? 1 : 0); c.string.encode(s, m.path) },
-  decode (s) { const flags = c.uint.decode(s); return { format: (flags & 1) !== 0, path: c.string.decode(s) } }
+  encode (s, m) { c.uint.encode(s, (m.format ? 1 : 0) | (m.force === true ? 2 : 0)); c.string.encode(s, m.path) },
+  decode (s) { const flags = c.uint.decode(s); return { format: (flags & 1) !== 0, force: (flags & 2) !== 0, path: c.string.decode(s) } }
 }
 
 export const emptyMessage: c.Encoder<null> = {
