@@ -408,6 +408,21 @@ export class Node {
     }
     g.push({ name: 'ddfs_devices_failed', help: 'Devices in the config that could not be attached.', value: this.failedDevices.size })
     g.push({ name: 'ddfs_cluster_members', help: 'Members in this node\'s view of the cluster (itself included).', value: this.cluster?.members().length ?? 1 })
+    const d = this.healer?.durability()
+    if (d !== undefined) {
+      g.push({ name: 'ddfs_objects_led', help: 'Objects this node leads the healing of.', value: d.objects })
+      g.push({ name: 'ddfs_objects_below_n', help: 'Led objects with fewer than n healthy fragments.', value: d.objectsBelowN })
+      g.push({ name: 'ddfs_objects_unreadable', help: 'Led objects with fewer than k healthy fragments.', value: d.objectsUnreadable })
+      g.push({ name: 'ddfs_repair_pending_bytes', help: 'Fragment bytes of led objects not where placement wants them.', value: d.bytesToRepair })
+      g.push({ name: 'ddfs_repaired_bytes', help: 'Fragment bytes rebuilt or moved by this node since it started.', value: d.repairedBytes })
+    }
+    const sc = this.scrubber?.progress()
+    if (sc !== undefined) {
+      g.push({ name: 'ddfs_scrub_checked_bytes', help: 'Bytes read back and verified by scrub since start.', value: sc.bytesChecked })
+      g.push({ name: 'ddfs_scrub_damaged', help: 'Damaged entries scrub found since start.', value: sc.damagedFound })
+      g.push({ name: 'ddfs_scrub_repaired', help: 'Damaged entries scrub rebuilt since start.', value: sc.repaired })
+      g.push({ name: 'ddfs_scrub_pass_progress', help: 'Fraction of the current scrub pass done.', value: sc.passProgress })
+    }
     return g
   }
 
