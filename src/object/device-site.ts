@@ -23,6 +23,10 @@ export class DeviceSite implements EntrySite {
   async putEntry (key: EntryKey, data: Buffer): Promise<void> {
     const stores = this.pool.stores()
     if (stores.length === 0) throw DdfsError.UNAVAILABLE(`node ${this.label} has no devices; attach one with: ddfs dev add -d DEVICE -f`)
+    // A deleted id never comes back: a late repair or hand-off of a deleted object is refused.
+    if (key.kind !== EntryKind.Name && this.find(keyOf(key.id, TOMBSTONE_KIND)) !== undefined) {
+      throw DdfsError.NOT_FOUND(`object ${key.id.toString('hex')} was deleted`)
+    }
     const start = key.kind === EntryKind.Fragment ? key.stripe + key.index : key.id[0]
     let full: DdfsError | null = null
     for (let i = 0; i < stores.length; i++) {
@@ -93,7 +97,7 @@ export class DeviceSite implements EntrySite {
         const ids = store.ids(cursor, 256)
         if (ids.length === 0) break
         for (const id of ids) {
-          if (store.stat(keyOf(id, EntryKind.Manifest)) !== null) { found.set(id.toString('hex'), id); taken++ }
+          if (store.stat(keyOf(id, EntryKind.Manifest)) !== null && this.find(keyOf(id, TOMBSTONE_KIND)) === undefined) { found.set(id.toString('hex'), id); taken++ }
         }
         cursor = ids[ids.length - 1]
       }

@@ -99,11 +99,17 @@ export interface TestCluster {
 
 let nextBase = 30000 + (process.pid % 400) * 40
 
+/** A base port for a local cluster: nodes base+i, bootstrap base+999, DHT base+1000+i. */
+export function clusterBasePort (): number {
+  const base = nextBase
+  nextBase += 20
+  return base
+}
+
 /** `ddfs up` of a local cluster; `ddfs down` and kill -9 of anything left in teardown. */
 export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000'], deviceSize = '1G'): Promise<TestCluster> {
   const dir = tmpDir(t, 'ddfs-cluster-')
-  const basePort = nextBase
-  nextBase += 20
+  const basePort = clusterBasePort()
   const c: TestCluster = {
     dir,
     basePort,
