@@ -183,9 +183,11 @@ export class Healer {
               await d.site.putEntry(keyOf(id, EntryKind.Manifest), body)
               answers[j] = ENTRY_VERSION_BASE + manifest.version
             } catch (err) {
-              // That holder cannot take it now (no room, gone): it stays without, and a
-              // hand-off keeps its own copy until every holder has one.
-              this.log.warn('manifest-copy-failed', { id: hex, to: d.site.label, error: DdfsError.from(err).message })
+              // That holder cannot take it now (no room, gone, or it holds the tombstone, which
+              // the next scan applies): it stays without, and a hand-off keeps its own copy
+              // until every holder has one. Only the unexpected is logged (this repeats each scan).
+              const e = DdfsError.from(err)
+              if (!['UNAVAILABLE', 'NOT_FOUND', 'DEVICE_FULL'].includes(e.code)) this.log.warn('manifest-copy-failed', { id: hex, to: d.site.label, error: e.message })
             }
           }))
         }
