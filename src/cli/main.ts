@@ -595,7 +595,7 @@ async function clusterInit (flags: Flags): Promise<void> {
 
 async function bootstrap (flags: Flags): Promise<void> {
   const { address: at, dht } = await startBootstrap(flags.server as string, flags.port as number).catch((err: Error) => {
-    throw DdfsError.NODE_RUNNING(`cannot run a bootstrap node on ${String(flags.server)}:${String(flags.port)}: ${err.message}`)
+    throw err instanceof DdfsError ? err : DdfsError.NODE_RUNNING(`cannot run a bootstrap node on ${String(flags.server)}:${String(flags.port)}: ${err.message}`)
   })
   const stop = (): void => { dht.destroy({ force: true }).finally(() => process.exit(0)) }
   process.on('SIGTERM', stop)

@@ -7,6 +7,7 @@
 //     the secret and bound to its public key, re-put every interval with a higher seq.
 // A refresh looks the topic up, reads each member's record, and keeps members whose record seq
 // advanced within `ttl`; a member that leaves cleanly puts a "leaving" record and unannounces.
+import dgram from 'node:dgram'
 import { EventEmitter } from 'node:events'
 import DHT from 'hyperdht'
 import { DdfsError } from '../errors'
@@ -84,9 +85,25 @@ export function parseAddress (s: string): Address {
   return { host: s.slice(0, i), port }
 }
 
+/**
+ * Fails when something already holds the UDP port: the DHT's sockets share ports, so a second
+ * bootstrap node on one port would start and split the traffic instead of failing.
+ */
+export async function assertUdpPortFree (host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false })
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      sock.close()
+      reject(err.code === 'EADDRINUSE' ? DdfsError.NODE_RUNNING(`UDP port ${host}:${port} is already in use (another bootstrap or DHT node?)`) : err)
+    })
+    sock.bind(port, host, () => sock.close(() => resolve()))
+  })
+}
+
 /** A DHT bootstrap node (what `ddfs up` runs first). Its address is what nodes pass as bootstrap. */
 export async function startBootstrap (host: string, port: number): Promise<{ address: string, dht: DHT }> {
   if (!Number.isInteger(port) || port <= 0) throw DdfsError.BAD_ARGUMENT('a bootstrap node needs a fixed port')
+  await assertUdpPortFree(host, port)
   const dht = DHT.bootstrapper(port, host, { host })
   await dht.ready()
   return { address: `${host}:${dht.address().port}`, dht }
