@@ -85,8 +85,10 @@ export class ClusterObjectStore implements ObjectStore {
       ])
       return describeObject(id, manifest, [])
     } catch (err) {
+      // Tombstones, not just removal: a node that was unreachable now may still hold a manifest
+      // copy of this half-written object, and healing applies a tombstone any holder has.
       const touched = new Set([...holders, ...manifestSites])
-      await Promise.allSettled([...touched].map((h) => h.site.removeId(id, false)))
+      await Promise.allSettled([...touched].map((h) => h.site.removeId(id, true)))
       throw DdfsError.from(err)
     }
   }
