@@ -27,6 +27,7 @@ import type { DeviceSite } from '../object/device-site'
 import type { EntrySite } from '../object/types'
 import type { Logger } from '../log'
 import { RateLimiter, type ClientActivity } from './rate-limiter'
+import { idPages } from '../store/walk'
 
 export interface HealerOptions {
   /** Pause between scans. */
@@ -454,10 +455,7 @@ export class Healer {
     const selfKey = this.view.self.publicKey
     const seen = new Set<string>()
     for (const store of this.site.stores()) {
-      for (let cursor: Buffer | null = null; ;) {
-        const ids = store.ids(cursor, 256)
-        if (ids.length === 0) break
-        cursor = ids[ids.length - 1]
+      for (const ids of idPages(store)) {
         for (const id of ids) {
           const indices = new Set(store.list(id).filter((e) => e.key.kind === EntryKind.Fragment).map((e) => e.key.index))
           if (indices.size === 0) continue

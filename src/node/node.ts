@@ -24,6 +24,7 @@ import { Metrics } from './metrics'
 import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
+import { idPages } from '../store/walk'
 import { EntryKind } from '../store/types'
 import type { BlockStore, DeviceInfo } from '../store/types'
 
@@ -258,10 +259,7 @@ export class Node {
   /** Copies every entry of `from` to the first of `to` with room; a damaged one is left to healing. */
   private async moveEntries (from: BlockStore, to: BlockStore[]): Promise<number> {
     let moved = 0
-    for (let cursor: Buffer | null = null; ;) {
-      const ids = from.ids(cursor, 256)
-      if (ids.length === 0) break
-      cursor = ids[ids.length - 1]
+    for (const ids of idPages(from)) {
       for (const id of ids) {
         for (const e of from.list(id)) {
           if (to.length === 0) {
@@ -368,10 +366,7 @@ export class Node {
   private holding (): { fragments: number, manifests: number, names: number } {
     const out = { fragments: 0, manifests: 0, names: 0 }
     for (const st of this.devices.stores()) {
-      for (let cursor: Buffer | null = null; ;) {
-        const ids = st.ids(cursor, 1024)
-        if (ids.length === 0) break
-        cursor = ids[ids.length - 1]
+      for (const ids of idPages(st, 1024)) {
         for (const id of ids) {
           for (const e of st.list(id)) {
             if (e.key.kind === EntryKind.Fragment) out.fragments++

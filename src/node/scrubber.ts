@@ -13,6 +13,7 @@ import type { ClusterObjectStore, HealingView } from '../object/cluster-object-s
 import type { DeviceSite } from '../object/device-site'
 import type { Logger } from '../log'
 import { RateLimiter, type ClientActivity } from './rate-limiter'
+import { idPages } from '../store/walk'
 
 export interface ScrubberOptions {
   /** Bytes per second read by the background pass. */
@@ -74,15 +75,12 @@ export class Scrubber {
 
   private async pass (): Promise<void> {
     for (const store of this.site.stores()) {
-      for (let cursor: Buffer | null = null; !this.closed;) {
-        const ids = store.ids(cursor, 256)
-        if (ids.length === 0) break
-        cursor = ids[ids.length - 1]
+      for (const ids of idPages(store)) {
         for (const id of ids) {
           if (this.closed) return
           await this.checkEntries(store, id, true)
         }
-        this.report.passProgress = cursor.readUInt32BE(0) / 0x100000000
+        this.report.passProgress = ids[ids.length - 1].readUInt32BE(0) / 0x100000000
       }
     }
     this.report.passes++

@@ -5,6 +5,7 @@ import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
 import { keyOf, TOMBSTONE_KIND, decodeManifest, decodeNameRecord, type NameRecord } from './records'
+import { idPages } from '../store/walk'
 import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE } from '../wire/messages'
 import type { CatalogObject, DevicePool, EntrySite, FragmentLocation, SiteCatalog } from './types'
 
@@ -180,10 +181,7 @@ export class DeviceSite implements EntrySite {
     this.objects = new Map()
     this.names = new Map()
     for (const store of this.pool.stores()) {
-      for (let cursor: Buffer | null = null; ;) {
-        const ids = store.ids(cursor, 256)
-        if (ids.length === 0) break
-        cursor = ids[ids.length - 1]
+      for (const ids of idPages(store)) {
         await Promise.all(ids.map(async (id) => {
           for (const kind of [EntryKind.Manifest, EntryKind.Name]) {
             const key = keyOf(id, kind)
