@@ -5,6 +5,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include "addon.h"
+#include "aligned_pool.h"
 
 namespace ddfs {
 namespace {
@@ -87,14 +88,13 @@ Napi::Value AllocAligned(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::Error::New(env, "BAD_ARGUMENT: allocAligned needs a size");
   int64_t size = info[0].As<Napi::Number>().Int64Value();
   if (size < 0 || size > (int64_t(1) << 34)) throw Napi::Error::New(env, "BAD_ARGUMENT: allocAligned size out of range");
-  size_t cap = (static_cast<size_t>(size) + 4095) & ~size_t(4095);
-  if (cap == 0) cap = 4096;
-  void* p = nullptr;
-  if (posix_memalign(&p, 4096, cap) != 0) throw Napi::Error::New(env, "IO: out of memory for an aligned buffer");
+  size_t cap = AlignedCapacity(static_cast<size_t>(size));
+  uint8_t* p = AlignedAlloc(cap);
+  if (p == nullptr) throw Napi::Error::New(env, "IO: out of memory for an aligned buffer");
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(cap));
-  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(p), static_cast<size_t>(size),
+  return Napi::Buffer<uint8_t>::New(env, p, static_cast<size_t>(size),
                                     [cap](Napi::Env e, uint8_t* d) {
-                                      free(d);
+                                      AlignedFree(d, cap);
                                       Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(cap));
                                     });
 }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "addon.h"
+#include "aligned_pool.h"
 #include "store/store.h"
 
 namespace ddfs {
@@ -249,11 +250,12 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     auto* t = new Task(info.Env(), [s, k, off, len, out, start] { *start = s->Read(k, off, len, out.get()); },
       [out, start](Napi::Env env) -> Napi::Value {
         // Hand the aligned buffer to JS without a copy; the result is a view of the bytes asked for.
-        size_t cap = out->size();
+        size_t size = out->size();
+        size_t cap = AlignedCapacity(size);
         uint8_t* data = out->release();
         Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(cap));
-        auto whole = Napi::Buffer<uint8_t>::New(env, data, cap, [cap](Napi::Env e, uint8_t* d) {
-          free(d);
+        auto whole = Napi::Buffer<uint8_t>::New(env, data, size, [cap](Napi::Env e, uint8_t* d) {
+          AlignedFree(d, cap);
           Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(cap));
         });
         auto pair = Napi::Array::New(env, 2);  // [aligned buffer, start]: the wrapper takes the view

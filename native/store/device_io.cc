@@ -1,5 +1,7 @@
 #include "store/device_io.h"
 
+#include "aligned_pool.h"
+
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/file.h>
@@ -19,15 +21,15 @@ std::string Errno(const std::string& what, int err) { return what + ": " + strer
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(size_t size) : size_(size) {
-  void* p = nullptr;
-  size_t cap = ((size + 4095) & ~size_t(4095));
-  if (cap == 0) cap = 4096;
-  if (posix_memalign(&p, 4096, cap) != 0) throw StoreError("IO: out of memory");
-  data_ = static_cast<uint8_t*>(p);
+  data_ = AlignedAlloc(AlignedCapacity(size));
+  if (data_ == nullptr) throw StoreError("IO: out of memory");
 }
-AlignedBuffer::~AlignedBuffer() { free(data_); }
+AlignedBuffer::~AlignedBuffer() { if (data_ != nullptr) AlignedFree(data_, AlignedCapacity(size_)); }
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
-  if (this != &o) { free(data_); data_ = o.data_; size_ = o.size_; o.data_ = nullptr; o.size_ = 0; }
+  if (this != &o) {
+    if (data_ != nullptr) AlignedFree(data_, AlignedCapacity(size_));
+    data_ = o.data_; size_ = o.size_; o.data_ = nullptr; o.size_ = 0;
+  }
   return *this;
 }
 

@@ -62,7 +62,7 @@ class DeviceIo {
   std::map<uint64_t, std::vector<uint8_t>> overlay_;  // unflushed writes by offset (fault mode)
 };
 
-// 4096-aligned heap buffer for O_DIRECT.
+// 4096-aligned heap buffer for O_DIRECT (from aligned_pool: freed ones are reused).
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
@@ -73,6 +73,7 @@ class AlignedBuffer {
   AlignedBuffer(const AlignedBuffer&) = delete;
   uint8_t* data() { return data_; }
   size_t size() const { return size_; }
+  /** Hands the memory over; give it back with AlignedFree(p, AlignedCapacity(size())). */
   uint8_t* release() { uint8_t* d = data_; data_ = nullptr; size_ = 0; return d; }
 
  private:

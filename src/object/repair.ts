@@ -111,7 +111,8 @@ async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missi
     throw DdfsError.UNAVAILABLE(`cannot rebuild stripe ${s} of ${id.toString('hex')}: ${good} of ${n} fragments reachable and intact, ${k} needed (${problems.join('; ')})`)
   }
   const present = shards.map((x) => x !== null)
-  const full = shards.map((x) => x ?? Buffer.alloc(fragLen))
+  // Missing shards are written whole by the decoder: no need to zero them first.
+  const full = shards.map((x) => x ?? Buffer.allocUnsafe(fragLen))
   if (fragLen > 0) await reconstruct(k, m, full, present)
   return full
 }
