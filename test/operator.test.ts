@@ -53,6 +53,11 @@ test('--json shapes of status, up, logs and ls; status --watch redraws; --help o
   t.ok(up.nodes.every((n: Record<string, unknown>) => typeof n.pid === 'number' && n.started === false), 'up again: both already running')
   t.ok(Array.isArray(JSON.parse((await ddfs(['logs', '--dir', c.dir, '--json'])).stdout)))
   t.ok(Array.isArray(JSON.parse((await ddfs(['ls', ...c.at(0), '--json'])).stdout)))
+  const healed = await ddfs(['status', ...c.at(0), '--wait', '--timeout', '30', '--json'])
+  t.is(healed.code, 0, `status --wait on a healthy cluster returns at once ${healed.stderr}`)
+  t.is(JSON.parse(healed.stdout).durability.objectsBelowN, 0)
+  const badTimeout = await ddfs(['status', ...c.at(0), '--wait', '--timeout', '0'])
+  t.is(badTimeout.code, 2, 'status --wait --timeout 0 is refused')
   const watch = await sh(`timeout 3 ${process.execPath} ${path.join(__dirname, '..', '..', 'bin', 'ddfs')} status ${c.at(0).join(' ')} --watch 1; true`)
   t.ok((watch.stdout.match(/cluster: 2 members/g) ?? []).length >= 2, 'status --watch redraws')
   const top = (await ddfs(['--help'])).stdout

@@ -185,8 +185,10 @@ const COMMANDS: Command[] = [
   {
     name: 'status',
     summary: 'show a node\'s devices and state, and the cluster members it sees',
-    flags: [...ADDRESS, { name: 'watch', short: 'w', type: 'number', help: 'redraw every N seconds (Ctrl-C to stop)' }, ...COMMON],
-    examples: ['ddfs status', 'ddfs status --json', 'ddfs status --watch 2'],
+    flags: [...ADDRESS, { name: 'watch', short: 'w', type: 'number', help: 'redraw every N seconds (Ctrl-C to stop)' },
+      { name: 'wait', type: 'boolean', help: 'wait until every object has all n fragments again (a progress bar shows the repair), then print the status' },
+      { name: 'timeout', type: 'number', help: 'with --wait: give up after this many seconds (exit 11)' }, ...COMMON],
+    examples: ['ddfs status', 'ddfs status --json', 'ddfs status --watch 2', 'ddfs status --wait --timeout 600   # before taking the next node out'],
     run: status
   },
   {
@@ -412,7 +414,7 @@ function healingOptions (flags: Flags): HealingOptions {
   }
 }
 
-interface Holding { fragments: number, manifests: number, names: number }
+interface Holding { fragments: number, manifests: number, names: number, bytes: number }
 
 async function nodeDrain (flags: Flags): Promise<void> {
   const { host, port } = address(flags)
@@ -424,23 +426,28 @@ async function nodeDrain (flags: Flags): Promise<void> {
     const left = (h: Holding): number => h.fragments + h.manifests + h.names
     if (!drain || flags['no-wait'] === true) {
       out(flags, { address: `${host}:${port}`, draining: drain, holding: report.holding }, drain
-        ? `node ${host}:${port} is draining: ${left(report.holding)} entries to move (watch with ddfs status)\n`
+        ? `node ${host}:${port} is draining: ${left(report.holding)} entries (${mibText(report.holding.bytes)}) to move (watch with ddfs status)\n`
         : `node ${host}:${port} takes new data again\n`)
       return
     }
-    const total = Math.max(1, left(report.holding))
-    const tty = process.stderr.isTTY === true && flags.quiet !== true
+    const total = report.holding.bytes
+    const bar = new ProgressBar(total, `draining ${host}:${port}`, flags.quiet === true, 0)
     while (left(report.holding) > 0) {
-      if (tty) process.stderr.write(`\rdraining ${host}:${port}: ${total - left(report.holding)}/${total} entries moved (${report.holding.fragments} fragments, ${report.holding.manifests} manifests, ${report.holding.names} names left) `)
+      bar.update(Math.max(0, total - report.holding.bytes))
       await new Promise((resolve) => setTimeout(resolve, 1000))
       report = await client.health() as { holding: Holding }
     }
-    if (tty) process.stderr.write('\n')
+    bar.update(total)
+    bar.finish()
     out(flags, { address: `${host}:${port}`, draining: true, holding: report.holding },
       `node ${host}:${port} is drained: it holds no data; stop it with: ddfs node stop -s ${host} -p ${port}\n`)
   } finally {
     client.close()
   }
+}
+
+function mibText (bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`
 }
 
 async function nodeStop (flags: Flags): Promise<void> {
@@ -459,6 +466,7 @@ async function nodeStop (flags: Flags): Promise<void> {
 }
 
 async function status (flags: Flags): Promise<void> {
+  if (flags.wait === true) await waitHealed(flags)
   const every = flags.watch as number | undefined
   if (every === undefined) return await statusOnce(flags)
   if (!(every > 0)) throw DdfsError.BAD_ARGUMENT('--watch takes a number of seconds')
@@ -467,6 +475,38 @@ async function status (flags: Flags): Promise<void> {
     await statusOnce(flags).catch((err) => process.stdout.write(`${DdfsError.from(err).message}\n`))
     await new Promise((resolve) => setTimeout(resolve, every * 1000))
   }
+}
+
+/**
+ * ddfs status --wait: polls the cluster's durability until nothing is below n fragments and no
+ * member is out of reach, drawing the repair as a progress bar (bytes rebuilt since the wait
+ * began, of those plus what is left).
+ */
+async function waitHealed (flags: Flags): Promise<void> {
+  const timeout = flags.timeout as number | undefined
+  if (timeout !== undefined && !(timeout > 0)) throw DdfsError.BAD_ARGUMENT('--timeout takes a positive number of seconds')
+  const deadline = timeout === undefined ? Infinity : Date.now() + timeout * 1000
+  const bar = new ProgressBar(0, 'repair', flags.quiet === true, 0)
+  let firstRepaired: number | null = null
+  let total = 0  // a node reports what its last scan found, so the total only grows
+  for (;;) {
+    const s = await withClient(flags, (c) => c.status()) as { durability: Record<string, any> | null }
+    const d = s.durability
+    if (d === null) break  // a standalone node: nothing to heal between nodes
+    firstRepaired ??= Number(d.repairedBytes)
+    const done = Math.max(0, Number(d.repairedBytes) - firstRepaired)
+    total = Math.max(total, done + Number(d.bytesToRepair))
+    if (d.objectsBelowN === 0 && d.bytesToRepair === 0 && d.nodesUnreachable === 0) { bar.update(total, total); break }
+    bar.update(done, total)
+    if (Date.now() > deadline) {
+      bar.finish()
+      throw DdfsError.UNAVAILABLE(`not healed after ${String(timeout)} s: ${String(d.objectsBelowN)} objects below n fragments, ` +
+        `${mibText(Number(d.bytesToRepair))} to repair, ${String(d.nodesUnreachable)} member(s) not reporting` +
+        (d.objectsBelowN > 0 && d.bytesToRepair === 0 ? ' (a member that is down is waited for until --lost-after has passed)' : ''))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
+  bar.finish()
 }
 
 async function statusOnce (flags: Flags): Promise<void> {

@@ -4,11 +4,14 @@ export class ProgressBar {
   private last = 0
   private readonly enabled: boolean
 
-  constructor (private readonly total: number, private readonly label: string, quiet: boolean) {
-    this.enabled = !quiet && process.stderr.isTTY === true && total >= 8 * 1024 * 1024
+  /** Shown on a terminal unless `quiet`, for transfers of at least `minTotal` bytes. */
+  constructor (private total: number, private readonly label: string, quiet: boolean, minTotal = 8 * 1024 * 1024) {
+    this.enabled = !quiet && process.stderr.isTTY === true && total >= minTotal
   }
 
-  update (done: number): void {
+  /** `total` changes when the amount of work grows while it runs (a repair finding more). */
+  update (done: number, total = this.total): void {
+    this.total = total
     if (!this.enabled) return
     const now = Date.now()
     if (now - this.last < 100 && done < this.total) return
@@ -19,7 +22,7 @@ export class ProgressBar {
     const width = 30
     const filled = Math.round(width * (this.total === 0 ? 1 : done / this.total))
     const bar = '#'.repeat(filled) + '-'.repeat(width - filled)
-    process.stderr.write(`\r${this.label} [${bar}] ${mib(done)}/${mib(this.total)} MiB ${(rate / 1e6).toFixed(0)} MB/s ETA ${eta.toFixed(0)}s `)
+    process.stderr.write(`\r${this.label} [${bar}] ${mib(done)}/${mib(this.total)} MiB ${(rate / 1e6).toFixed(0)} MB/s ETA ${done > 0 ? `${eta.toFixed(0)}s` : '--'} `)
   }
 
   finish (): void {

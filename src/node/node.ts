@@ -362,9 +362,9 @@ export class Node {
     }
   }
 
-  /** Entries on this node's devices by kind (tombstones aside): what a drain must move off. */
-  private holding (): { fragments: number, manifests: number, names: number } {
-    const out = { fragments: 0, manifests: 0, names: 0 }
+  /** Entries on this node's devices by kind (tombstones aside) and their bytes: what a drain must move off. */
+  private holding (): { fragments: number, manifests: number, names: number, bytes: number } {
+    const out = { fragments: 0, manifests: 0, names: 0, bytes: 0 }
     for (const st of this.devices.stores()) {
       for (const ids of idPages(st, 1024)) {
         for (const id of ids) {
@@ -372,6 +372,8 @@ export class Node {
             if (e.key.kind === EntryKind.Fragment) out.fragments++
             else if (e.key.kind === EntryKind.Manifest) out.manifests++
             else if (e.key.kind === EntryKind.Name) out.names++
+            else continue
+            out.bytes += e.length
           }
         }
       }
