@@ -51,6 +51,8 @@ test('--json shapes of status, up, logs and ls; status --watch redraws; --help o
   const up = JSON.parse((await ddfs(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--no-mount', '--json'])).stdout)
   t.is(up.nodes.length, 2)
   t.ok(up.nodes.every((n: Record<string, unknown>) => typeof n.pid === 'number' && n.started === false), 'up again: both already running')
+  t.ok(up.nodes.every((n: { index: number, metrics: string }) => n.metrics === `http://127.0.0.1:${c.basePort + 2000 + n.index}/metrics`), 'ddfs up gives every node a metrics port')
+  t.ok((await get(c.basePort + 2001, '/metrics')).body.includes('ddfs_cluster_members 2'), 'node 1 serves its metrics there')
   t.ok(Array.isArray(JSON.parse((await ddfs(['logs', '--dir', c.dir, '--json'])).stdout)))
   t.ok(Array.isArray(JSON.parse((await ddfs(['ls', ...c.at(0), '--json'])).stdout)))
   const healed = await ddfs(['status', ...c.at(0), '--wait', '--timeout', '30', '--json'])

@@ -34,6 +34,8 @@ export interface NodeReport {
   dataDir: string
   device: string
   log: string
+  /** Prometheus text of the node (port base + 2000 + i), or null when nodeArgs chose otherwise. */
+  metrics: string | null
   pid: number
   started: boolean   // false: it was already running
 }
@@ -158,7 +160,10 @@ async function startNode (dir: string, config: LocalClusterConfig, index: number
   const device = path.join(nodeDir, 'dev0.img')
   const log = path.join(nodeDir, 'ddfs.log')
   const data = new DataDir(nodeDir)
-  const report = { index, address: `${HOST}:${port}`, dataDir: nodeDir, device, log }
+  // Every node serves its metrics unless the caller set --metrics-port in the node arguments.
+  const ownMetrics = config.nodeArgs.includes('--metrics-port')
+  const metricsPort = config.basePort + 2000 + index
+  const report = { index, address: `${HOST}:${port}`, dataDir: nodeDir, device, log, metrics: ownMetrics ? null : `http://${HOST}:${metricsPort}/metrics` }
   const running = data.readPid()
   if (alive(running) && fs.existsSync(socketPath(HOST, port))) return { ...report, pid: running as number, started: false }
   if (!fs.existsSync(device)) {
@@ -170,7 +175,7 @@ async function startNode (dir: string, config: LocalClusterConfig, index: number
   }
   const pid = await startDetached(['node', 'run', '-s', HOST, '-p', String(port), '--data', nodeDir, '--log', log,
     '--cluster', secretFile(dir), '--bootstrap', `${HOST}:${bootstrapPort(config)}`, '--dht-port', String(config.basePort + 1000 + index),
-    ...config.nodeArgs])
+    ...(ownMetrics ? [] : ['--metrics-port', String(metricsPort)]), ...config.nodeArgs])
   return { ...report, pid, started: true }
 }
 

@@ -141,7 +141,7 @@ const COMMANDS: Command[] = [
     summary: 'start a local cluster on this machine: a DHT bootstrap node and N nodes on 127.0.0.1, each with a file-backed device',
     flags: [
       { name: 'nodes', short: 'n', type: 'number', help: 'number of nodes (default 6; an existing cluster keeps its count)' }, DIR,
-      { name: 'base-port', type: 'number', help: 'node i listens on base-port + i', default: DEFAULT_PORT },
+      { name: 'base-port', type: 'number', help: 'node i listens on base-port + i (its DHT node on + 1000 + i, its metrics on + 2000 + i)', default: DEFAULT_PORT },
       { name: 'device-size', type: 'string', help: 'size of each node\'s device file (space is reserved when it is formatted)', default: '2G' },
       { name: 'mount', type: 'string', help: 'where to mount the store (through node 0)', default: './mnt' },
       { name: 'no-mount', type: 'boolean', help: 'do not mount the store' },
@@ -647,9 +647,12 @@ async function bootstrap (flags: Flags): Promise<void> {
 
 function printNodes (flags: Flags, dir: string, nodes: NodeReport[], mountpoint: string | null = null): void {
   const lines = nodes.map((n) => `  node${n.index}  ${n.address}  pid ${n.pid}${n.started ? '' : ' (was running)'}  data ${n.dataDir}`)
+  const port = nodes[0]?.address.split(':')[1] ?? DEFAULT_PORT
   out(flags, { dir, secret: secretFile(dir), nodes, mountpoint }, `local cluster in ${dir} (secret ${secretFile(dir)}):\n${lines.join('\n')}\n` +
     (mountpoint !== null ? `mounted at ${mountpoint}: try cp FILE ${mountpoint}/ && ls ${mountpoint}\n` : '') +
-    `try: ddfs put -p ${nodes[0]?.address.split(':')[1] ?? DEFAULT_PORT} -f FILE    stop: ddfs down --dir ${dir}\n`)
+    `status: ddfs status -p ${port}    logs: ddfs logs --dir ${dir} (each node's: DATA/ddfs.log)` +
+    (nodes[0]?.metrics != null ? `    metrics: ${nodes[0].metrics} (node i: port + i)` : '') + '\n' +
+    `try: ddfs put -p ${port} -f FILE    stop: ddfs down --dir ${dir}\n`)
 }
 
 function parseSize (s: string): number {
@@ -664,7 +667,7 @@ async function clusterUp (flags: Flags, rest: string[]): Promise<void> {
   const nodes = (flags.nodes as number | undefined) ?? had
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw DdfsError.BAD_ARGUMENT('--nodes is 1 to 64')
   const basePort = flags['base-port'] as number
-  if (!Number.isInteger(basePort) || basePort < 1 || basePort + 1000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT ports (base + 1000 + i)`)
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + 2000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT and metrics ports (base + 1000 + i, base + 2000 + i)`)
   const mountpoint = flags['no-mount'] === true ? null : path.resolve(flags.mount as string)
   const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest }, mountpoint)
   printNodes(flags, dir, reports, mountpoint)
