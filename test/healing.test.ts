@@ -100,6 +100,11 @@ test('a node lost for good is rebuilt elsewhere; a new node takes only its share
   const healed: Durability = JSON.parse(waited.stdout).durability
   t.ok(complete(ids.length)(healed), `after the grace period every object is back to n fragments (${JSON.stringify(healed)})`)
   t.is(healed.objectsUnreadable, 0)
+  // The new holders rebuilt their fragments themselves (k reads; no extra transfer of the result).
+  const metrics = await Promise.all([0, 1, 2, 3, 4].map(async (i) => await (await fetch(`http://127.0.0.1:${c.basePort + 2000 + i}/metrics`)).text()))
+  const rebuilds = metrics.map((m) => Number(/^ddfs_requests_total\{type="rebuild"\} (\d+)$/m.exec(m)?.[1] ?? 0))
+  t.ok(rebuilds.reduce((a, b) => a + b, 0) > 0, `new holders rebuilt fragments themselves (rebuild requests per node: ${rebuilds.join(', ')})`)
+  t.absent(metrics.some((m) => m.includes('ddfs_request_errors_total{type="rebuild"')), 'no rebuild request failed')
   for (let i = 0; i < ids.length; i++) {
     const q = await query(c, 1, ids[i])
     t.is(q.fragments.length, stripes[i] * 6, `object ${i}: every fragment of every stripe is there`)

@@ -7,12 +7,14 @@ import type { RpcConnection } from '../wire/rpc'
 import {
   MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta,
   emptyMessage, siteCatalogMessage, capacityRequest, capacityMessage, entryStatesRequest, entryStatesMessage, idsMessage,
-  fragmentCountsMessage
+  fragmentCountsMessage, rebuildMessage, rebuiltMessage
 } from '../wire/messages'
 
 /** A node that does not answer within this long counts as unreachable for that request. */
 const DATA_TIMEOUT_MS = 30_000
 const CONTROL_TIMEOUT_MS = 10_000
+/** A delegated rebuild of up to MAX_REBUILD_STRIPES stripes, throttled behind client traffic. */
+const REBUILD_TIMEOUT_MS = 300_000
 
 export class RemoteSite implements EntrySite {
   constructor (readonly label: string, private readonly connect: () => Promise<RpcConnection>) {}
@@ -26,6 +28,12 @@ export class RemoteSite implements EntrySite {
     const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS)
     expect(f.type, MessageType.Data, this.label)
     return { entry: f.payload, verified: false }
+  }
+
+  async rebuild (manifest: Buffer, id: Buffer, indices: number[], first: number, count: number, urgent: boolean): Promise<number> {
+    const f = await (await this.rpc()).request(MessageType.Rebuild, rebuildMessage, { id, indices, first, count, urgent }, manifest, REBUILD_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    return decodeMeta(rebuiltMessage, f.meta)
   }
 
   async getManifest (id: Buffer): Promise<Buffer | 'deleted' | null> {

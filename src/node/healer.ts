@@ -21,7 +21,7 @@ import { decodeManifest, encodeManifest, keyOf, type Manifest } from '../object/
 import { rebuildFragments, stripeCount, type FragmentWork } from '../object/repair'
 import { stripeShape } from '../object/stripes'
 import { NAME_COPIES } from '../object/names'
-import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE, MAX_IDS } from '../wire/messages'
+import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE, MAX_IDS, MAX_REBUILD_STRIPES, type RebuildMessage } from '../wire/messages'
 import type { ClusterObjectStore, HealingView, ViewMember } from '../object/cluster-object-store'
 import type { DeviceSite } from '../object/device-site'
 import type { EntrySite } from '../object/types'
@@ -389,8 +389,7 @@ export class Healer {
     const hex = id.toString('hex')
     const sources = (manifest.holders as Buffer[]).map((key) => this.view.siteOf(key))
     this.log.info('repair-started', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), healthy: plan.healthy })
-    // Progress counts as it goes (status shows bytes rebuilt so far), per stripe.
-    const written = await rebuildFragments(id, manifest, plan.work, sources, async (b) => { this.report.repairedBytes += b; await this.limiter.take(b, plan.healthy <= manifest.k) }, this.site)
+    const written = await this.moveFragments(plan, sources)
     // The version orders the manifest's copies: the newest wins everywhere. A time-based one,
     // so two nodes that briefly both led the object do not write two different manifests
     // under one version (the later one wins, and the other adopts it at its next scan).
@@ -411,6 +410,63 @@ export class Healer {
     await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
     this.report.repairedFragments += plan.work.length * stripeCount(manifest)
     this.log.info('repaired', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), bytes: written, version: next.version })
+  }
+
+  /**
+   * Rebuilds and copies the plan's fragments. A fragment rebuilt for another node is rebuilt by
+   * that node (a Rebuild request): it reads k fragments, where rebuilding it here and sending it
+   * there takes k + 1 transfers. Copies (a joining or draining holder's intact fragments) and
+   * this node's own slots are done here, and so is what a node fails to do itself.
+   * Progress counts as it goes (status shows the bytes rebuilt so far).
+   */
+  private async moveFragments (plan: Plan, sources: Array<EntrySite | null>): Promise<number> {
+    const { id, manifest } = plan
+    const urgent = plan.healthy <= manifest.k
+    const pace = async (b: number): Promise<void> => { this.report.repairedBytes += b; await this.limiter.take(b, urgent) }
+    const here: FragmentWork[] = []
+    const elsewhere = new Map<EntrySite, number[]>()
+    for (const w of plan.work) {
+      if (w.from === null && w.to !== this.site && w.to.rebuild !== undefined) elsewhere.set(w.to, [...(elsewhere.get(w.to) ?? []), w.index])
+      else here.push(w)
+    }
+    const body = encodeManifest(manifest)
+    const stripes = stripeCount(manifest)
+    const delegate = async (site: EntrySite, indices: number[]): Promise<number> => {
+      let done = 0
+      let written = 0
+      try {
+        for (; done < stripes; done += MAX_REBUILD_STRIPES) {
+          const bytes = await (site.rebuild as NonNullable<EntrySite['rebuild']>)(body, id, indices, done, Math.min(MAX_REBUILD_STRIPES, stripes - done), urgent)
+          this.report.repairedBytes += bytes
+          written += bytes
+        }
+        return written
+      } catch (err) {
+        this.log.warn('rebuild-delegation-failed', { id: id.toString('hex'), node: site.label, error: DdfsError.from(err).message })
+        const rest = indices.map((index) => ({ index, from: null, to: site }))
+        return written + await rebuildFragments(id, manifest, rest, sources, pace, this.site, done)
+      }
+    }
+    const parts = await Promise.all([rebuildFragments(id, manifest, here, sources, pace, this.site), ...[...elsewhere].map(async ([site, indices]) => await delegate(site, indices))])
+    return parts.reduce((a, b) => a + b, 0)
+  }
+
+  /**
+   * Another node leads an object and asks this one to rebuild fragment slots it now places here
+   * (see moveFragments): stripes m.first.. of fragments m.indices, from k other fragments, paced
+   * by this node's own repair rate. The manifest's XXH64 is checked on decoding, and every
+   * fragment read is checked against its stripe hash, so a wrong request writes nothing.
+   */
+  async rebuildHere (body: Buffer, m: RebuildMessage): Promise<number> {
+    const manifest = decodeManifest(body)
+    const n = manifest.k + manifest.m
+    const stripes = stripeCount(manifest)
+    if (manifest.holders === undefined || manifest.holders.length !== n) throw DdfsError.BAD_ARGUMENT('a rebuild needs a cluster manifest with its holders')
+    if (m.indices.length === 0 || m.indices.some((i) => !Number.isInteger(i) || i >= n) || new Set(m.indices).size !== m.indices.length) throw DdfsError.BAD_ARGUMENT(`bad fragment indices ${m.indices.join(',')} for ${n} fragments`)
+    if (m.count < 1 || m.count > MAX_REBUILD_STRIPES || m.first + m.count > stripes) throw DdfsError.BAD_ARGUMENT(`stripes ${m.first}+${m.count} are not within the object's ${stripes}`)
+    const sources = manifest.holders.map((key) => this.view.siteOf(key))
+    const work = m.indices.map((index) => ({ index, from: null, to: this.site }))
+    return await rebuildFragments(m.id, manifest, work, sources, async (b) => { await this.limiter.take(b, m.urgent) }, this.site, m.first, m.first + m.count)
   }
 
   // ---- name records ----

@@ -8,7 +8,7 @@ import {
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
   capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
-  idsMessage, fragmentCountsMessage, drainMessage
+  idsMessage, fragmentCountsMessage, drainMessage, rebuildMessage, rebuiltMessage
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -242,6 +242,13 @@ export class Session {
         await site.scrub(decodeMeta(idMessage, f.meta).id)
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         return
+      case MessageType.Rebuild: {
+        const healer = this.node.healer
+        if (healer === null) throw DdfsError.BAD_ARGUMENT('a standalone node does not take part in healing')
+        const m = decodeMeta(rebuildMessage, f.meta)
+        this.conn.send(MessageType.Data, rid, rebuiltMessage, await healer.rebuildHere(f.payload, m))
+        return
+      }
       case MessageType.Health:
         decodeMeta(emptyMessage, f.meta)
         this.conn.send(MessageType.Ok, rid, okMessage, this.node.health())

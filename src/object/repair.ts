@@ -28,24 +28,23 @@ export function stripeCount (manifest: Manifest): number {
 }
 
 /**
- * Writes fragment `w.index` of every stripe to `w.to` for each work item. `sources[i]`: the site
- * holding fragment i now (null when none). `pace(bytes)` is awaited after each stripe: the
- * repair rate limit. Resolves with the fragment bytes written.
+ * Writes fragment `w.index` of stripes first..end-1 (default: every stripe) to `w.to` for each
+ * work item. `sources[i]`: the site holding fragment i now (null when none). `pace(bytes)` is
+ * awaited after each stripe: the repair rate limit. Resolves with the fragment bytes written.
  */
 export async function rebuildFragments (id: Buffer, manifest: Manifest, work: FragmentWork[], sources: Array<EntrySite | null>,
-  pace: (bytes: number) => Promise<void>, local?: EntrySite): Promise<number> {
-  const stripes = stripeCount(manifest)
+  pace: (bytes: number) => Promise<void>, local?: EntrySite, first = 0, end = stripeCount(manifest)): Promise<number> {
   let written = 0
-  let next = 0
+  let next = first
   const worker = async (): Promise<void> => {
-    while (next < stripes) {
+    while (next < end) {
       const s = next++
       const bytes = await rebuildStripe(id, manifest, s, work, sources, local)
       written += bytes
       await pace(bytes)
     }
   }
-  await Promise.all(Array.from({ length: Math.min(STRIPES_IN_FLIGHT, stripes) }, worker))
+  await Promise.all(Array.from({ length: Math.max(0, Math.min(STRIPES_IN_FLIGHT, end - first)) }, worker))
   return written
 }
 

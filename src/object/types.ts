@@ -145,4 +145,10 @@ export interface EntrySite {
   removeSlot (id: Buffer, kind: number, index: number): Promise<void>
   /** Verifies every entry of the id on the node now and rebuilds the bad ones (a reader met one). */
   scrub (id: Buffer): Promise<void>
+  /**
+   * Healing, another node only: rebuilds fragments `indices` of stripes first..first+count-1 of
+   * the object `manifest` (its encoded bytes) describes onto that node, from k others; resolves
+   * with the bytes written. The local site has none: its own node rebuilds in place.
+   */
+  rebuild? (manifest: Buffer, id: Buffer, indices: number[], first: number, count: number, urgent: boolean): Promise<number>
 }

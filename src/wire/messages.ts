@@ -60,15 +60,16 @@ export const enum MessageType {
   FragmentCounts = 33, // idsMessage -> Data (fragmentCountsMessage): fragments held per index, per id
   Scrub = 34,       // idMessage -> Ack: verify every entry of the id on this node now, repairing bad ones
   Health = 35,      // emptyMessage -> Ok (JSON: this node's durability report and scrub progress)
-  NodeDrain = 36    // drainMessage -> Ok (JSON: what the node still holds); local socket only
+  NodeDrain = 36,   // drainMessage -> Ok (JSON: what the node still holds); local socket only
+  Rebuild = 37      // rebuildMessage + the object's manifest -> Data (rebuiltMessage): rebuild fragments onto this node
 }
 
-const MAX_TYPE = MessageType.NodeDrain
+const MAX_TYPE = MessageType.Rebuild
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
@@ -259,6 +260,29 @@ export const ENTRY_VERSION_BASE = 2
 
 /** Per id: pairs of (fragment index, fragments of that index held), flattened. */
 export const fragmentCountsMessage: c.Encoder<number[][]> = c.array(c.array(c.uint))
+
+/**
+ * Healing: the leader of an object asks the new holder of fragment slots to rebuild them itself
+ * from k others (it reads k, not k + 1 transfers with the write). Stripes first..first+count-1,
+ * so one request stays short; urgent: the object is one loss from unreadable (no throttling).
+ */
+export interface RebuildMessage { id: Buffer, indices: number[], first: number, count: number, urgent: boolean }
+export const MAX_REBUILD_STRIPES = 64
+const uintList = c.array(c.uint)
+export const rebuildMessage: c.Encoder<RebuildMessage> = {
+  preencode (s, m) { id16.preencode(s, m.id); uintList.preencode(s, m.indices); c.uint.preencode(s, m.first); c.uint.preencode(s, m.count); c.uint.preencode(s, 0) },
+  encode (s, m) { id16.encode(s, m.id); uintList.encode(s, m.indices); c.uint.encode(s, m.first); c.uint.encode(s, m.count); c.uint.encode(s, m.urgent ? 1 : 0) },
+  decode (s) {
+    const id = Buffer.from(id16.decode(s) as Uint8Array)
+    const count = c.uint.decode(s)
+    if (count > 64) throw DdfsError.PROTOCOL('too many fragment indices')
+    const indices: number[] = []
+    for (let i = 0; i < count; i++) indices.push(c.uint.decode(s))
+    return { id, indices, first: c.uint.decode(s), count: c.uint.decode(s), urgent: (c.uint.decode(s) & 1) !== 0 }
+  }
+}
+/** Fragment bytes the node wrote. */
+export const rebuiltMessage: c.Encoder<number> = c.uint
 
 export interface DrainMessage { drain: boolean }
 export const drainMessage: c.Encoder<DrainMessage> = {

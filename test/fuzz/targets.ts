@@ -104,7 +104,9 @@ const MESSAGE_ENCODERS: Array<[string, c.Encoder<any>, unknown]> = [
   ['entry_states_request', messages.entryStatesRequest, { kind: 1, ids: [ID] }],
   ['entry_states', messages.entryStatesMessage, [0, 1, 2, 1 << 20]],
   ['fragment_counts', messages.fragmentCountsMessage, [[0, 3, 5, 3], []]],
-  ['drain', messages.drainMessage, { drain: true }]
+  ['drain', messages.drainMessage, { drain: true }],
+  ['rebuild', messages.rebuildMessage, { id: ID, indices: [0, 5], first: 64, count: 64, urgent: true }],
+  ['rebuilt', messages.rebuiltMessage, 1 << 30]
 ]
 
 function encodeWith<T> (enc: c.Encoder<T>, value: T): Buffer {
