@@ -25,6 +25,8 @@ import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
+import { enableFaultLayer, type FaultRules } from '../cluster/fault-layer'
+import { DeviceFiller } from './device-filler'
 import { EntryKind } from '../store/types'
 import type { BlockStore, DeviceInfo } from '../store/types'
 
@@ -91,6 +93,8 @@ export class Node {
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
   private stopping: Promise<void> | null = null
+  private onFaultRules: ((rules: FaultRules) => void) | null = null
+  private socketIno = -1
   private onStopped: () => void = () => {}
   /** Resolves once the node has stopped (by `node stop`, a signal, or stop()). */
   readonly stopped = new Promise<void>((resolve) => { this.onStopped = resolve })
@@ -130,6 +134,15 @@ export class Node {
           this.failedDevices.set(device, e.message)
           this.log.error('device-failed', { device, error: e.message })
         }
+      }
+      const faultLayer = enableFaultLayer(this.opts.port)
+      if (faultLayer !== null) {
+        // Test runs only (DDFS_FAULT_FILE): fill or free devices as the fault rules say.
+        const filler = new DeviceFiller(() => this.devices.stores(), this.log)
+        this.log.warn('fault-layer-enabled', { file: faultLayer.file })
+        await filler.apply(faultLayer.rules)
+        this.onFaultRules = (rules) => { void filler.apply(rules) }
+        faultLayer.on('rules', this.onFaultRules)
       }
       const secret = this.clusterSecret()
       const address = `${this.opts.host}:${this.opts.port}`
@@ -202,6 +215,11 @@ export class Node {
     })
     await listen(this.local, () => this.local?.listen(this.socket), this.socket)
     fs.chmodSync(this.socket, 0o600)
+    this.socketIno = fs.statSync(this.socket).ino
+  }
+
+  private ownsSocket (): boolean {
+    try { return fs.statSync(this.socket).ino === this.socketIno } catch { return false }
   }
 
   private serve (conn: FrameConnection, admin: boolean, peer: string): void {
@@ -434,6 +452,7 @@ export class Node {
   }
 
   private async release (): Promise<void> {
+    if (this.onFaultRules !== null) enableFaultLayer(this.opts.port)?.off('rules', this.onFaultRules)
     const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
     const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])
     for (const c of this.connections) c.close()
@@ -443,7 +462,8 @@ export class Node {
     await this.scrubber?.close()
     await this.cluster?.close()
     await this.devices.closeAll()
-    if (this.local !== null) fs.rmSync(this.socket, { force: true })
+    // Only our own socket file: a node started on this address while this one stopped made its own.
+    if (this.local !== null && this.ownsSocket()) fs.rmSync(this.socket, { force: true })
     if (this.data.readPid() === process.pid) fs.rmSync(this.data.pidFile, { force: true })
   }
 }
