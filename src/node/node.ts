@@ -107,7 +107,7 @@ export class Node {
     this.log = new Logger(opts.logFile, `${opts.host}:${opts.port}`)
     this.socket = socketPath(opts.host, opts.port)
     this.site = new DeviceSite(this.devices, `${opts.host}:${opts.port}`)
-    this.objects = new LocalObjectStore(this.devices, this.site)
+    this.objects = notServing()
   }
 
   private clusterSecret (): Buffer {
@@ -173,7 +173,6 @@ export class Node {
         }, this.site, this.log)
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
-        this.objects = objects
         this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
         this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
         const scrubber = this.scrubber
@@ -184,6 +183,9 @@ export class Node {
         await new Promise<void>((resolve) => { const timer = setTimeout(resolve, 5000); healer.scan().finally(() => { clearTimeout(timer); resolve() }).catch(() => {}) })
         this.healer.start()
         this.scrubber.start()
+        this.objects = objects
+      } else {
+        this.objects = new LocalObjectStore(this.devices, this.site)
       }
       if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
         await this.metrics.listen(this.opts.host, this.opts.metricsPort, { gauges: () => this.gauges() })
@@ -466,6 +468,22 @@ export class Node {
     if (this.local !== null && this.ownsSocket()) fs.rmSync(this.socket, { force: true })
     if (this.data.readPid() === process.pid) fs.rmSync(this.data.pidFile, { force: true })
   }
+}
+
+/**
+ * Object requests before the node is ready. The local socket listens first (it keeps a second
+ * start on the same address out), so clients can reach a node that has not decided yet whether
+ * it stores across the cluster: a put served then by the node's own devices was acknowledged as
+ * an object with no holders on one node, which cluster reads and healing cannot handle (found by
+ * the fault schedule: the mount's puts right after its node restarted).
+ */
+function notServing (): ObjectStore {
+  const refuse = (): DdfsError => DdfsError.UNAVAILABLE('the node is starting; try again in a moment')
+  return new Proxy({} as ObjectStore, {
+    get: (_target, prop) => prop === 'get'
+      ? async function * (): AsyncGenerator<Buffer> { throw refuse() }
+      : async () => { throw refuse() }
+  })
 }
 
 function listen (server: net.Server, start: () => void, what: string): Promise<void> {

@@ -105,7 +105,8 @@ export class ClusterObjectStore implements ObjectStore {
       site.scrub(id).catch(() => {})  // best effort: the scrubber finds it later anyway
     }
     const fetchFrom = async (site: EntrySite | null, s: number, i: number): Promise<FetchedFragment> => {
-      if (site === null) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
+      // undefined: a manifest without that holder (one written by a node outside the cluster).
+      if (site === null || site === undefined) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
       const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
       return { entry, verified, where: site.label }
     }
