@@ -27,6 +27,11 @@ export interface ClusterView {
   members (): ViewMember[]
   /** The site of a member that can be read from (live or draining), or null. */
   siteOf (publicKey: Buffer): EntrySite | null
+  /**
+   * How many nodes the cluster has as far as placement is concerned: members in the view or
+   * down for less than the grace period, not draining (default: members().length).
+   */
+  knownMembers?: () => number
 }
 
 /**
@@ -65,7 +70,7 @@ export class ClusterObjectStore implements ObjectStore {
 
   async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo> {
     const members = this.view.members()
-    const schema = opts.schema ?? defaultSchema(members.length)
+    const schema = opts.schema ?? this.defaultSchema(members.length)
     checkSchema(schema, members.length, `the cluster has ${members.length} nodes (start more nodes)`, opts.allowDegraded)
     checkSize(opts.size)
     const { k, m } = schema
@@ -91,6 +96,21 @@ export class ClusterObjectStore implements ObjectStore {
       await Promise.allSettled([...touched].map((h) => h.site.removeId(id, true)))
       throw DdfsError.from(err)
     }
+  }
+
+  /**
+   * The default schema: parity follows the cluster's size, data fragments what is reachable now.
+   * A node that sees few members (nodes down, or itself cut off by a partition) used to take
+   * the widest schema for those alone, down to 1+0, and acknowledged objects with less
+   * protection than the cluster's (the fault schedule lost 2+1 objects to two damaged
+   * fragments). Now such a put keeps m parity with fewer data fragments, or fails.
+   */
+  private defaultSchema (reachable: number): { k: number, m: number } {
+    const known = Math.max(reachable, this.view.knownMembers?.() ?? reachable)
+    const full = defaultSchema(known)
+    const k = Math.min(full.k, reachable - full.m)
+    if (k < 1) throw DdfsError.UNAVAILABLE(`only ${reachable} of the cluster's ${known} nodes are reachable; a put needs ${full.m + 1} (a data fragment and ${full.m} parity on different nodes)`)
+    return { k, m: full.m }
   }
 
   async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
