@@ -7,7 +7,7 @@ import { FILLER_ID, FILLER_KIND, type FaultRules } from '../cluster/fault-layer'
 import type { Logger } from '../log'
 import type { BlockStore, EntryKey, EntryKind } from '../store/types'
 
-const SIZES = [4 * 1024 * 1024, 256 * 1024, 4096]
+const SIZES = [4 * 1024 * 1024, 256 * 1024, 32 * 1024, 4096]
 
 const fillerKey = (n: number): EntryKey => ({ id: FILLER_ID, kind: FILLER_KIND as EntryKind, stripe: n, index: 0 })
 
