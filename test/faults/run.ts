@@ -267,22 +267,31 @@ export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
       }
     }
     // Reads a file through the mount; any of `expect` is right, anything else is a wrong read.
-    const readFile = async (name: string, phase: string): Promise<void> => {
+    const readFile = async (name: string, phase: string): Promise<boolean> => {
       const expect = files.get(name) as string[]
       const r = await run('timeout', ['-k', '5', '60', 'sh', '-c', 'cat "$1" > "$2"', 'sh', path.join(mnt, name), path.join(work, 'fuse-read')], 70_000)
       summary.ops.fuseRead++
       if (r.code === 0) {
         const got = fs.readFileSync(path.join(work, 'fuse-read'))
         if (filesDeleted.has(name)) summary.resurrected.push(`file ${name} read back after its rm (${phase})`)
-        else if (!expect.some((f) => Buffer.compare(got, fs.readFileSync(f)) === 0)) { summary.wrongReads++; log(`WRONG BYTES: file ${name} through the mount (${phase})`) }
-      } else {
-        summary.failedReads++
-        if (phase === 'final' && !filesMaybeDeleted.has(name)) summary.lost.push(`file ${name}: ${r.stderr.trim()}`)
+        else if (!expect.some((f) => Buffer.compare(got, fs.readFileSync(f)) === 0)) {
+          summary.wrongReads++
+          log(`WRONG BYTES: file ${name} through the mount (${phase}): ${got.length} bytes, expected one of ${expect.map((f) => `${path.basename(f)} (${fs.statSync(f).size} bytes)`).join(', ')}`)
+        }
+        return true
       }
+      summary.failedReads++
+      if (phase === 'final' && !filesMaybeDeleted.has(name)) summary.lost.push(`file ${name}: ${r.stderr.trim()}`)
+      return false
     }
     let fileSeq = 0
     const fuseClient = async (): Promise<void> => {
+      let ok = true
       while (!stop) {
+        // A mount whose node is down fails at once: without a pause this loop spun through
+        // thousands of failing cp/cat processes (the 30-minute run: 4,448 failed overwrites),
+        // stealing CPU from the nodes on 2 cores.
+        if (!ok) await sleep(250)
         const dice = rand()
         const names = [...files.keys()].filter((n) => !filesDeleted.has(n))
         if ((dice < 0.3 || names.length < 3) && names.length < 30) {
@@ -292,6 +301,7 @@ export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
           const r = await onMount(60, 'cp', src, path.join(mnt, name))
           // A failed create may still have committed: either no file or these bytes.
           files.set(name, [src])
+          ok = r.code === 0
           if (r.code === 0) summary.ops.fuseCreate++
           else { summary.ops.fuseCreateFailed++; filesMaybeDeleted.add(name) }
         } else if (dice < 0.5) {
@@ -300,12 +310,14 @@ export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
           fs.writeFileSync(src, crypto.randomBytes(Math.floor(rand() * 2 * 1024 * 1024)))
           const r = await onMount(60, 'cp', src, path.join(mnt, name))
           // Acknowledged (close succeeded): only the new bytes from now on. Failed: old or new.
+          ok = r.code === 0
           if (r.code === 0) { files.set(name, [src]); filesMaybeDeleted.delete(name); summary.ops.fuseOverwrite++ } else { files.set(name, [...(files.get(name) as string[]), src]); summary.ops.fuseOverwriteFailed++ }
         } else if (dice < 0.9) {
-          await readFile(names[Math.floor(rand() * names.length)], 'during')
+          ok = await readFile(names[Math.floor(rand() * names.length)], 'during')
         } else {
           const name = names[Math.floor(rand() * names.length)]
           const r = await onMount(30, 'rm', path.join(mnt, name))
+          ok = r.code === 0
           if (r.code === 0) { filesDeleted.add(name); summary.ops.fuseRm++ } else { filesMaybeDeleted.add(name); summary.ops.fuseRmFailed++ }
         }
       }
