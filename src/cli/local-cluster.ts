@@ -73,7 +73,8 @@ function readPid (file: string): number | null {
 }
 
 /** Starts (or completes) the local cluster in `dir`; resolves once every node sees all others. */
-export async function up (dir: string, want: LocalClusterConfig, mountpoint: string | null = null): Promise<NodeReport[]> {
+/** `wait` false: return once every node serves, without waiting until they all see each other. */
+export async function up (dir: string, want: LocalClusterConfig, mountpoint: string | null = null, wait = true): Promise<NodeReport[]> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
   let config = want
   if (fs.existsSync(configFile(dir))) {
@@ -85,7 +86,7 @@ export async function up (dir: string, want: LocalClusterConfig, mountpoint: str
   writeConfig(dir, config)
   await startBootstrap(dir, config)
   const reports = await Promise.all(Array.from({ length: config.nodes }, (_, i) => startNode(dir, config, i)))
-  await waitConverged(reports.map((r) => r.index), config, 60_000)
+  if (wait) await waitConverged(reports.map((r) => r.index), config, 60_000)
   if (mountpoint !== null) {
     fs.mkdirSync(mountpoint, { recursive: true })
     if (!isMounted(mountpoint) || isStale(mountpoint)) {
@@ -166,6 +167,9 @@ async function startNode (dir: string, config: LocalClusterConfig, index: number
   const report = { index, address: `${HOST}:${port}`, dataDir: nodeDir, device, log, metrics: ownMetrics ? null : `http://${HOST}:${metricsPort}/metrics` }
   const running = data.readPid()
   if (alive(running) && fs.existsSync(socketPath(HOST, port))) return { ...report, pid: running as number, started: false }
+  // Alive without its socket: it is stopping (the socket goes first, the device locks last). A
+  // new process started now would find its devices locked and serve without them: wait it out.
+  if (alive(running) && !await waitExit(running as number, 30_000)) throw DdfsError.NODE_RUNNING(`node ${index} (pid ${running as number}) is still stopping after 30 s`)
   if (!fs.existsSync(device)) {
     data.ensure()
     fs.writeFileSync(device, '')

@@ -145,6 +145,7 @@ const COMMANDS: Command[] = [
       { name: 'device-size', type: 'string', help: 'size of each node\'s device file (space is reserved when it is formatted)', default: '2G' },
       { name: 'mount', type: 'string', help: 'where to mount the store (through node 0)', default: './mnt' },
       { name: 'no-mount', type: 'boolean', help: 'do not mount the store' },
+      { name: 'no-wait', type: 'boolean', help: 'return once every node serves, without waiting until they all see each other (restarting nodes of a running cluster)' },
       ...COMMON
     ],
     examples: ['ddfs up --nodes 6 --dir ./ddfs-cluster --mount ./mnt', 'ddfs up -n 3 --base-port 8100 --no-mount -- --heartbeat 1000   # node options after --'],
@@ -669,7 +670,7 @@ async function clusterUp (flags: Flags, rest: string[]): Promise<void> {
   const basePort = flags['base-port'] as number
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + 2000 + nodes > 65535) throw DdfsError.BAD_ARGUMENT(`--base-port ${basePort} leaves no room for ${nodes} nodes and their DHT and metrics ports (base + 1000 + i, base + 2000 + i)`)
   const mountpoint = flags['no-mount'] === true ? null : path.resolve(flags.mount as string)
-  const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest }, mountpoint)
+  const reports = await up(dir, { basePort, nodes, deviceSize: parseSize(flags['device-size'] as string), nodeArgs: rest }, mountpoint, flags['no-wait'] !== true)
   printNodes(flags, dir, reports, mountpoint)
 }
 

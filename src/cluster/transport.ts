@@ -21,6 +21,7 @@ import { DdfsError } from '../errors'
 import { sodium, type KeyPair } from './sodium'
 import { deriveClusterKeys } from './secret'
 import { createAead, aeadById, AEAD_IDS, AEAD_NAMES, HEADER_BYTES, TAG_BYTES, type Aead, type AeadName, type OpenStream } from './aead'
+import { faultLayer, partitionError, PARTITION_DIAL_MS, type FaultLink } from './fault-layer'
 
 export type { AeadName } from './aead'
 
@@ -75,6 +76,8 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
   readonly aead: AeadName
   readonly remoteAddress: string
   closed = false
+  /** Delay, loss and partitions for the fault schedule; null unless DDFS_FAULT_FILE is set. */
+  private readonly link: FaultLink | null
 
   /** @internal built by connect()/listen() once the handshake is done. */
   constructor (private readonly socket: net.Socket, private readonly reader: FrameReader, private readonly tx: Aead, private readonly rx: Aead,
@@ -89,6 +92,7 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
     socket.on('drain', () => this.emit('drain'))
     socket.on('error', (err) => this.close(err))
     socket.on('close', () => this.close())
+    this.link = faultLayer === null ? null : faultLayer.attach(this, (out) => this.write(out), () => this.socket.writableLength)
   }
 
   /**
@@ -102,6 +106,11 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
     for (const p of parts) total += p.length
     if (total > MAX_FRAME) throw DdfsError.BAD_ARGUMENT(`a frame has at most ${MAX_FRAME} bytes, got ${total}`)
     const out = this.tx.seal(parts, total)
+    if (this.link !== null) return this.link.send(out)
+    return this.write(out)
+  }
+
+  private write (out: Buffer[]): boolean {
     if (out.length === 1) return this.socket.write(out[0])
     this.socket.cork()
     for (let i = 0; i < out.length - 1; i++) this.socket.write(out[i])
@@ -146,11 +155,15 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
   private readonly frameHandler = (header: Buffer, body: Buffer): void => this.onFrame(header, body)
 
   /** Bytes queued in the socket, not yet handed to the kernel. */
-  get bufferedAmount (): number { return this.socket.writableLength }
+  get bufferedAmount (): number { return this.socket.writableLength + (this.link?.bytes ?? 0) }
 
   /** Closes the connection; with an error, at once, otherwise after queued frames are flushed. */
   close (err?: Error | null): void {
     if (this.closed) return
+    if (this.link !== null) {
+      if (err == null) this.link.flushAll()
+      this.link.drop()
+    }
     this.closed = true
     this.reader.onFrame = null
     this.reader.failed = true // drop whatever still arrives
@@ -209,6 +222,10 @@ export class SecureServer extends EventEmitter<SecureServerEvents> {
 export function connect (opts: ConnectOptions): Promise<SecureConnection> {
   const aead = opts.aead ?? DEFAULT_AEAD
   checkOptions(opts)
+  if (faultLayer !== null && opts.remotePublicKey !== undefined && faultLayer.cuts(opts.remotePublicKey)) {
+    // A dial into a partition gets no answer: it fails once the connect would time out.
+    return new Promise((_resolve, reject) => setTimeout(() => reject(DdfsError.NODE_NOT_RUNNING(`cannot reach ${opts.host}:${opts.port}: ${partitionError().message}`)), PARTITION_DIAL_MS))
+  }
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true })
     const hs = new Handshake(socket, true, opts, aead, [aead])

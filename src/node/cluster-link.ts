@@ -88,6 +88,13 @@ export class ClusterLink implements HealingView {
       .map((m) => ({ publicKey: m.publicKey, site: m.self ? this.self.site : this.remote(m) }))
   }
 
+  knownMembers (): number {
+    const inView = this.discovery.members().filter((m) => !m.draining).length
+    let away = 0
+    for (const hex of this.leftAt.keys()) if (!this.current.has(hex) && this.stateOf(Buffer.from(hex, 'hex')) === 'down') away++
+    return inView + away
+  }
+
   siteOf (publicKey: Buffer): EntrySite | null {
     if (publicKey.equals(this.self.publicKey)) return this.self.site
     const hex = publicKey.toString('hex')

@@ -394,6 +394,15 @@ export class Healer {
     // so two nodes that briefly both led the object do not write two different manifests
     // under one version (the later one wins, and the other adopts it at its next scan).
     const next: Manifest = { ...manifest, version: Math.max(manifest.version + 1, Date.now()), holders: plan.holders }
+    // Two leaders with different views (right after membership changes) plan different moves,
+    // and each removes the copies its own plan vacated. The later manifest won even when it was
+    // planned from an older one, and pointed readers at copies the other leader had removed (the
+    // fault schedule lost an object that way). So: no manifest over a newer one than this plan
+    // started from, and no removal of old copies unless ours is still the newest afterwards.
+    if (await this.supersededSince(id, manifest.version)) {
+      this.log.info('repair-superseded', { id: hex, version: manifest.version })
+      return
+    }
     const body = encodeManifest(next)
     await this.site.putEntry(keyOf(id, EntryKind.Manifest), body)
     // m+1 copies besides this one, down the manifest ranking past holders that cannot take one
@@ -407,7 +416,11 @@ export class Healer {
       copies += results.filter((r) => r.status === 'fulfilled').length
     }
     this.manifests.set(hex, next)
-    await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
+    if (await this.supersededSince(id, next.version)) {
+      this.log.info('repair-superseded', { id: hex, version: next.version })
+    } else {
+      await Promise.allSettled(plan.vacate.map(([site, index]) => site.removeSlot(id, EntryKind.Fragment, index)))
+    }
     this.report.repairedFragments += plan.work.length * stripeCount(manifest)
     this.log.info('repaired', { id: hex, fragments: plan.work.map((w) => `${w.index}->${w.to.label}`).join(' '), bytes: written, version: next.version })
   }
@@ -467,6 +480,15 @@ export class Healer {
     const sources = manifest.holders.map((key) => this.view.siteOf(key))
     const work = m.indices.map((index) => ({ index, from: null, to: this.site }))
     return await rebuildFragments(m.id, manifest, work, sources, async (b) => { await this.limiter.take(b, m.urgent) }, this.site, m.first, m.first + m.count)
+  }
+
+  /** Whether the holders have a manifest newer than `version` (or none could be read: unsure). */
+  private async supersededSince (id: Buffer, version: number): Promise<boolean> {
+    try {
+      return (await this.objects.currentManifest(id)).version > version
+    } catch {
+      return true
+    }
   }
 
   // ---- name records ----

@@ -25,6 +25,8 @@ import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
+import { enableFaultLayer, type FaultRules } from '../cluster/fault-layer'
+import { DeviceFiller } from './device-filler'
 import { EntryKind } from '../store/types'
 import type { BlockStore, DeviceInfo } from '../store/types'
 
@@ -91,6 +93,8 @@ export class Node {
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
   private stopping: Promise<void> | null = null
+  private onFaultRules: ((rules: FaultRules) => void) | null = null
+  private socketIno = -1
   private onStopped: () => void = () => {}
   /** Resolves once the node has stopped (by `node stop`, a signal, or stop()). */
   readonly stopped = new Promise<void>((resolve) => { this.onStopped = resolve })
@@ -103,7 +107,7 @@ export class Node {
     this.log = new Logger(opts.logFile, `${opts.host}:${opts.port}`)
     this.socket = socketPath(opts.host, opts.port)
     this.site = new DeviceSite(this.devices, `${opts.host}:${opts.port}`)
-    this.objects = new LocalObjectStore(this.devices, this.site)
+    this.objects = notServing()
   }
 
   private clusterSecret (): Buffer {
@@ -130,6 +134,15 @@ export class Node {
           this.failedDevices.set(device, e.message)
           this.log.error('device-failed', { device, error: e.message })
         }
+      }
+      const faultLayer = enableFaultLayer(this.opts.port)
+      if (faultLayer !== null) {
+        // Test runs only (DDFS_FAULT_FILE): fill or free devices as the fault rules say.
+        const filler = new DeviceFiller(() => this.devices.stores(), this.log)
+        this.log.warn('fault-layer-enabled', { file: faultLayer.file })
+        await filler.apply(faultLayer.rules)
+        this.onFaultRules = (rules) => { void filler.apply(rules) }
+        faultLayer.on('rules', this.onFaultRules)
       }
       const secret = this.clusterSecret()
       const address = `${this.opts.host}:${this.opts.port}`
@@ -160,7 +173,6 @@ export class Node {
         }, this.site, this.log)
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
-        this.objects = objects
         this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
         this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
         const scrubber = this.scrubber
@@ -171,6 +183,9 @@ export class Node {
         await new Promise<void>((resolve) => { const timer = setTimeout(resolve, 5000); healer.scan().finally(() => { clearTimeout(timer); resolve() }).catch(() => {}) })
         this.healer.start()
         this.scrubber.start()
+        this.objects = objects
+      } else {
+        this.objects = new LocalObjectStore(this.devices, this.site)
       }
       if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
         await this.metrics.listen(this.opts.host, this.opts.metricsPort, { gauges: () => this.gauges() })
@@ -202,6 +217,11 @@ export class Node {
     })
     await listen(this.local, () => this.local?.listen(this.socket), this.socket)
     fs.chmodSync(this.socket, 0o600)
+    this.socketIno = fs.statSync(this.socket).ino
+  }
+
+  private ownsSocket (): boolean {
+    try { return fs.statSync(this.socket).ino === this.socketIno } catch { return false }
   }
 
   private serve (conn: FrameConnection, admin: boolean, peer: string): void {
@@ -436,6 +456,7 @@ export class Node {
   }
 
   private async release (): Promise<void> {
+    if (this.onFaultRules !== null) enableFaultLayer(this.opts.port)?.off('rules', this.onFaultRules)
     const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
     const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])
     for (const c of this.connections) c.close()
@@ -445,9 +466,26 @@ export class Node {
     await this.scrubber?.close()
     await this.cluster?.close()
     await this.devices.closeAll()
-    if (this.local !== null) fs.rmSync(this.socket, { force: true })
+    // Only our own socket file: a node started on this address while this one stopped made its own.
+    if (this.local !== null && this.ownsSocket()) fs.rmSync(this.socket, { force: true })
     if (this.data.readPid() === process.pid) fs.rmSync(this.data.pidFile, { force: true })
   }
+}
+
+/**
+ * Object requests before the node is ready. The local socket listens first (it keeps a second
+ * start on the same address out), so clients can reach a node that has not decided yet whether
+ * it stores across the cluster: a put served then by the node's own devices was acknowledged as
+ * an object with no holders on one node, which cluster reads and healing cannot handle (found by
+ * the fault schedule: the mount's puts right after its node restarted).
+ */
+function notServing (): ObjectStore {
+  const refuse = (): DdfsError => DdfsError.UNAVAILABLE('the node is starting; try again in a moment')
+  return new Proxy({} as ObjectStore, {
+    get: (_target, prop) => prop === 'get'
+      ? async function * (): AsyncGenerator<Buffer> { throw refuse() }
+      : async () => { throw refuse() }
+  })
 }
 
 function listen (server: net.Server, start: () => void, what: string): Promise<void> {

@@ -27,6 +27,11 @@ export interface ClusterView {
   members (): ViewMember[]
   /** The site of a member that can be read from (live or draining), or null. */
   siteOf (publicKey: Buffer): EntrySite | null
+  /**
+   * How many nodes the cluster has as far as placement is concerned: members in the view or
+   * down for less than the grace period, not draining (default: members().length).
+   */
+  knownMembers?: () => number
 }
 
 /**
@@ -65,7 +70,7 @@ export class ClusterObjectStore implements ObjectStore {
 
   async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<ObjectInfo> {
     const members = this.view.members()
-    const schema = opts.schema ?? defaultSchema(members.length)
+    const schema = opts.schema ?? this.defaultSchema(members.length)
     checkSchema(schema, members.length, `the cluster has ${members.length} nodes (start more nodes)`, opts.allowDegraded)
     checkSize(opts.size)
     const { k, m } = schema
@@ -93,6 +98,21 @@ export class ClusterObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * The default schema: parity follows the cluster's size, data fragments what is reachable now.
+   * A node that sees few members (nodes down, or itself cut off by a partition) used to take
+   * the widest schema for those alone, down to 1+0, and acknowledged objects with less
+   * protection than the cluster's (the fault schedule lost 2+1 objects to two damaged
+   * fragments). Now such a put keeps m parity with fewer data fragments, or fails.
+   */
+  private defaultSchema (reachable: number): { k: number, m: number } {
+    const known = Math.max(reachable, this.view.knownMembers?.() ?? reachable)
+    const full = defaultSchema(known)
+    const k = Math.min(full.k, reachable - full.m)
+    if (k < 1) throw DdfsError.UNAVAILABLE(`only ${reachable} of the cluster's ${known} nodes are reachable; a put needs ${full.m + 1} (a data fragment and ${full.m} parity on different nodes)`)
+    return { k, m: full.m }
+  }
+
   async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
     const manifest = await this.load(id)
     const sites = this.fragmentSites(manifest)
@@ -105,7 +125,8 @@ export class ClusterObjectStore implements ObjectStore {
       site.scrub(id).catch(() => {})  // best effort: the scrubber finds it later anyway
     }
     const fetchFrom = async (site: EntrySite | null, s: number, i: number): Promise<FetchedFragment> => {
-      if (site === null) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
+      // undefined: a manifest without that holder (one written by a node outside the cluster).
+      if (site === null || site === undefined) throw DdfsError.UNAVAILABLE(`the node holding fragment ${i} is not in the cluster`)
       const { entry, verified } = await site.getEntry(keyOf(id, EntryKind.Fragment, s, i))
       return { entry, verified, where: site.label }
     }

@@ -28,8 +28,17 @@ export class DeviceSite implements EntrySite {
     if (key.kind !== EntryKind.Name && this.find(keyOf(key.id, TOMBSTONE_KIND)) !== undefined) {
       throw DdfsError.NOT_FOUND(`object ${key.id.toString('hex')} was deleted`)
     }
+    // An entry that exists (a newer manifest or name record) is replaced where it is: a copy on
+    // another device would leave two versions, and readers take the first device's.
+    const had = this.find(key)
+    if (had !== undefined) {
+      await had.put(key, data)
+      this.noteEntry(key, data)
+      return
+    }
     const start = key.kind === EntryKind.Fragment ? key.stripe + key.index : key.id[0]
     let full: DdfsError | null = null
+    let failed: DdfsError | null = null
     for (let i = 0; i < stores.length; i++) {
       const store = stores[(start + i) % stores.length]
       try {
@@ -38,10 +47,13 @@ export class DeviceSite implements EntrySite {
         return
       } catch (err) {
         const e = DdfsError.from(err)
-        if (e.code !== 'DEVICE_FULL') throw e
-        full = e
+        // A full device, or one failing writes (EIO), passes the entry to the next device.
+        if (e.code === 'DEVICE_FULL') full = e
+        else if (e.code === 'IO') failed = e
+        else throw e
       }
     }
+    if (failed !== null) throw DdfsError.IO(`no device of node ${this.label} took the entry: ${failed.message}${full !== null ? `; ${full.message}` : ''}`)
     throw DdfsError.DEVICE_FULL(`every device of node ${this.label} is full (${full?.message ?? ''})`)
   }
 

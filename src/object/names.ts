@@ -4,7 +4,7 @@
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import { nameHash } from '../cluster/placement'
-import { checkName, decodeNameRecord, encodeNameRecord, keyOf, type NameRecord } from './records'
+import { checkName, decodeNameRecord, encodeNameRecord, keyOf, NO_OBJECT, type NameRecord } from './records'
 import type { CatalogEntry, CatalogObject, EntrySite } from './types'
 
 /** Name record copies written (all sites when fewer): as many as a 4+2 object's manifest. */
@@ -37,15 +37,14 @@ export class Names {
       at += batch.length
       const found = await Promise.allSettled(batch.map(async (s) => decodeNameRecord((await s.getEntry(keyOf(hash, EntryKind.Name))).entry)))
       const newest = found.flatMap((r) => r.status === 'fulfilled' && r.value.name === name ? [r.value] : []).sort((a, b) => b.version - a.version)[0]
-      if (newest !== undefined) return newest.id
+      if (newest !== undefined) return newest.id.equals(NO_OBJECT) ? null : newest.id
     }
     return null
   }
 
+  /** Removes a name: a newer record pointing at no object (see NO_OBJECT), not a removal. */
   async remove (name: string): Promise<void> {
-    checkName(name)
-    const hash = nameHash(name)
-    await Promise.allSettled(this.sitesFor(hash).slice(0, 2 * NAME_COPIES).map((s) => s.removeId(hash, false)))
+    await this.set(name, NO_OBJECT)
   }
 
   async catalog (): Promise<CatalogEntry[]> {
@@ -61,7 +60,8 @@ export class Names {
         if (had === undefined || had.version < r.version) names.set(r.name, r)
       }
     }
-    // Each object under the newest name pointing at it; a name whose object is gone is dropped.
+    // Each object under the newest name pointing at it; a name whose object is gone (or that
+    // was removed: its newest record points at NO_OBJECT) is dropped.
     const nameOf = new Map<string, NameRecord>()
     for (const r of names.values()) {
       const hex = r.id.toString('hex')

@@ -194,6 +194,13 @@ export interface NameRecord {
 
 const MAX_NAME_BYTES = 255
 
+/**
+ * The id a removed name points at: removing a name writes a newer record, not nothing, so a
+ * holder that missed the removal cannot bring its older record back (healing copies the newest
+ * record of a name to holders with an older one, and an absent record counts as older).
+ */
+export const NO_OBJECT = Buffer.alloc(16)
+
 /** Checks a name as a file name: what the mount can show and every shell can type safely. */
 export function checkName (name: string): void {
   if (typeof name !== 'string' || name === '' || name === '.' || name === '..') throw DdfsError.BAD_ARGUMENT(`'${String(name)}' is not a usable name`)

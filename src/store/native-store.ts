@@ -4,6 +4,7 @@ import { addon } from '../native'
 import { DdfsError } from '../errors'
 import { BLOCK_SIZE, SEGMENT_SIZE } from '../constants'
 import { encodeKey, decodeKey } from './keys'
+import { faultLayer, FILLER_ID } from '../cluster/fault-layer'
 import type { BlockStore, DeviceInfo, EntryInfo, EntryKey, FormatOptions, WriteHandle } from './types'
 
 interface NativeSummary {
@@ -131,6 +132,10 @@ export class NativeBlockStore implements BlockStore {
   }
 
   async put (key: EntryKey, data: Buffer): Promise<EntryInfo> {
+    // The fault schedule's failing device (DDFS_FAULT_FILE only): the write fails as on EIO.
+    if (faultLayer !== null && faultLayer.failsWrites(this.path) && !key.id.equals(FILLER_ID)) {
+      throw DdfsError.IO(`writing ${this.path} failed: EIO (fault layer)`)
+    }
     if (data.length <= SEGMENT_SIZE) return toEntryInfo(key, await call(() => this.handle.put(encodeKey(key), data)))
     const h = await this.beginWrite(key, data.length)
     try {

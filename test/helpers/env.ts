@@ -97,7 +97,8 @@ export interface TestCluster {
   data: (i: number) => string
 }
 
-let nextBase = 30000 + (process.pid % 400) * 40
+// DDFS_TEST_BASE_PORT pins the range (a shared machine: each user keeps to their own ports).
+let nextBase = process.env.DDFS_TEST_BASE_PORT !== undefined ? Number(process.env.DDFS_TEST_BASE_PORT) : 30000 + (process.pid % 400) * 40
 
 /** A base port for a local cluster: nodes base+i, bootstrap base+999, DHT base+1000+i. */
 export function clusterBasePort (): number {

@@ -1,0 +1,156 @@
+// The fault layer the fault schedule drives (src/cluster/fault-layer.ts), in one process: cut
+// peers, delayed frames, failing and full devices, each turned on and off through the rules
+// file. And two behaviours the schedule found wanting: removed names stay removed, and a put
+// keeps the cluster's parity when few members are reachable.
+import test from 'brittle'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import { connect, listen, type SecureConnection } from '../src/cluster/transport'
+import { randomKeyPair } from '../src/cluster/identity'
+import { enableFaultLayer, PARTITION_DIAL_MS, type FaultLayer, type FaultRules } from '../src/cluster/fault-layer'
+import { formatDevice, openDevice } from '../src/store/native-store'
+import { DeviceFiller } from '../src/node/device-filler'
+import { DeviceSite } from '../src/object/device-site'
+import { MemoryStore } from '../src/store/memory-store'
+import { Names } from '../src/object/names'
+import { ClusterObjectStore } from '../src/object/cluster-object-store'
+import { Logger } from '../src/log'
+import { EntryKind } from '../src/store/types'
+import type { BlockStore } from '../src/store/types'
+import type { DevicePool } from '../src/object/types'
+
+const HOST = '127.0.0.1'
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-fault-layer-'))
+const rulesFile = path.join(dir, 'rules-{port}.json')
+process.env.DDFS_FAULT_FILE = rulesFile
+const layer = enableFaultLayer(1) as FaultLayer
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Writes the rules as the schedule does (temp file, rename) and waits until the layer read them. */
+async function rules (r: Partial<FaultRules>): Promise<void> {
+  const file = rulesFile.replace('{port}', '1')
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(r))
+  fs.renameSync(`${file}.tmp`, file)
+  const want = JSON.stringify({ cut: [], delayMs: 0, loss: 0, failWrites: [], fill: [], ...r })
+  for (let i = 0; i < 50 && JSON.stringify(layer.rules) !== want; i++) await sleep(50)
+}
+
+process.on('exit', () => {
+  layer.close()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+test('a cut peer cannot be dialled and its open connection is reset; healed, it can', async (t) => {
+  const secret = crypto.randomBytes(32)
+  const server = randomKeyPair()
+  const accepted: SecureConnection[] = []
+  const srv = await listen({ host: HOST, port: 0, secret, keyPair: server }, (c) => { accepted.push(c); c.on('frame', (f) => c.send(f)) })
+  t.teardown(() => srv.close())
+  const { port } = srv.address()
+  const open = await connect({ host: HOST, port, secret, keyPair: randomKeyPair(), remotePublicKey: server.publicKey })
+  const closed = new Promise<Error | null>((resolve) => open.once('close', resolve))
+  await rules({ cut: [server.publicKey.toString('hex')] })
+  t.ok((await closed)?.message.includes('partition'), 'the open connection was reset')
+  const started = Date.now()
+  await t.exception(connect({ host: HOST, port, secret, keyPair: randomKeyPair(), remotePublicKey: server.publicKey }), /partition/)
+  t.ok(Date.now() - started >= PARTITION_DIAL_MS - 50, 'the dial failed as a connect timeout would')
+  await rules({})
+  const again = await connect({ host: HOST, port, secret, keyPair: randomKeyPair(), remotePublicKey: server.publicKey })
+  again.close()
+})
+
+test('frames are delayed in order by delayMs', async (t) => {
+  const secret = crypto.randomBytes(32)
+  const server = randomKeyPair()
+  const srv = await listen({ host: HOST, port: 0, secret, keyPair: server }, (c) => c.on('frame', (f) => c.send(f)))
+  t.teardown(() => srv.close())
+  const conn = await connect({ host: HOST, port: srv.address().port, secret, keyPair: randomKeyPair() })
+  t.teardown(() => conn.close())
+  await rules({ delayMs: 150 })
+  const got: number[] = []
+  const all = new Promise<void>((resolve) => conn.on('frame', (f) => { got.push(f.readUInt32LE(0)); if (got.length === 20) resolve() }))
+  const started = Date.now()
+  for (let i = 0; i < 20; i++) { const b = Buffer.alloc(4); b.writeUInt32LE(i); conn.send(b) }
+  await all
+  // Both ends are in this process, so each direction is delayed: about 300 ms for the echo.
+  t.ok(Date.now() - started >= 290, `echo after ${Date.now() - started} ms`)
+  t.alike(got, Array.from({ length: 20 }, (_, i) => i), 'in order')
+  await rules({})
+})
+
+test('a device in failWrites fails writes with IO and still reads; a full device says DEVICE_FULL', async (t) => {
+  const file = path.join(dir, 'dev.img')
+  fs.writeFileSync(file, '')
+  fs.truncateSync(file, 16 * 1024 * 1024)
+  await formatDevice(file, { force: true })
+  const store = await openDevice(file)
+  t.teardown(() => store.close())
+  const key = { id: crypto.randomBytes(16), kind: EntryKind.Fragment, stripe: 0, index: 0 }
+  await store.put(key, Buffer.from('before'))
+  await rules({ failWrites: [file] })
+  await t.exception(store.put({ ...key, index: 1 }, Buffer.from('x')), /IO: /)
+  t.alike(await store.read(key), Buffer.from('before'), 'reads still work')
+  await rules({})
+  await store.put({ ...key, index: 1 }, Buffer.from('after'))
+
+  const filler = new DeviceFiller(() => [store], new Logger(null, 'test'))
+  await filler.apply({ cut: [], delayMs: 0, loss: 0, failWrites: [], fill: [file] })
+  t.ok(store.info().freeSize < 64 * 1024, `filled: ${store.info().freeSize} bytes free`)
+  await t.exception(store.put({ ...key, index: 2 }, Buffer.alloc(256 * 1024)), /DEVICE_FULL: /)
+  await filler.apply({ cut: [], delayMs: 0, loss: 0, failWrites: [], fill: [] })
+  await store.put({ ...key, index: 2 }, Buffer.alloc(256 * 1024))
+  t.alike(await store.read(key), Buffer.from('before'), 'entries survive a fill and its release')
+})
+
+test('a node whose device fails writes puts new entries on its other device', async (t) => {
+  const a = new MemoryStore('a')
+  const b = new MemoryStore('b')
+  let failing = new Set<BlockStore>([a])
+  for (const s of [a, b]) {
+    const put = s.put.bind(s)
+    s.put = async (k, d) => { if (failing.has(s)) throw new Error('IO: EIO'); return await put(k, d) }
+  }
+  const pool: DevicePool = { stores: () => [a, b] } as unknown as DevicePool
+  const site = new DeviceSite(pool, 'n')
+  for (let i = 0; i < 4; i++) await site.putEntry({ id: crypto.randomBytes(16), kind: EntryKind.Fragment, stripe: 0, index: i }, Buffer.from('x'))
+  t.is(b.info().entries, 4, 'all on the device that works')
+  failing = new Set([a, b])
+  await t.exception(site.putEntry({ id: crypto.randomBytes(16), kind: EntryKind.Fragment, stripe: 0, index: 9 }, Buffer.from('x')), /IO: /, 'with none left it fails cleanly')
+})
+
+test('a removed name stays removed when a holder that missed the removal keeps its older record', async (t) => {
+  const stores = Array.from({ length: 4 }, (_, i) => new MemoryStore(`m${i}`))
+  const all = stores.map((st, i) => new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `s${i}`))
+  let reachable = all
+  const names = new Names(() => reachable, () => reachable)
+  const older = crypto.randomBytes(16)
+  await names.set('file', older)
+  // One holder is away: it misses the newer record and the removal.
+  reachable = all.filter((_s, i) => i !== 0)
+  await names.set('file', crypto.randomBytes(16))
+  await sleep(2)
+  await names.remove('file')
+  reachable = all
+  t.is(await names.resolve('file'), null, 'the removal wins over the older record')
+  t.ok(!(await names.catalog()).some((e) => e.name === 'file'), 'and the name is not listed')
+})
+
+test('a put keeps the cluster\'s parity when only some members are reachable', async (t) => {
+  const stores = Array.from({ length: 6 }, (_, i) => new MemoryStore(`m${i}`))
+  const members = stores.map((st, i) => ({ publicKey: crypto.createHash('sha256').update(`n${i}`).digest(), site: new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `n${i}`) }))
+  let reachable = members.length
+  const store = new ClusterObjectStore({ members: () => members.slice(0, reachable), siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null, knownMembers: () => 6 })
+  const put = async (): Promise<{ k: number, m: number }> => {
+    const info = await store.put((async function * () { yield crypto.randomBytes(100_000) })(), { size: 100_000 })
+    return { k: info.schema.k, m: info.schema.m }
+  }
+  t.alike(await put(), { k: 4, m: 2 })
+  reachable = 5
+  t.alike(await put(), { k: 3, m: 2 })
+  reachable = 3
+  t.alike(await put(), { k: 1, m: 2 }, 'three reachable of six: still two parity')
+  reachable = 2
+  await t.exception(put(), /UNAVAILABLE: /, 'two reachable: refused, not stored with less parity')
+})
