@@ -528,8 +528,8 @@ async function statusOnce (flags: Flags): Promise<void> {
   if (d !== null) {
     const eta = d.etaSeconds === null ? 'unknown' : `${String(d.etaSeconds)}s`
     text += `  objects ${String(d.objects)}: below n ${String(d.objectsBelowN)}, below k+1 ${String(d.objectsBelowK1)}, unreadable ${String(d.objectsUnreadable)}\n`
-    text += `  to repair ${(Number(d.bytesToRepair) / 1048576).toFixed(1)} MiB at ${(Number(d.repairRateBytesPerSec) / 1e6).toFixed(1)} MB/s, ETA ${eta}; repaired ${(Number(d.repairedBytes) / 1048576).toFixed(1)} MiB\n`
-    text += `  scrub: ${(Number(d.scrub.bytesChecked) / 1048576).toFixed(1)} MiB checked, ${String(d.scrub.damagedFound)} damaged found, ${String(d.scrub.repaired)} repaired\n`
+    text += `  to repair ${mibText(Number(d.bytesToRepair))} at ${(Number(d.repairRateBytesPerSec) / 1e6).toFixed(1)} MB/s, ETA ${eta}; repaired ${mibText(Number(d.repairedBytes))}\n`
+    text += `  scrub: ${mibText(Number(d.scrub.bytesChecked))} checked, ${String(d.scrub.damagedFound)} damaged found, ${String(d.scrub.repaired)} repaired\n`
     if (Number(d.nodesUnreachable) > 0) text += `  ${String(d.nodesUnreachable)} member(s) did not report: their objects are not counted\n`
   }
   for (const d of s.devices) {

@@ -25,7 +25,7 @@ import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
-import { enableFaultLayer, type FaultRules } from '../cluster/fault-layer'
+import { enableFaultLayer, faultLayer, type FaultRules } from '../cluster/fault-layer'
 import { DeviceFiller } from './device-filler'
 import { EntryKind } from '../store/types'
 import type { BlockStore, DeviceInfo } from '../store/types'
@@ -135,14 +135,14 @@ export class Node {
           this.log.error('device-failed', { device, error: e.message })
         }
       }
-      const faultLayer = enableFaultLayer(this.opts.port)
-      if (faultLayer !== null) {
+      const layer = enableFaultLayer(this.opts.port)
+      if (layer !== null) {
         // Test runs only (DDFS_FAULT_FILE): fill or free devices as the fault rules say.
         const filler = new DeviceFiller(() => this.devices.stores(), this.log)
-        this.log.warn('fault-layer-enabled', { file: faultLayer.file })
-        await filler.apply(faultLayer.rules)
+        this.log.warn('fault-layer-enabled', { file: layer.file })
+        await filler.apply(layer.rules)
         this.onFaultRules = (rules) => { void filler.apply(rules) }
-        faultLayer.on('rules', this.onFaultRules)
+        layer.on('rules', this.onFaultRules)
       }
       const secret = this.clusterSecret()
       const address = `${this.opts.host}:${this.opts.port}`
@@ -456,7 +456,7 @@ export class Node {
   }
 
   private async release (): Promise<void> {
-    if (this.onFaultRules !== null) enableFaultLayer(this.opts.port)?.off('rules', this.onFaultRules)
+    if (this.onFaultRules !== null) faultLayer?.off('rules', this.onFaultRules)
     const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
     const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])
     for (const c of this.connections) c.close()
