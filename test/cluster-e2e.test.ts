@@ -82,9 +82,16 @@ test('6 nodes, 4+2: put on one node, get, query and delete on others; 2 nodes do
   kill9(c.data(1))
   kill9(c.data(4))
   await readAll(0, 'nodes 1 and 4 killed')
-  // a third one down: a clear error that says how many fragments were reachable
-  kill9(c.data(2))
-  const r = await ddfs(['get', ...c.at(5), '-i', ids[4], '-f', path.join(work, 'x')])
+  // a third one down: a clear error that says how many fragments were reachable. The third is
+  // one that holds no manifest copy of the object read (were all three copies down, the error
+  // would say that instead: correct, but not what this step pins down).
+  let third = { node: 2, id: ids[4] }
+  search: for (const id of [...ids].reverse()) {
+    const holders = JSON.parse((await ddfs(['query', ...c.at(5), '-i', id, '--json'])).stdout).manifestHolders as string[]
+    for (const node of [2, 3, 0]) if (!holders.includes(`127.0.0.1:${c.basePort + node}`)) { third = { node, id }; break search }
+  }
+  kill9(c.data(third.node))
+  const r = await ddfs(['get', ...c.at(5), '-i', third.id, '-f', path.join(work, 'x')])
   t.is(r.code, 11, 'UNAVAILABLE exit code')
   t.ok(/3 of 6 fragments reachable and intact, 4 needed/.test(r.stderr), r.stderr.split('(')[0])
   t.absent(fs.existsSync(path.join(work, 'x')), 'no partial output')
