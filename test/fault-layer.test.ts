@@ -154,3 +154,39 @@ test('a put keeps the cluster\'s parity when only some members are reachable', a
   reachable = 2
   await t.exception(put(), /UNAVAILABLE: /, 'two reachable: refused, not stored with less parity')
 })
+
+test('a name is acknowledged once every holder has it; a put whose name failed keeps its object', async (t) => {
+  const stores = Array.from({ length: 6 }, (_, i) => new MemoryStore(`m${i}`))
+  let failNames = new Set<number>()
+  const members = stores.map((st, i) => {
+    const site = new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `n${i}`)
+    const putEntry = site.putEntry.bind(site)
+    // Nodes in failNames are away for name records only.
+    site.putEntry = async (key, data) => {
+      if (failNames.has(i) && key.kind === EntryKind.Name) throw new Error(`IO: n${i} is away`)
+      return await putEntry(key, data)
+    }
+    return { publicKey: crypto.createHash('sha256').update(`n${i}`).digest(), site }
+  })
+  const names = new Names(() => [members[3].site, members[4].site, members[5].site], () => members.map((m) => m.site))
+  failNames = new Set([5])
+  await t.exception(names.set('file', crypto.randomBytes(16)), /UNAVAILABLE: 1 of the 3 nodes that hold the name 'file' could not store it/)
+  failNames = new Set()
+  const id = crypto.randomBytes(16)
+  await names.set('file', id)
+  for (const holder of [3, 4, 5]) {
+    const alone = new Names(() => [members[holder].site], () => [members[holder].site])
+    t.alike(await alone.resolve('file'), id, `holder n${holder} alone names the newest object`)
+  }
+
+  const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
+  failNames = new Set([0, 1, 2, 3, 4, 5])
+  const data = crypto.randomBytes(100_000)
+  const err = await store.put((async function * () { yield data })(), { size: data.length, name: 'doc' }).then(() => null, (e: Error) => e)
+  failNames = new Set()
+  const stored = /stored without its name: object ([0-9a-f]{32})/.exec(err?.message ?? '')
+  if (stored === null) { t.fail(`the put did not say what it stored: ${err?.message ?? 'it succeeded'}`); return }
+  const chunks: Buffer[] = []
+  for await (const c of store.get(Buffer.from(stored[1], 'hex'))) chunks.push(c)
+  t.alike(Buffer.concat(chunks), data, 'the object stays whole and readable: any record of the name points at an object that exists')
+})

@@ -17,19 +17,27 @@ const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
  */
 export const NODE_FLAGS = ['--initial-old-space-size=256']
 
-/** Runs `ddfs ...args` detached; resolves with its pid once it reported ready. */
-export async function startDetached (args: string[]): Promise<number> {
+/**
+ * Runs `ddfs ...args` detached; resolves with its pid once it reported ready. The child's stderr
+ * goes to `stderrFile` (appended) when given, so a crash too early for the log leaves its trace.
+ */
+export async function startDetached (args: string[], stderrFile?: string): Promise<number> {
+  const stderr = stderrFile === undefined ? 'ignore' : fs.openSync(stderrFile, 'a')
   const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', stderr, 'pipe'],
     env: { ...process.env, DDFS_READY_FD: '3' }
   })
+  if (typeof stderr === 'number') fs.closeSync(stderr)
   const pipe = child.stdio[3] as NodeJS.ReadableStream
   let text = ''
   pipe.setEncoding?.('utf8')
   const result = await new Promise<string>((resolve) => {
     pipe.on('data', (d: string) => { text += d; if (text.includes('\n')) resolve(text) })
-    child.on('exit', (code) => resolve(text === '' ? `error ${JSON.stringify({ code: 'INTERNAL', message: `ddfs ${args.slice(0, 2).join(' ')} exited with ${code} before it served` })}\n` : text))
+    child.on('exit', (code, signal) => resolve(text !== '' ? text : `error ${JSON.stringify({
+      code: 'INTERNAL',
+      message: `ddfs ${args.slice(0, 2).join(' ')} exited with ${code ?? signal} before it served` + (stderrFile === undefined ? '' : `; its stderr (${stderrFile}) ends: ${tail(stderrFile, 600)}`)
+    })}\n`))
   })
   ;(pipe as unknown as { destroy: () => void }).destroy()
   child.unref()
@@ -40,8 +48,35 @@ export async function startDetached (args: string[]): Promise<number> {
   return child.pid as number
 }
 
+function tail (file: string, chars: number): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8').trim()
+    return text === '' ? '(nothing)' : text.slice(-chars)
+  } catch {
+    return '(nothing)'
+  }
+}
+
+let ready = false
+
+/**
+ * In the child, before it starts: an uncaught error before reportReady() is reported to the
+ * parent as the reason the start failed (instead of a bare exit code), then the process exits.
+ */
+export function reportCrashBeforeReady (): void {
+  const crash = (err: unknown): void => {
+    if (ready) return  // the process's own handlers log it
+    console.error(err)
+    reportReady(err)
+    process.exit(1)
+  }
+  process.on('uncaughtException', crash)
+  process.on('unhandledRejection', crash)
+}
+
 /** In the child: tells the parent it serves (or why it could not start). */
 export function reportReady (err?: unknown): void {
+  ready = err === undefined
   const fd = process.env.DDFS_READY_FD !== undefined ? Number(process.env.DDFS_READY_FD) : null
   if (fd === null) return
   delete process.env.DDFS_READY_FD

@@ -90,7 +90,7 @@ export async function up (dir: string, want: LocalClusterConfig, mountpoint: str
   if (mountpoint !== null) {
     fs.mkdirSync(mountpoint, { recursive: true })
     if (!isMounted(mountpoint) || isStale(mountpoint)) {
-      await startDetached(['mount', mountpoint, '--foreground', '-s', HOST, '-p', String(config.basePort), '--log', path.join(dir, 'mount.log')])
+      await startDetached(['mount', mountpoint, '--foreground', '-s', HOST, '-p', String(config.basePort), '--log', path.join(dir, 'mount.log')], path.join(dir, 'mount.stderr.log'))
     }
     writeConfig(dir, { ...config, mountpoint })
   }
@@ -151,7 +151,7 @@ export async function down (dir: string): Promise<{ stopped: string[] }> {
 
 async function startBootstrap (dir: string, config: LocalClusterConfig): Promise<void> {
   if (alive(readPid(bootstrapPidFile(dir)))) return
-  const pid = await startDetached(['bootstrap', '-s', HOST, '-p', String(bootstrapPort(config))])
+  const pid = await startDetached(['bootstrap', '-s', HOST, '-p', String(bootstrapPort(config))], path.join(dir, 'bootstrap.stderr.log'))
   fs.writeFileSync(bootstrapPidFile(dir), `${pid}\n`)
 }
 
@@ -179,7 +179,7 @@ async function startNode (dir: string, config: LocalClusterConfig, index: number
   }
   const pid = await startDetached(['node', 'run', '-s', HOST, '-p', String(port), '--data', nodeDir, '--log', log,
     '--cluster', secretFile(dir), '--bootstrap', `${HOST}:${bootstrapPort(config)}`, '--dht-port', String(config.basePort + 1000 + index),
-    ...(ownMetrics ? [] : ['--metrics-port', String(metricsPort)]), ...config.nodeArgs])
+    ...(ownMetrics ? [] : ['--metrics-port', String(metricsPort)]), ...config.nodeArgs], path.join(nodeDir, 'stderr.log'))
   return { ...report, pid, started: true }
 }
 

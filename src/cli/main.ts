@@ -12,7 +12,7 @@ import { parseFlags, usage, closest, type FlagSpec, type Flags } from './args'
 import { ProgressBar } from './progress'
 import { OutputFile } from '../client/output-file'
 import { printDevice, printObject } from './output'
-import { startDetached, reportReady, waitExit } from './daemon'
+import { startDetached, reportReady, reportCrashBeforeReady, waitExit } from './daemon'
 import { up, down, addNode, readConfig, secretFile, mergedLogTail, type NodeReport } from './local-cluster'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { startBootstrap, parseAddress } from '../cluster/discovery'
@@ -356,12 +356,14 @@ function nodeArgs (flags: Flags): string[] {
 async function nodeStart (flags: Flags): Promise<void> {
   if (flags.foreground === true) return nodeRun(flags)
   const { host, port } = address(flags)
-  const pid = await startDetached(['node', 'run', ...nodeArgs(flags)])
   const dataDirPath = typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port)
+  new DataDir(dataDirPath).ensure()
+  const pid = await startDetached(['node', 'run', ...nodeArgs(flags)], path.join(dataDirPath, 'stderr.log'))
   out(flags, { address: `${host}:${port}`, pid, dataDir: dataDirPath }, `node started at ${host}:${port} pid ${pid} data ${dataDirPath}\n`)
 }
 
 async function nodeRun (flags: Flags): Promise<void> {
+  reportCrashBeforeReady()
   const { host, port } = address(flags)
   const clusterFile = typeof flags.cluster === 'string' ? path.resolve(flags.cluster) : process.env.DDFS_CLUSTER ?? null
   const bootstrapList = typeof flags.bootstrap === 'string' ? flags.bootstrap.split(',').filter((x) => x !== '') : []
@@ -635,6 +637,7 @@ async function clusterInit (flags: Flags): Promise<void> {
 }
 
 async function bootstrap (flags: Flags): Promise<void> {
+  reportCrashBeforeReady()
   const { address: at, dht } = await startBootstrap(flags.server as string, flags.port as number).catch((err: Error) => {
     throw err instanceof DdfsError ? err : DdfsError.NODE_RUNNING(`cannot run a bootstrap node on ${String(flags.server)}:${String(flags.port)}: ${err.message}`)
   })
@@ -711,6 +714,7 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
     out(flags, { mountpoint: mp, pid }, `mounted ${mp} (pid ${pid}); unmount with: ddfs umount ${mp}\n`)
     return
   }
+  reportCrashBeforeReady()
   const { host, port } = address(flags)
   const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
   let m: Mount
@@ -791,6 +795,7 @@ export async function main (argv: string[]): Promise<number> {
     await cmd.run(flags, cmd.positional !== undefined ? rest : passed)
     return 0
   } catch (err) {
+    reportReady(err)  // a detached command that failed before it served tells its parent why
     const e = DdfsError.from(err)
     process.stderr.write(`ddfs ${cmd.name}: ${e.message}\n`)
     return EXIT_CODES[e.code] ?? 1

@@ -47,7 +47,7 @@ export function loadClusterSecret (file: string): Buffer {
   try {
     st = fs.statSync(file)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw DdfsError.NOT_FOUND(`cluster secret ${file} does not exist; create one with \`ddfs cluster init ${file}\``)
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw DdfsError.NOT_FOUND(`cluster secret ${file} does not exist; create one with \`ddfs cluster init -f ${file}\``)
     throw DdfsError.IO(`cannot read cluster secret ${file}: ${(err as Error).message}`)
   }
   if (!st.isFile()) throw DdfsError.BAD_ARGUMENT(`cluster secret ${file} is not a regular file`)

@@ -9,6 +9,7 @@ import path from 'node:path'
 import Fuse, { type Ops, type Stat } from 'fuse-native'
 import { DdfsError } from '../errors'
 import { checkName } from '../object/records'
+import { STORED_BUT_UNNAMED } from '../object/cluster-object-store'
 import { FRAGMENT_DATA } from '../object/stripes'
 import type { CatalogEntry } from '../object/types'
 import type { NodeLink } from './node-link'
@@ -65,6 +66,13 @@ interface Follow {
 
 /** Commits running behind close() at once; a close waits while there are more. */
 const MAX_PENDING_COMMITS = 32
+const STRAY_RE = new RegExp(`${STORED_BUT_UNNAMED} ([0-9a-f]{32})`)
+
+/** The object a failed put stored without naming it, or null: deleted once a retry commits. */
+function strayOf (err: unknown): Buffer | null {
+  const m = STRAY_RE.exec(DdfsError.from(err).message)
+  return m === null ? null : Buffer.from(m[1], 'hex')
+}
 /** DDFS_MOUNT_FOLLOW=0 commits whole spools only (for comparison in benchmarks). */
 const FOLLOW = process.env.DDFS_MOUNT_FOLLOW !== '0'
 /** A file streams to the node once it has this much, in steps of this much. */
@@ -432,6 +440,11 @@ export class DdfsFs {
 
   /** Commits the spool as a new object under the file's name; the object it replaces goes. */
   private async commitNow (h: WriteHandle): Promise<void> {
+    // What the name stands for now, asked of its holders: the listing may have missed the name
+    // (its holders unreachable when it was fetched), and an object replaced but not deleted
+    // would be listed under the name again later.
+    const replaced = await this.link.resolve(h.name).catch(() => null)
+    const strays: Buffer[] = []  // objects an attempt stored without naming them
     let info: Record<string, unknown> | null = null
     const follow = h.follow
     h.follow = null
@@ -441,6 +454,8 @@ export class DdfsFs {
         try {
           info = await follow.put.end(h.size)
         } catch (err) {
+          const stray = strayOf(err)
+          if (stray !== null) strays.push(stray)
           this.log.warn('follow-put-failed', { name: h.name, error: DdfsError.from(err).message })
         }
       }
@@ -456,6 +471,8 @@ export class DdfsFs {
           ? await client.putLocal(h.spool, meta) as Record<string, unknown>
           : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
       } catch (err) {
+        const stray = strayOf(err)
+        if (stray !== null) strays.push(stray)
         if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
         this.log.warn('commit-retry', { name: h.name, error: DdfsError.from(err).message })
         await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
@@ -467,9 +484,11 @@ export class DdfsFs {
     const entry: Entry = { id: Buffer.from(info.id as string, 'hex'), hex: info.id as string, name: h.name, size: h.size, mtime: Number(info.createdAt) }
     const old = this.entries.get(h.name) ?? null
     this.remember(entry)
-    if (old !== null && old.hex !== entry.hex) {
-      this.byId.delete(old.hex)
-      await this.deleteReplaced(old.id)
+    const gone = new Map<string, Buffer>()
+    for (const id of [old?.id, replaced, ...strays]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
+    for (const [hex, id] of gone) {
+      this.byId.delete(hex)
+      await this.deleteReplaced(id)
     }
   }
 

@@ -58,6 +58,9 @@ const HEDGE_MS = 250
  * fails rather than returning anything).
  */
 const MANIFEST_CACHE_MS = 2000
+const NAME_ATTEMPTS = 3
+/** Starts the message of a put that stored its object but not its name; the object's id follows. */
+export const STORED_BUT_UNNAMED = 'stored without its name: object'
 const MANIFEST_CACHE_ENTRIES = 4096
 
 export class ClusterObjectStore implements ObjectStore {
@@ -77,18 +80,13 @@ export class ClusterObjectStore implements ObjectStore {
     const id = crypto.randomBytes(ID_BYTES)
     const holders = fragmentSpread(id, members, k + m)
     const manifestSites = manifestRank(id, members).slice(0, m + 1)
+    let manifest: Manifest
     try {
       const written = await writeObject(source, { id, size: opts.size, k, m, expectedHash: opts.expectedHash, signal: opts.signal },
         (s, i, entry) => holders[i].site.putEntry(keyOf(id, EntryKind.Fragment, s, i), entry))
-      const manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
+      manifest = { ...newManifest(opts, schema, written), holders: holders.map((h) => h.publicKey) }
       const body = encodeManifest(manifest)
-      // The manifest and the name record in one step: should the put fail here, a name record
-      // without its manifest does no harm (listings drop it; it resolves to an absent object).
-      await Promise.all([
-        ...manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)),
-        ...(opts.name !== undefined ? [this.names.set(opts.name, id)] : [])
-      ])
-      return describeObject(id, manifest, [])
+      await Promise.all(manifestSites.map((h) => h.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
     } catch (err) {
       // Tombstones, not just removal: a node that was unreachable now may still hold a manifest
       // copy of this half-written object, and healing applies a tombstone any holder has.
@@ -96,6 +94,22 @@ export class ClusterObjectStore implements ObjectStore {
       await Promise.allSettled([...touched].map((h) => h.site.removeId(id, true)))
       throw DdfsError.from(err)
     }
+    // The name only once the object is whole, so a name record never points at an object that
+    // was taken back (that hid the file's previous content from listings). A holder that just
+    // died is left out of the placement once its first failure marked it: try again. Should the
+    // name still fail, the object stays: whichever record a listing sees names an object that
+    // exists (the caller may delete it: STORED_BUT_UNNAMED says which).
+    for (let attempt = 1; opts.name !== undefined; attempt++) {
+      try {
+        await this.names.set(opts.name, id)
+        break
+      } catch (err) {
+        if (attempt < NAME_ATTEMPTS) { await new Promise((resolve) => setTimeout(resolve, 200 * attempt)); continue }
+        const e = DdfsError.from(err)
+        throw DdfsError.UNAVAILABLE(`${STORED_BUT_UNNAMED} ${id.toString('hex')}: ${e.message.slice(e.code.length + 2)}`)
+      }
+    }
+    return describeObject(id, manifest, [])
   }
 
   /**

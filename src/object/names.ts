@@ -22,9 +22,13 @@ export class Names {
     const hash = nameHash(name)
     const record = encodeNameRecord({ name, id, version: Date.now() })
     const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
+    // Every copy, like a manifest's: a listing or a resolve that reaches any one holder then
+    // sees this record. With one copy enough, a listing that missed that holder showed the
+    // name's older record, and a mount read the replaced object's bytes (the fault schedule).
     const results = await Promise.allSettled(sites.map((s) => s.putEntry(keyOf(hash, EntryKind.Name), record)))
-    if (results.every((r) => r.status === 'rejected')) {
-      throw DdfsError.UNAVAILABLE(`no node could store the name '${name}': ${DdfsError.from((results[0] as PromiseRejectedResult).reason).message}`)
+    const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
+    if (failed.length > 0) {
+      throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
     }
   }
 

@@ -47,9 +47,11 @@ export function ddfs (args: string[], opts: { input?: string, env?: NodeJS.Proce
   })
 }
 
-let nextPort = 20000 + (process.pid % 2000) * 10
+// Test ports stay below the kernel's ephemeral range (32768-60999), where any outgoing
+// connection on the machine may hold a port a test node wants to listen on.
+let nextPort = 3000 + (process.pid % 600) * 10
 
-/** A free-looking port for a test node (ports are spread by pid so parallel runs do not meet). */
+/** A free-looking port for a test node, its DHT on + 1000 (spread by pid so parallel runs do not meet). */
 export function testPort (): number {
   return nextPort++
 }
@@ -98,7 +100,7 @@ export interface TestCluster {
 }
 
 // DDFS_TEST_BASE_PORT pins the range (a shared machine: each user keeps to their own ports).
-let nextBase = process.env.DDFS_TEST_BASE_PORT !== undefined ? Number(process.env.DDFS_TEST_BASE_PORT) : 30000 + (process.pid % 400) * 40
+let nextBase = process.env.DDFS_TEST_BASE_PORT !== undefined ? Number(process.env.DDFS_TEST_BASE_PORT) : 10000 + (process.pid % 500) * 40
 
 /** A base port for a local cluster: nodes base+i, bootstrap base+999, DHT base+1000+i. */
 export function clusterBasePort (): number {
