@@ -110,8 +110,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export interface Scheduled { at: number, kind: FaultKind, node: number, pick: number, hold: number }
 
 /**
- * The whole schedule, from the seed alone: each kind its own timeline, one event every 3.5-6 s
- * (so 30 minutes hold about 380 of each), merged in time order. Holds are short so that 300
+ * The whole schedule, from the seed alone: each kind its own timeline, one event every 3-5.5 s
+ * (so 30 minutes hold about 420 of each), merged in time order. Holds are short so that 300
  * each of kill, freeze, restart and partition fit in 30 minutes with at most two nodes out:
  * a 2-minute run measured about 3.5 node-seconds out per event with 1-3 s holds.
  */
@@ -120,7 +120,7 @@ export function schedule (seed: number, seconds: number): Scheduled[] {
   FAULT_KINDS.forEach((kind, k) => {
     const rand = prng((seed * 31 + k * 0x9e3779b1) >>> 0)
     const [lo, hi] = HOLD[kind]
-    for (let at = 2 + rand() * 4; at < seconds; at += 3.5 + rand() * 2.5) {
+    for (let at = 2 + rand() * 4; at < seconds; at += 3 + rand() * 2.5) {
       out.push({ at, kind, node: Math.floor(rand() * NODES), pick: rand(), hold: lo + rand() * (hi - lo) })
     }
   })
