@@ -44,6 +44,8 @@ interface WriteHandle {
   committing: Promise<void> | null  // the commit in flight
   after: Promise<void> | null       // an earlier file of the same name still committing
   failed: DdfsError | null
+  strays: Buffer[]      // objects failed commits stored without naming them: deleted once one commits or the file is removed
+  previous: WriteHandle | null  // the file of the same name this one replaces (its commit may have failed)
   unlinked: boolean
   closed: boolean
   refs: number          // open descriptors
@@ -325,7 +327,7 @@ export class DdfsFs {
     const earlier = this.writing.get(name)
     return {
       kind: 'write', name, spool, fd, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
-      committing: null, after: earlier?.committing ?? null, failed: null, unlinked: false, closed: false
+      committing: null, after: earlier?.committing ?? null, failed: null, strays: [], previous: earlier ?? null, unlinked: false, closed: false
     }
   }
 
@@ -440,11 +442,19 @@ export class DdfsFs {
 
   /** Commits the spool as a new object under the file's name; the object it replaces goes. */
   private async commitNow (h: WriteHandle): Promise<void> {
+    // A file of this name whose commit failed is replaced by this one: it is not retried (at
+    // unmount it would overwrite newer bytes), and what its attempts stored goes with this commit.
+    const previous = h.previous
+    h.previous = null
+    if (previous !== null && previous.refs === 0) {
+      h.strays.push(...previous.strays.splice(0))
+      if (previous.dirty) { previous.unlinked = true; this.cleanup(previous) }
+    }
     // What the name stands for now, asked of its holders: the listing may have missed the name
     // (its holders unreachable when it was fetched), and an object replaced but not deleted
-    // would be listed under the name again later.
-    const replaced = await this.link.resolve(h.name).catch(() => null)
-    const strays: Buffer[] = []  // objects an attempt stored without naming them
+    // would be listed under the name again later. Asked beside the put, which names its object
+    // last (an answer that is already the new object is left alone below).
+    const replacing = this.link.resolve(h.name).catch(() => null)
     let info: Record<string, unknown> | null = null
     const follow = h.follow
     h.follow = null
@@ -455,7 +465,7 @@ export class DdfsFs {
           info = await follow.put.end(h.size)
         } catch (err) {
           const stray = strayOf(err)
-          if (stray !== null) strays.push(stray)
+          if (stray !== null) h.strays.push(stray)
           this.log.warn('follow-put-failed', { name: h.name, error: DdfsError.from(err).message })
         }
       }
@@ -472,7 +482,7 @@ export class DdfsFs {
           : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
       } catch (err) {
         const stray = strayOf(err)
-        if (stray !== null) strays.push(stray)
+        if (stray !== null) h.strays.push(stray)
         if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
         this.log.warn('commit-retry', { name: h.name, error: DdfsError.from(err).message })
         await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
@@ -485,7 +495,7 @@ export class DdfsFs {
     const old = this.entries.get(h.name) ?? null
     this.remember(entry)
     const gone = new Map<string, Buffer>()
-    for (const id of [old?.id, replaced, ...strays]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
+    for (const id of [old?.id, await replacing, ...h.strays.splice(0)]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
     for (const [hex, id] of gone) {
       this.byId.delete(hex)
       await this.deleteReplaced(id)
@@ -576,13 +586,16 @@ export class DdfsFs {
       this.writing.delete(name)
       await w.committing?.catch(() => {})
       this.cleanup(w)
+      for (const id of w.strays.splice(0)) await this.deleteReplaced(id)
     }
     const e = await this.lookup(name)
     if (e === null && w === undefined) throw errno.ENOENT
-    if (e === null) return
-    await this.link.delete(e.id)
-    if (e.name !== null) await this.link.removeName(e.name)
-    this.forget(e)
+    if (e !== null) await this.link.delete(e.id)
+    // The name goes even when the listing had no object for it: a failed commit of the file may
+    // have named one on some of the name's holders (the fault schedule listed such a file again
+    // after its rm).
+    if (e?.name != null || w !== undefined) await this.link.removeName(name)
+    if (e !== null) this.forget(e)
   }
 
   private async rename (from: string, to: string): Promise<void> {
