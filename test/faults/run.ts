@@ -1,10 +1,10 @@
 // A seeded fault schedule against a real local cluster (ddfs up, 6 nodes, 4+2), with a checker.
 // Two clients put, get and delete through the CLI and a third writes, overwrites, reads and
 // removes files through a real FUSE mount, while the schedule, drawn from the seed, injects:
-//   kill        kill -9 of a node, restarted from its data dir (ddfs up) after 0.5-1.5 s
-//   freeze      SIGSTOP for 0.5-2 s, then SIGCONT
+//   kill        kill -9 of a node, restarted from its data dir (ddfs up) after 0.3-1 s
+//   freeze      SIGSTOP for 0.5-1.5 s, then SIGCONT
 //   restart     a clean stop (ddfs node stop) and start
-//   partition   for 0.5-2.5 s, one node or a pair cut off from the rest, or the link between two nodes
+//   partition   for 0.5-1.5 s, one node or a pair cut off from the rest, or the link between two nodes
 //   loss-delay  for 2-6 s, one node's frames delayed 5-200 ms, 1-10 % of them stalled as by a
 //               lost packet (200-1000 ms), a few connections reset
 //   bitflip     a flipped bit in a fragment on a device file
@@ -43,7 +43,7 @@ export type FaultKind = 'kill' | 'freeze' | 'restart' | 'partition' | 'loss-dela
 export const FAULT_KINDS: FaultKind[] = ['kill', 'freeze', 'restart', 'partition', 'loss-delay', 'bitflip', 'zero-block', 'write-fail', 'device-full']
 /** Hold range in seconds per kind. */
 const HOLD: Record<FaultKind, [number, number]> = {
-  kill: [0.5, 1.5], freeze: [0.5, 2], restart: [0, 0], partition: [0.5, 2.5], 'loss-delay': [2, 6], bitflip: [0, 0], 'zero-block': [0, 0], 'write-fail': [1, 4], 'device-full': [1, 4]
+  kill: [0.3, 1], freeze: [0.5, 1.5], restart: [0, 0], partition: [0.5, 1.5], 'loss-delay': [2, 6], bitflip: [0, 0], 'zero-block': [0, 0], 'write-fail': [1, 4], 'device-full': [1, 4]
 }
 
 export interface FaultRunOptions {
