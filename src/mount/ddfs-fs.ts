@@ -68,6 +68,13 @@ interface Follow {
 
 /** Commits running behind close() at once; a close waits while there are more. */
 const MAX_PENDING_COMMITS = 32
+/** DDFS_MOUNT_FOLLOW=0 commits whole spools only (for comparison in benchmarks). */
+const FOLLOW = process.env.DDFS_MOUNT_FOLLOW !== '0'
+/** A file streams to the node once it has this much, in steps of this much. */
+const FOLLOW_START = 16 * 1024 * 1024
+const FOLLOW_STEP = 8 * 1024 * 1024
+type Handle = ReadHandle | WriteHandle
+
 const STRAY_RE = new RegExp(`${STORED_BUT_UNNAMED} ([0-9a-f]{32})`)
 
 /** The object a failed put stored without naming it, or null: deleted once a retry commits. */
@@ -75,12 +82,6 @@ function strayOf (err: unknown): Buffer | null {
   const m = STRAY_RE.exec(DdfsError.from(err).message)
   return m === null ? null : Buffer.from(m[1], 'hex')
 }
-/** DDFS_MOUNT_FOLLOW=0 commits whole spools only (for comparison in benchmarks). */
-const FOLLOW = process.env.DDFS_MOUNT_FOLLOW !== '0'
-/** A file streams to the node once it has this much, in steps of this much. */
-const FOLLOW_START = 16 * 1024 * 1024
-const FOLLOW_STEP = 8 * 1024 * 1024
-type Handle = ReadHandle | WriteHandle
 
 /** DdfsError codes as errno values, so tools print the right message. */
 export function toErrno (err: unknown): number {

@@ -58,10 +58,10 @@ const HEDGE_MS = 250
  * fails rather than returning anything).
  */
 const MANIFEST_CACHE_MS = 2000
+const MANIFEST_CACHE_ENTRIES = 4096
 const NAME_ATTEMPTS = 3
 /** Starts the message of a put that stored its object but not its name; the object's id follows. */
 export const STORED_BUT_UNNAMED = 'stored without its name: object'
-const MANIFEST_CACHE_ENTRIES = 4096
 
 export class ClusterObjectStore implements ObjectStore {
   private readonly names: Names
