@@ -356,10 +356,10 @@ function nodeArgs (flags: Flags): string[] {
 async function nodeStart (flags: Flags): Promise<void> {
   if (flags.foreground === true) return nodeRun(flags)
   const { host, port } = address(flags)
-  const dataDirPath = typeof flags.data === 'string' ? path.resolve(flags.data) : defaultDataDir(port)
-  new DataDir(dataDirPath).ensure()
-  const pid = await startDetached(['node', 'run', ...nodeArgs(flags)], path.join(dataDirPath, 'stderr.log'))
-  out(flags, { address: `${host}:${port}`, pid, dataDir: dataDirPath }, `node started at ${host}:${port} pid ${pid} data ${dataDirPath}\n`)
+  const data = dataDir(flags)
+  data.ensure()
+  const pid = await startDetached(['node', 'run', ...nodeArgs(flags)], path.join(data.dir, 'stderr.log'))
+  out(flags, { address: `${host}:${port}`, pid, dataDir: data.dir }, `node started at ${host}:${port} pid ${pid} data ${data.dir}\n`)
 }
 
 async function nodeRun (flags: Flags): Promise<void> {
@@ -383,12 +383,7 @@ async function nodeRun (flags: Flags): Promise<void> {
     metricsPort: typeof flags['metrics-port'] === 'number' ? flags['metrics-port'] : null,
     healing: healingOptions(flags)
   })
-  try {
-    await node.start()
-  } catch (err) {
-    reportReady(err)
-    throw err
-  }
+  await node.start()  // a failure reaches the parent through main()'s reportReady
   const stop = (signal: string): void => { node.stop(signal).then(() => process.exit(0), () => process.exit(1)) }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
@@ -717,13 +712,7 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
   reportCrashBeforeReady()
   const { host, port } = address(flags)
   const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
-  let m: Mount
-  try {
-    m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log, writeback: flags.writeback === true })
-  } catch (err) {
-    reportReady(err)
-    throw err
-  }
+  const m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log, writeback: flags.writeback === true })
   let stopping = false
   const stop = (): void => {
     if (stopping) return

@@ -12,6 +12,7 @@
 import c from 'compact-encoding'
 import { DdfsError } from '../errors'
 import { hash64 } from '../encoding'
+import { MAX_FRAGMENTS } from '../erasure/reed-solomon'
 import type { NameRecord } from '../object/records'
 import type { CatalogEntry, CatalogObject, SiteCatalog } from '../object/types'
 
@@ -275,7 +276,7 @@ export const rebuildMessage: c.Encoder<RebuildMessage> = {
   decode (s) {
     const id = Buffer.from(id16.decode(s) as Uint8Array)
     const count = c.uint.decode(s)
-    if (count > 64) throw DdfsError.PROTOCOL('too many fragment indices')
+    if (count > MAX_FRAGMENTS) throw DdfsError.PROTOCOL('too many fragment indices')
     const indices: number[] = []
     for (let i = 0; i < count; i++) indices.push(c.uint.decode(s))
     return { id, indices, first: c.uint.decode(s), count: c.uint.decode(s), urgent: (c.uint.decode(s) & 1) !== 0 }
