@@ -7,6 +7,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ddfs::InitHash(env, exports);
   ddfs::InitErasure(env, exports);
   ddfs::InitStore(env, exports);
+  ddfs::InitAead(env, exports);
   return exports;
 }
 

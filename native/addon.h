@@ -8,4 +8,6 @@ void InitHash(Napi::Env env, Napi::Object exports);
 void InitErasure(Napi::Env env, Napi::Object exports);
 // native/store/*.cc: the raw-block store.
 void InitStore(Napi::Env env, Napi::Object exports);
+// native/aead.cc: AES-256-GCM into caller-chosen buffers, for the transport.
+void InitAead(Napi::Env env, Napi::Object exports);
 }  // namespace ddfs

@@ -120,6 +120,7 @@ struct Job {
   size_t len = 0;
   std::vector<uint8_t*> shards;  // n pointers
   uint64_t present = 0;          // reconstruct: fragments that hold data
+  uint64_t wanted = 0;           // reconstruct: the absent ones to rebuild (0: all of them)
   std::vector<Napi::ObjectReference> refs;
 };
 
@@ -159,7 +160,7 @@ void DoEncode(Job& j) {
 void DoReconstruct(Job& j) {
   int n = j.k + j.m;
   uint64_t all = n == 64 ? ~0ULL : ((1ULL << n) - 1);
-  uint64_t wanted = all & ~j.present;
+  uint64_t wanted = (j.wanted != 0 ? j.wanted : all) & all & ~j.present;
   if (wanted == 0 || j.len == 0) return;
   if (__builtin_popcountll(j.present & all) < j.k)
     throw std::runtime_error("UNAVAILABLE: " + std::to_string(__builtin_popcountll(j.present & all)) + " of " + std::to_string(n) + " fragments present, " + std::to_string(j.k) + " needed");
@@ -188,10 +189,10 @@ class CodeWorker : public Napi::AsyncWorker {
   bool reconstruct_;
 };
 
-uint64_t PresentArg(const Napi::CallbackInfo& info, size_t i, int n) {
-  if (info.Length() <= i || !info[i].IsArray()) Bad(info.Env(), "present must be an array of booleans");
+uint64_t PresentArg(const Napi::CallbackInfo& info, size_t i, int n, const char* what = "present") {
+  if (info.Length() <= i || !info[i].IsArray()) Bad(info.Env(), std::string(what) + " must be an array of booleans");
   auto arr = info[i].As<Napi::Array>();
-  if (int(arr.Length()) != n) Bad(info.Env(), "present must have k + m entries");
+  if (int(arr.Length()) != n) Bad(info.Env(), std::string(what) + " must have k + m entries");
   uint64_t mask = 0;
   for (uint32_t k = 0; k < arr.Length(); k++) if (arr.Get(k).ToBoolean()) mask |= 1ULL << k;
   return mask;
@@ -209,10 +210,12 @@ Napi::Value EncodeSync(const Napi::CallbackInfo& info) {
   DoEncode(j);
   return info.Env().Undefined();
 }
-// reconstruct(k, m, shards[n], present[n]) -> Promise: rebuilds the missing shards in place.
+// reconstruct(k, m, shards[n], present[n], wanted[n]?) -> Promise: rebuilds the missing shards
+// in place; with `wanted`, only those (the other absent shards are neither read nor written).
 Napi::Value Reconstruct(const Napi::CallbackInfo& info) {
   Job j = Collect(info, 2, -1, true);
   j.present = PresentArg(info, 3, j.k + j.m);
+  if (info.Length() > 4 && !info[4].IsUndefined()) j.wanted = PresentArg(info, 4, j.k + j.m, "wanted");
   auto* w = new CodeWorker(info.Env(), std::move(j), true);
   auto p = w->Promise();
   w->Queue();

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { connect, listen, MAX_FRAME, type SecureConnection, type SecureServer, type AeadName } from '../src/cluster/transport'
 import { randomKeyPair, type KeyPair } from '../src/cluster/identity'
 import { Xxh64Stream } from '../src/hash'
+import { createAead, HEADER_BYTES, TAG_BYTES } from '../src/cluster/aead'
 
 const HOST = '127.0.0.1'
 const GIB = 1024 * 1024 * 1024
@@ -139,6 +140,42 @@ function tests (): void {
       t.ok(frames[0].equals(sent[0]) && frames[1].equals(sent[1]), 'frames equal')
     })
   }
+
+  test('native AES-256-GCM frames are the same as node:crypto\'s, and a flipped bit fails them', (t) => {
+    const key = crypto.randomBytes(32)
+    const nonce = (counter: number): Buffer => { const n = Buffer.alloc(12); n.writeUInt32LE(counter, 0); return n }
+    const plain = crypto.randomBytes(300_000)
+    // Sealed natively (two parts), opened by node:crypto.
+    const sealer = createAead('aes-256-gcm', key)
+    for (let counter = 0; counter < 2; counter++) {
+      const [frame] = sealer.seal([plain.subarray(0, 1234), plain.subarray(1234)], plain.length)
+      const header = frame.subarray(0, HEADER_BYTES)
+      t.is(header.readUInt32LE(0), plain.length + TAG_BYTES, 'the header holds the body length')
+      const d = crypto.createDecipheriv('aes-256-gcm', key, nonce(counter), { authTagLength: TAG_BYTES })
+      d.setAAD(header)
+      d.setAuthTag(frame.subarray(frame.length - TAG_BYTES))
+      t.ok(Buffer.concat([d.update(frame.subarray(HEADER_BYTES, frame.length - TAG_BYTES)), d.final()]).equals(plain), `frame ${counter} opens with node:crypto`)
+    }
+    // Sealed by node:crypto, opened natively: whole, piece by piece, and with one bit flipped.
+    const header = Buffer.alloc(HEADER_BYTES)
+    header.writeUInt32LE(plain.length + TAG_BYTES, 0)
+    const sealed = (counter: number): Buffer => {
+      const c = crypto.createCipheriv('aes-256-gcm', key, nonce(counter), { authTagLength: TAG_BYTES })
+      c.setAAD(header)
+      return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()])
+    }
+    const opener = createAead('aes-256-gcm', key)
+    t.ok(opener.open(header, sealed(0))?.equals(plain), 'opens whole, in place')
+    const stream = opener.openStream?.(header)
+    const body = sealed(1)
+    const out = Buffer.alloc(plain.length)
+    for (let off = 0; off < plain.length; off += 65536) stream?.update(body.subarray(off, Math.min(off + 65536, plain.length)), out.subarray(off, Math.min(off + 65536, plain.length)))
+    t.ok(stream?.final(body.subarray(plain.length)) === true && out.equals(plain), 'opens piece by piece into a buffer')
+    const bad = sealed(2)
+    bad[5000] ^= 1
+    t.is(opener.open(header, bad), null, 'a flipped ciphertext bit fails authentication')
+    t.ok(opener.open(header, sealed(2))?.equals(plain), 'a failed frame does not advance the counter')
+  })
 
   test('a peer with a wrong secret cannot connect and the server reports the rejection', async (t) => {
     const keyPair = randomKeyPair()

@@ -31,6 +31,17 @@ test('any k of n fragments rebuild every lost one, byte for byte (random schemas
   t.ok(runs >= 300, `${runs} random stripes rebuilt`)
 })
 
+test('with wanted, only the flagged lost fragments are rebuilt; the other absent ones are left alone', async (t) => {
+  const { data, parity } = stripe(4, 2, 4096)
+  await encode(4, 2, data, parity)
+  const all = [...data, ...parity]
+  const original = all.map((b) => Buffer.from(b))
+  for (const i of [1, 5]) all[i].fill(0xa5)
+  await reconstruct(4, 2, all, [true, false, true, true, true, false], [false, false, false, false, false, true])
+  t.ok(all[5].equals(original[5]), 'the wanted fragment is rebuilt')
+  t.ok(all[1].every((b) => b === 0xa5), 'the absent fragment not wanted is neither read nor written')
+})
+
 test('k + m up to 64, and the data fragments are the data itself', async (t) => {
   for (const [k, m] of [[1, 0], [1, 1], [4, 2], [8, 3], [10, 4], [32, 32], [60, 4], [63, 1]]) {
     const { data, parity } = stripe(k, m, 1024)

@@ -3,6 +3,7 @@
 // and a replayed, dropped or reordered frame fails authentication instead of being accepted.
 import crypto from 'node:crypto'
 import { sodium } from './sodium'
+import { addon } from '../native'
 
 export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305' | 'xchacha20-poly1305' | 'sodium-chacha20-poly1305'
 
@@ -44,14 +45,15 @@ export interface Aead {
 }
 
 export interface OpenStream {
-  update (piece: Buffer): Buffer
+  /** Decrypts `piece` into `dst` (the same length). */
+  update (piece: Buffer, dst: Buffer): void
   /** Checks the tag; true means every piece was authentic. */
   final (tag: Buffer): boolean
 }
 
 export function createAead (name: AeadName, key: Buffer): Aead {
   switch (name) {
-    case 'aes-256-gcm': return new NodeAead('aes-256-gcm', key)
+    case 'aes-256-gcm': return new NativeGcm(key)
     case 'chacha20-poly1305': return new NodeAead('chacha20-poly1305', key)
     case 'xchacha20-poly1305': return new SodiumAead(key, 24, sodium.crypto_aead_xchacha20poly1305_ietf_encrypt, sodium.crypto_aead_xchacha20poly1305_ietf_decrypt)
     case 'sodium-chacha20-poly1305': return new SodiumAead(key, 12, sodium.crypto_aead_chacha20poly1305_ietf_encrypt, sodium.crypto_aead_chacha20poly1305_ietf_decrypt)
@@ -64,15 +66,79 @@ function setCounter (nonce: Buffer, counter: number): void {
   nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 4)
 }
 
-// node:crypto (OpenSSL): AES-256-GCM runs on AES-NI/VAES here. update() allocates its output,
-// so a frame costs one ciphertext buffer per part; OpenSSL has no in-place API in Node.
+interface GcmContext {
+  begin (nonce: Buffer, aad: Buffer): void
+  update (src: Buffer, dst: Buffer): void
+  sealFinal (tag: Buffer): void
+  openFinal (tag: Buffer): boolean
+}
+const Gcm = addon.Gcm as new (key: Buffer, encrypt: boolean) => GcmContext
+
+// AES-256-GCM through the OpenSSL in Node (AES-NI/VAES here), natively (native/aead.cc) so the
+// output goes where the caller says: a sealed frame is one buffer, a received frame decrypts in
+// place or straight into its plaintext buffer. The same wire format as node:crypto's.
+class NativeGcm implements Aead {
+  readonly inPlace = true
+  private readonly nonce = Buffer.alloc(12)
+  private counter = 0
+  // An instance seals or opens (it is one direction), so only one of these is ever made.
+  private sealerCtx: GcmContext | null = null
+  private openerCtx: GcmContext | null = null
+
+  constructor (private readonly key: Buffer) {}
+
+  private get sealer (): GcmContext { return (this.sealerCtx ??= new Gcm(this.key, true)) }
+  private get opener (): GcmContext { return (this.openerCtx ??= new Gcm(this.key, false)) }
+
+  seal (parts: readonly Buffer[], total: number): Buffer[] {
+    const frame = Buffer.allocUnsafeSlow(HEADER_BYTES + total + TAG_BYTES)
+    const header = frame.subarray(0, HEADER_BYTES)
+    header.writeUInt32LE(total + TAG_BYTES, 0)
+    setCounter(this.nonce, this.counter++)
+    this.sealer.begin(this.nonce, header)
+    let off = HEADER_BYTES
+    for (const p of parts) {
+      this.sealer.update(p, frame.subarray(off, off + p.length))
+      off += p.length
+    }
+    this.sealer.sealFinal(frame.subarray(off))
+    return [frame]
+  }
+
+  openStream = (header: Buffer): OpenStream => {
+    setCounter(this.nonce, this.counter)
+    this.opener.begin(this.nonce, header)
+    return {
+      update: (piece, dst) => { this.opener.update(piece, dst) },
+      final: (tag) => {
+        if (!this.opener.openFinal(tag)) return false
+        this.counter++
+        return true
+      }
+    }
+  }
+
+  open (header: Buffer, body: Buffer): Buffer | null {
+    if (body.length < TAG_BYTES) return null
+    setCounter(this.nonce, this.counter)
+    const plain = body.subarray(0, body.length - TAG_BYTES)
+    this.opener.begin(this.nonce, header)
+    this.opener.update(plain, plain)
+    if (!this.opener.openFinal(body.subarray(plain.length))) return null
+    this.counter++
+    return plain
+  }
+}
+
+// node:crypto (OpenSSL): ChaCha20-Poly1305 for peers that ask for it. update() allocates its
+// output, so a frame costs one ciphertext buffer per part; Node has no in-place API.
 class NodeAead implements Aead {
   readonly inPlace = false
   private readonly key: crypto.KeyObject
   private readonly nonce = Buffer.alloc(12)
   private counter = 0
 
-  constructor (private readonly alg: 'aes-256-gcm' | 'chacha20-poly1305', key: Buffer) {
+  constructor (private readonly alg: 'chacha20-poly1305', key: Buffer) {
     this.key = crypto.createSecretKey(key)
   }
 
@@ -99,7 +165,7 @@ class NodeAead implements Aead {
     const d = crypto.createDecipheriv(this.alg as 'aes-256-gcm', this.key, this.nonce, { authTagLength: TAG_BYTES })
     d.setAAD(header)
     return {
-      update: (piece) => d.update(piece),
+      update: (piece, dst) => { d.update(piece).copy(dst) },
       final: (tag) => {
         d.setAuthTag(tag)
         try {

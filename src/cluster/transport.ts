@@ -380,8 +380,8 @@ class FrameReader {
     const avail = chunk.length - off
     if (this.plainFill < plain.length) {
       const n = Math.min(plain.length - this.plainFill, avail)
-      const out = dec.update(chunk.subarray(off, off + n))
-      this.plainFill += out.copy(plain, this.plainFill)
+      dec.update(chunk.subarray(off, off + n), plain.subarray(this.plainFill, this.plainFill + n))
+      this.plainFill += n
       return off + n
     }
     const n = Math.min(TAG_BYTES - this.tagFill, avail)

@@ -8,7 +8,7 @@ import { DdfsError } from '../errors'
 interface ErasureAddon {
   rsEncode (k: number, m: number, data: Uint8Array[], parity: Uint8Array[]): Promise<void>
   rsEncodeSync (k: number, m: number, data: Uint8Array[], parity: Uint8Array[]): void
-  rsReconstruct (k: number, m: number, shards: Uint8Array[], present: boolean[]): Promise<void>
+  rsReconstruct (k: number, m: number, shards: Uint8Array[], present: boolean[], wanted?: boolean[]): Promise<void>
   rsReconstructSync (k: number, m: number, shards: Uint8Array[], present: boolean[]): void
 }
 
@@ -34,13 +34,14 @@ export function encodeSync (k: number, m: number, data: Uint8Array[], parity: Ui
 }
 
 /**
- * Rebuilds, in place, every fragment whose `present` flag is false from any k present ones.
+ * Rebuilds, in place, every fragment whose `present` flag is false from any k present ones (with
+ * `wanted`, only the absent ones it flags: the others are neither read nor written).
  * `shards` holds all n fragments (data first, then parity), each a buffer of the same length.
  * UNAVAILABLE when fewer than k are present.
  */
-export async function reconstruct (k: number, m: number, shards: Uint8Array[], present: boolean[]): Promise<void> {
+export async function reconstruct (k: number, m: number, shards: Uint8Array[], present: boolean[], wanted?: boolean[]): Promise<void> {
   try {
-    await native.rsReconstruct(k, m, shards, present)
+    await native.rsReconstruct(k, m, shards, present, wanted)
   } catch (err) {
     throw DdfsError.from(err)
   }

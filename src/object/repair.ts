@@ -50,9 +50,8 @@ export async function rebuildFragments (id: Buffer, manifest: Manifest, work: Fr
 
 /** Rebuilds one fragment of one stripe from the others: what scrub does with a damaged one. */
 export async function rebuildOne (id: Buffer, manifest: Manifest, s: number, index: number, sources: Array<EntrySite | null>): Promise<Buffer> {
-  const { fragLen } = stripeShape(manifest, s)
-  const shards = await gatherAndDecode(id, manifest, s, new Set([index]), sources)
-  return await sealFragment(id, manifest, s, index, shards[index], fragLen)
+  const entries = await gatherAndDecode(id, manifest, s, new Set([index]), sources)
+  return await sealFragment(id, manifest, s, index, entries.get(index) as Buffer)
 }
 
 async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: FragmentWork[], sources: Array<EntrySite | null>, local?: EntrySite): Promise<number> {
@@ -74,9 +73,9 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
     rebuild.push(w)
   }
   if (rebuild.length === 0) return written
-  const shards = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources, local)
+  const entries = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources, local)
   for (const w of rebuild) {
-    const entry = await sealFragment(id, manifest, s, w.index, shards[w.index], fragLen)
+    const entry = await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)
     await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry, BACKGROUND)
     written += fragLen
   }
@@ -84,10 +83,11 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
 }
 
 /**
- * Fetches k intact fragments of stripe s other than `missing` and decodes all n: `local`'s own
- * first (no network), then data fragments before parity.
+ * Fetches k intact fragments of stripe s other than `missing` (`local`'s own first: no network,
+ * then data fragments before parity) and decodes the missing ones, each straight into the buffer
+ * of its stored form (data, then room for the trailer): index -> that buffer.
  */
-async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>, local?: EntrySite): Promise<Buffer[]> {
+async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>, local?: EntrySite): Promise<Map<number, Buffer>> {
   const { k, m } = manifest
   const n = k + m
   const { fragLen } = stripeShape(manifest, s)
@@ -109,22 +109,28 @@ async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missi
   if (good < k) {
     throw DdfsError.UNAVAILABLE(`cannot rebuild stripe ${s} of ${id.toString('hex')}: ${good} of ${n} fragments reachable and intact, ${k} needed (${problems.join('; ')})`)
   }
-  const present = shards.map((x) => x !== null)
-  // Missing shards are written whole by the decoder: no need to zero them first.
-  const full = shards.map((x) => x ?? Buffer.allocUnsafe(fragLen))
-  if (fragLen > 0) await reconstruct(k, m, full, present)
-  return full
+  // The decoder writes the wanted shards whole (no need to zero them) and leaves the other absent
+  // slots alone: they only stand in for the length.
+  const entries = new Map<number, Buffer>()
+  for (const i of missing) entries.set(i, Buffer.allocUnsafeSlow(fragLen + TRAILER_BYTES))
+  const views = new Map([...entries].map(([i, e]) => [i, e.subarray(0, fragLen)]))
+  const filler = views.values().next().value as Buffer
+  const full = shards.map((x, i) => x ?? views.get(i) ?? filler)
+  if (fragLen > 0) await reconstruct(k, m, full, shards.map((x) => x !== null), full.map((_, i) => missing.has(i)))
+  return entries
 }
 
-/** The stored form of a rebuilt fragment (data + trailer), once its hash matches the manifest. */
-async function sealFragment (id: Buffer, manifest: Manifest, s: number, index: number, data: Buffer, fragLen: number): Promise<Buffer> {
+/**
+ * Completes the stored form of a rebuilt fragment (its data, decoded into `entry`, then the
+ * trailer), once the data's hash matches the manifest.
+ */
+async function sealFragment (id: Buffer, manifest: Manifest, s: number, index: number, entry: Buffer): Promise<Buffer> {
   const n = manifest.k + manifest.m
-  const hash = await xxh64Async(data.subarray(0, fragLen))
+  const fragLen = entry.length - TRAILER_BYTES
+  const hash = await xxh64Async(entry.subarray(0, fragLen))
   if (hash !== manifest.stripeHashes[s * n + index]) {
     throw DdfsError.CORRUPT(`rebuilt fragment ${s}/${index} of ${id.toString('hex')} does not match its manifest`)
   }
-  const entry = Buffer.allocUnsafe(fragLen + TRAILER_BYTES)
-  data.copy(entry, 0, 0, fragLen)
   writeTrailer({ id, stripe: s, index, k: manifest.k, m: manifest.m, length: fragLen, hash }, entry, fragLen)
   return entry
 }
