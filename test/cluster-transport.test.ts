@@ -138,6 +138,12 @@ function tests (): void {
       client.send(sent[1])
       const frames = await got
       t.ok(frames[0].equals(sent[0]) && frames[1].equals(sent[1]), 'frames equal')
+      // The dialing side reads into one reused buffer: what it hands out must not change later.
+      const back = collect(client, 3)
+      for (const f of [sent[0], sent[1], sent[0].subarray(5)]) accepted.send(f)
+      const replies = await back
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      t.ok(replies[0].equals(sent[0]) && replies[1].equals(sent[1]) && replies[2].equals(sent[0].subarray(5)), 'frames to the dialing side equal, and stay equal after later reads')
     })
   }
 

@@ -33,6 +33,8 @@ export const MAX_FRAME = 4 * 1024 * 1024
 /** AES-256-GCM: fastest and cheapest per GiB here (see docs/cluster.md, bench/transport.ts). */
 export const DEFAULT_AEAD: AeadName = 'aes-256-gcm'
 const HANDSHAKE_TIMEOUT_MS = 10_000
+/** The dialing side's read buffer: one read takes up to this much. */
+const READ_BUFFER = 1024 * 1024
 /** Decrypt frames that span reads piece by piece (DDFS_TRANSPORT_STREAM=0 turns it off, to compare). */
 const STREAM_DECRYPT = process.env.DDFS_TRANSPORT_STREAM !== '0'
 
@@ -227,8 +229,17 @@ export function connect (opts: ConnectOptions): Promise<SecureConnection> {
     return new Promise((_resolve, reject) => setTimeout(() => reject(DdfsError.NODE_NOT_RUNNING(`cannot reach ${opts.host}:${opts.port}: ${partitionError().message}`)), PARTITION_DIAL_MS))
   }
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true })
-    const hs = new Handshake(socket, true, opts, aead, [aead])
+    // The dialing side reads into one buffer of its own (a node's replies, fragments among them,
+    // come back on the connections it dialed): Node would otherwise make a new buffer per read,
+    // and every new buffer adds to V8's external-memory pressure (full mark-compacts).
+    const reader = new FrameReader(true)
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      noDelay: true,
+      onread: { buffer: Buffer.allocUnsafeSlow(READ_BUFFER), callback: (n: number, buf: Uint8Array) => { reader.push(Buffer.from(buf.buffer, buf.byteOffset, n)); return true } }
+    })
+    const hs = new Handshake(socket, true, opts, aead, [aead], reader)
     hs.run().then((conn) => {
       if (opts.remotePublicKey !== undefined && !conn.remotePublicKey.equals(opts.remotePublicKey)) {
         conn.close(DdfsError.PERMISSION('wrong peer identity'))
@@ -251,7 +262,7 @@ export async function listen (opts: ListenOptions, onConnection: (conn: SecureCo
   server.on('connection', (socket) => {
     secure.track(socket)
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    new Handshake(socket, false, opts, DEFAULT_AEAD, accepted).run().then(onConnection, (err: Error) => {
+    new Handshake(socket, false, opts, DEFAULT_AEAD, accepted, new FrameReader(false)).run().then(onConnection, (err: Error) => {
       secure.emit('reject', DdfsError.from(err), remote)
     })
   })
@@ -271,9 +282,12 @@ function checkOptions (opts: TransportOptions): void {
 /**
  * Splits the byte stream into the initial hello and then length-prefixed frames. A frame that
  * arrives in one read is handed out as a view of that read; one spread over several reads is
- * gathered into one buffer of its exact size (one copy).
+ * gathered into one buffer of its exact size (one copy). With `transient` reads (one buffer
+ * reused for every read), nothing handed out is a view of a read.
  */
 class FrameReader {
+  constructor (readonly transient: boolean) {}
+
   onFrame: ((header: Buffer, body: Buffer) => void) | null = null
   onHello: ((hello: Buffer) => void) | null = null
   onError: ((err: Error) => void) = () => {}
@@ -323,7 +337,7 @@ class FrameReader {
       }
       if (this.body === null) {
         // Fast path: a whole frame inside this read needs no copy at all.
-        if (this.headerFill === 0 && chunk.length - off >= HEADER_BYTES) {
+        if (!this.transient && this.headerFill === 0 && chunk.length - off >= HEADER_BYTES) {
           const len = chunk.readUInt32LE(off)
           if (!this.checkLength(len)) return
           if (chunk.length - off - HEADER_BYTES >= len) {
@@ -418,13 +432,12 @@ class FrameReader {
 }
 
 class Handshake {
-  private readonly reader = new FrameReader()
   private readonly eSecret = Buffer.alloc(32)
   private readonly eHello = Buffer.alloc(HELLO_BYTES)
   private readonly psk: Buffer
 
   constructor (private readonly socket: net.Socket, private readonly initiator: boolean, private readonly opts: TransportOptions,
-    private aead: AeadName, private readonly accepted: readonly AeadName[]) {
+    private aead: AeadName, private readonly accepted: readonly AeadName[], private readonly reader: FrameReader) {
     this.psk = deriveClusterKeys(opts.secret).psk
     sodium.randombytes_buf(this.eSecret)
     this.eHello[0] = VERSION
@@ -450,7 +463,7 @@ class Handshake {
         ? 'the node closed the connection during the handshake: wrong cluster secret, or not a ddfs node'
         : 'the peer closed the connection during the handshake'))
       const onError = (err: Error): void => fail(err)
-      socket.on('data', onData)
+      if (!reader.transient) socket.on('data', onData)  // (transient: reads come through onread)
       socket.on('close', onClose)
       socket.on('error', onError)
       reader.onError = fail
