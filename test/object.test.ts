@@ -8,6 +8,9 @@ import { EntryKind } from '../src/store/types'
 import type { Schema } from '../src/object/types'
 import { MemoryStore } from '../src/store/memory-store'
 import { tmpDir, deviceFile } from './helpers/env'
+import { DeviceSite } from '../src/object/device-site'
+import { decodeManifest, keyOf, TRAILER_BYTES } from '../src/object/records'
+import { rebuildFragments } from '../src/object/repair'
 
 const MiB = 1024 * 1024
 
@@ -205,4 +208,24 @@ test('delete leaves a tombstone: the id never comes back, and the blocks are fre
   await t.exception(objects.query(id), /NOT_FOUND/)
   await t.exception(objects.delete(id), /NOT_FOUND/)
   t.alike(await objects.list(null, 10), [])
+})
+
+test('repair rebuilds a lost fragment even when an input\'s data does not match its trailer: it decodes again from inputs checked one by one', async (t) => {
+  const stores = Array.from({ length: 6 }, (_, i) => new MemoryStore(`mem${i}`))
+  const objects = new LocalObjectStore({ stores: () => stores })
+  const id = await put(objects, crypto.randomBytes(4 * FRAGMENT_DATA * 2 + 1000), { k: 4, m: 2 })
+  const here = new DeviceSite({ stores: () => stores }, 'here')
+  const manifest = decodeManifest((await here.getEntry(keyOf(id, EntryKind.Manifest))).entry)
+  const lost = Buffer.from((await here.getEntry(keyOf(id, EntryKind.Fragment, 0, 5))).entry)
+  // Fragment 0 of stripe 0 rewritten with one data bit flipped and its trailer kept: every
+  // store-level check passes, only the manifest's hash for the slot tells.
+  const bad = Buffer.from((await here.getEntry(keyOf(id, EntryKind.Fragment, 0, 0))).entry)
+  bad[10] ^= 1
+  await here.putEntry(keyOf(id, EntryKind.Fragment, 0, 0), bad)
+  const targetStores = [new MemoryStore('target')]
+  const target = new DeviceSite({ stores: () => targetStores }, 'target')
+  const sources = [here, here, here, here, here, null]
+  const written = await rebuildFragments(id, manifest, [{ index: 5, from: null, to: target }], sources, async () => {}, undefined, 0, 1)
+  t.is(written, lost.length - TRAILER_BYTES, 'one fragment written')
+  t.ok((await target.getEntry(keyOf(id, EntryKind.Fragment, 0, 5))).entry.equals(lost), 'the rebuilt fragment is the lost one, byte for byte')
 })

@@ -50,7 +50,7 @@ export async function rebuildFragments (id: Buffer, manifest: Manifest, work: Fr
 
 /** Rebuilds one fragment of one stripe from the others: what scrub does with a damaged one. */
 export async function rebuildOne (id: Buffer, manifest: Manifest, s: number, index: number, sources: Array<EntrySite | null>): Promise<Buffer> {
-  const entries = await gatherAndDecode(id, manifest, s, new Set([index]), sources)
+  const entries = await gatherAndDecode(id, manifest, s, new Set([index]), sources, undefined, false)
   return await sealFragment(id, manifest, s, index, entries.get(index) as Buffer)
 }
 
@@ -73,10 +73,22 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
     rebuild.push(w)
   }
   if (rebuild.length === 0) return written
-  const entries = await gatherAndDecode(id, manifest, s, new Set(rebuild.map((w) => w.index)), sources, local)
-  for (const w of rebuild) {
-    const entry = await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)
-    await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), entry, BACKGROUND)
+  const missing = new Set(rebuild.map((w) => w.index))
+  // First without hashing the inputs again: each was checked against its block hashes where it
+  // is stored and crossed the wire under an XXH64 and an AEAD tag, and what is decoded from them
+  // is checked against the manifest before it is written. Only when that check fails is the
+  // stripe decoded again from inputs whose hashes are checked one by one (a bad one is skipped).
+  let sealed: Buffer[]
+  try {
+    const entries = await gatherAndDecode(id, manifest, s, missing, sources, local, true)
+    sealed = await Promise.all(rebuild.map(async (w) => await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)))
+  } catch (err) {
+    if (DdfsError.from(err).code !== 'CORRUPT') throw err
+    const entries = await gatherAndDecode(id, manifest, s, missing, sources, local, false)
+    sealed = await Promise.all(rebuild.map(async (w) => await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)))
+  }
+  for (const [j, w] of rebuild.entries()) {
+    await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), sealed[j], BACKGROUND)
     written += fragLen
   }
   return written
@@ -85,9 +97,12 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
 /**
  * Fetches k intact fragments of stripe s other than `missing` (`local`'s own first: no network,
  * then data fragments before parity) and decodes the missing ones, each straight into the buffer
- * of its stored form (data, then room for the trailer): index -> that buffer.
+ * of its stored form (data, then room for the trailer): index -> that buffer. `trusting`: the
+ * inputs' trailers are checked against the manifest but their data is not hashed again;
+ * otherwise every input's data is hashed, wherever it comes from.
  */
-async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>, local?: EntrySite): Promise<Map<number, Buffer>> {
+async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missing: Set<number>, sources: Array<EntrySite | null>,
+  local: EntrySite | undefined, trusting: boolean): Promise<Map<number, Buffer>> {
   const { k, m } = manifest
   const n = k + m
   const { fragLen } = stripeShape(manifest, s)
@@ -101,7 +116,10 @@ async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missi
     const batch = candidates.slice(next, next + k - good)
     next += batch.length
     const results = await Promise.allSettled(batch.map((i) =>
-      checkedFragment(id, manifest, s, i, fragLen, async () => await fetchFrom(sources[i] as EntrySite, id, s, i))))
+      checkedFragment(id, manifest, s, i, fragLen, async () => {
+        const fetched = await fetchFrom(sources[i] as EntrySite, id, s, i)
+        return { ...fetched, verified: trusting }
+      })))
     results.forEach((r, j) => {
       if (r.status === 'fulfilled') { shards[batch[j]] = r.value; good++ } else problems.push(DdfsError.from(r.reason).message)
     })
