@@ -66,6 +66,24 @@ function setCounter (nonce: Buffer, counter: number): void {
   nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 4)
 }
 
+// Sealed frames of bulk size come from a small pool and go back once the socket wrote them
+// (releaseSealed): a node sending fragments would otherwise make a new buffer per frame, and
+// new buffers are what drive V8's full mark-compacts here (see native/aead.cc).
+const POOLED_FRAME = 4 * 1024 * 1024 + 64 * 1024
+const POOLED_MIN = 256 * 1024
+const POOL_MAX = 8
+const sealPool: Buffer[] = []
+
+function sealBuffer (size: number): Buffer {
+  if (size < POOLED_MIN || size > POOLED_FRAME) return Buffer.allocUnsafeSlow(size)
+  return (sealPool.pop() ?? Buffer.allocUnsafeSlow(POOLED_FRAME)).subarray(0, size)
+}
+
+/** Gives a sealed frame's memory back for reuse: only once nothing reads it any more. */
+export function releaseSealed (frame: Buffer): void {
+  if (frame.byteOffset === 0 && frame.buffer.byteLength === POOLED_FRAME && sealPool.length < POOL_MAX) sealPool.push(Buffer.from(frame.buffer, 0, POOLED_FRAME))
+}
+
 interface GcmContext {
   begin (nonce: Buffer, aad: Buffer): void
   update (src: Buffer, dst: Buffer): void
@@ -91,7 +109,7 @@ class NativeGcm implements Aead {
   private get opener (): GcmContext { return (this.openerCtx ??= new Gcm(this.key, false)) }
 
   seal (parts: readonly Buffer[], total: number): Buffer[] {
-    const frame = Buffer.allocUnsafeSlow(HEADER_BYTES + total + TAG_BYTES)
+    const frame = sealBuffer(HEADER_BYTES + total + TAG_BYTES)
     const header = frame.subarray(0, HEADER_BYTES)
     header.writeUInt32LE(total + TAG_BYTES, 0)
     setCounter(this.nonce, this.counter++)

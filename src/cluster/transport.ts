@@ -20,7 +20,7 @@ import { EventEmitter } from 'node:events'
 import { DdfsError } from '../errors'
 import { sodium, type KeyPair } from './sodium'
 import { deriveClusterKeys } from './secret'
-import { createAead, aeadById, AEAD_IDS, AEAD_NAMES, HEADER_BYTES, TAG_BYTES, type Aead, type AeadName, type OpenStream } from './aead'
+import { createAead, aeadById, releaseSealed, AEAD_IDS, AEAD_NAMES, HEADER_BYTES, TAG_BYTES, type Aead, type AeadName, type OpenStream } from './aead'
 import { faultLayer, partitionError, PARTITION_DIAL_MS, type FaultLink } from './fault-layer'
 
 export type { AeadName } from './aead'
@@ -113,7 +113,7 @@ export class SecureConnection extends EventEmitter<SecureConnectionEvents> {
   }
 
   private write (out: Buffer[]): boolean {
-    if (out.length === 1) return this.socket.write(out[0])
+    if (out.length === 1) return this.socket.write(out[0], (err) => { if (err == null) releaseSealed(out[0]) })
     this.socket.cork()
     for (let i = 0; i < out.length - 1; i++) this.socket.write(out[i])
     const ok = this.socket.write(out[out.length - 1])
