@@ -69,19 +69,25 @@ function setCounter (nonce: Buffer, counter: number): void {
 // Sealed frames of bulk size come from a small pool and go back once the socket wrote them
 // (releaseSealed): a node sending fragments would otherwise make a new buffer per frame, and
 // new buffers are what drive V8's full mark-compacts here (see native/aead.cc).
-const POOLED_FRAME = 4 * 1024 * 1024 + 64 * 1024
 const POOLED_MIN = 256 * 1024
-const POOL_MAX = 8
-const sealPool: Buffer[] = []
+const POOL_MAX = 16
+const sealPool: ArrayBuffer[] = []
 
 function sealBuffer (size: number): Buffer {
-  if (size < POOLED_MIN || size > POOLED_FRAME) return Buffer.allocUnsafeSlow(size)
-  return (sealPool.pop() ?? Buffer.allocUnsafeSlow(POOLED_FRAME)).subarray(0, size)
+  if (size >= POOLED_MIN) {
+    // A pooled buffer fits when it is at most a quarter bigger: frames of one kind (a fragment
+    // with its trailer and the wire header) have nearly the same size.
+    const i = sealPool.findIndex((b) => b.byteLength >= size && b.byteLength <= size * 1.25)
+    if (i >= 0) return Buffer.from(sealPool.splice(i, 1)[0], 0, size)
+  }
+  return Buffer.allocUnsafeSlow(size)
 }
 
 /** Gives a sealed frame's memory back for reuse: only once nothing reads it any more. */
 export function releaseSealed (frame: Buffer): void {
-  if (frame.byteOffset === 0 && frame.buffer.byteLength === POOLED_FRAME && sealPool.length < POOL_MAX) sealPool.push(Buffer.from(frame.buffer, 0, POOLED_FRAME))
+  if (frame.length < POOLED_MIN || frame.byteOffset !== 0) return
+  if (sealPool.length >= POOL_MAX) sealPool.shift()
+  sealPool.push(frame.buffer as ArrayBuffer)
 }
 
 interface GcmContext {
