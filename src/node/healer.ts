@@ -61,8 +61,8 @@ export interface DurabilityReport {
 /** A member with less free space than this receives no rebuilt fragments. */
 const MIN_FREE_BYTES = 64 * 1024 * 1024
 
-/** Objects repaired at once by one node. */
-const OBJECTS_IN_FLIGHT = 2
+/** Objects repaired at once by one node (the stripes in flight are bounded per process anyway). */
+const OBJECTS_IN_FLIGHT = 4
 
 interface Led { id: Buffer, manifest: Manifest }
 
@@ -444,21 +444,32 @@ export class Healer {
     }
     const body = encodeManifest(manifest)
     const stripes = stripeCount(manifest)
+    // Two requests in flight per node, so it does not idle between one request's last stripes
+    // and the next one's first. A range the node fails to do is rebuilt here instead.
     const delegate = async (site: EntrySite, indices: number[]): Promise<number> => {
-      let done = 0
+      let next = 0
       let written = 0
-      try {
-        for (; done < stripes; done += MAX_REBUILD_STRIPES) {
-          const bytes = await (site.rebuild as NonNullable<EntrySite['rebuild']>)(body, id, indices, done, Math.min(MAX_REBUILD_STRIPES, stripes - done), urgent)
-          this.report.repairedBytes += bytes
-          written += bytes
+      let failed = false
+      const worker = async (): Promise<void> => {
+        while (next < stripes) {
+          const first = next
+          const count = Math.min(MAX_REBUILD_STRIPES, stripes - first)
+          next += count
+          try {
+            if (failed) throw DdfsError.UNAVAILABLE('an earlier request failed')
+            const bytes = await (site.rebuild as NonNullable<EntrySite['rebuild']>)(body, id, indices, first, count, urgent)
+            this.report.repairedBytes += bytes
+            written += bytes
+          } catch (err) {
+            if (!failed) this.log.warn('rebuild-delegation-failed', { id: id.toString('hex'), node: site.label, error: DdfsError.from(err).message })
+            failed = true
+            const rest = indices.map((index) => ({ index, from: null, to: site }))
+            written += await rebuildFragments(id, manifest, rest, sources, pace, this.site, first, first + count)
+          }
         }
-        return written
-      } catch (err) {
-        this.log.warn('rebuild-delegation-failed', { id: id.toString('hex'), node: site.label, error: DdfsError.from(err).message })
-        const rest = indices.map((index) => ({ index, from: null, to: site }))
-        return written + await rebuildFragments(id, manifest, rest, sources, pace, this.site, done)
       }
+      await Promise.all([worker(), worker()])
+      return written
     }
     const parts = await Promise.all([rebuildFragments(id, manifest, here, sources, pace, this.site), ...[...elsewhere].map(async ([site, indices]) => await delegate(site, indices))])
     return parts.reduce((a, b) => a + b, 0)

@@ -20,8 +20,27 @@ export interface FragmentWork {
 /** Repair traffic yields to client traffic on the nodes that serve it. */
 const BACKGROUND = { background: true }
 
-/** Stripes in flight per object: a few, so a large object streams through bounded memory. */
-const STRIPES_IN_FLIGHT = 8
+/** Stripes in flight per call: a few, so a large object streams through bounded memory. */
+const STRIPES_IN_FLIGHT = 12
+/**
+ * Stripes being rebuilt at once by this process, over every object and request (each holds k
+ * fragments and the rebuilt ones: about 5 MiB for 4+2): enough to keep both cores busy while
+ * some stripes wait on reads, and a bound on memory however many objects arrive at once.
+ */
+const STRIPES_PER_PROCESS = 32
+let stripesBusy = 0
+const stripeWaiters: Array<() => void> = []
+
+async function stripeSlot<T> (fn: () => Promise<T>): Promise<T> {
+  while (stripesBusy >= STRIPES_PER_PROCESS) await new Promise<void>((resolve) => stripeWaiters.push(resolve))
+  stripesBusy++
+  try {
+    return await fn()
+  } finally {
+    stripesBusy--
+    stripeWaiters.shift()?.()
+  }
+}
 
 export function stripeCount (manifest: Manifest): number {
   return manifest.stripeHashes.length / (manifest.k + manifest.m)
@@ -39,7 +58,7 @@ export async function rebuildFragments (id: Buffer, manifest: Manifest, work: Fr
   const worker = async (): Promise<void> => {
     while (next < end) {
       const s = next++
-      const bytes = await rebuildStripe(id, manifest, s, work, sources, local)
+      const bytes = await stripeSlot(async () => await rebuildStripe(id, manifest, s, work, sources, local))
       written += bytes
       await pace(bytes)
     }
