@@ -62,6 +62,8 @@ export interface HealingOptions {
   scrubIntervalMs: number
   /** Fragments no manifest points at are removed after this long. */
   orphanGraceMs: number
+  /** A tombstone is kept at least this long after this node first saw it (see Healer). */
+  tombstoneTtlMs: number
 }
 
 /** How long ddfs status waits for each member's durability report. */
@@ -73,7 +75,8 @@ export const DEFAULT_HEALING: HealingOptions = {
   repairRate: 200 * 1024 * 1024,
   scrubRate: 20 * 1024 * 1024,
   scrubIntervalMs: 6 * 3600_000,
-  orphanGraceMs: 30 * 60_000
+  orphanGraceMs: 30 * 60_000,
+  tombstoneTtlMs: 7 * 86400_000
 }
 
 export class Node {
@@ -173,7 +176,7 @@ export class Node {
         }, this.site, this.log)
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
-        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
+        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, tombstoneTtlMs: healing.tombstoneTtlMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
         this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
         const scrubber = this.scrubber
         this.site.scrubber = (id) => scrubber.checkId(id)
