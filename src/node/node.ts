@@ -20,7 +20,7 @@ import { DataDir } from './data-dir'
 import { ClusterLink } from './cluster-link'
 import { socketPath } from './paths'
 import { Session } from './session'
-import { Metrics } from './metrics'
+import { Metrics, type Sample } from './metrics'
 import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
@@ -418,8 +418,8 @@ export class Node {
   }
 
   /** What the metrics endpoint reads at each scrape. */
-  private gauges (): Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> {
-    const g: Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> = []
+  private gauges (): Sample[] {
+    const g: Sample[] = []
     for (const st of this.devices.stores()) {
       const i = st.info()
       g.push({ name: 'ddfs_device_bytes', help: 'Device size and free bytes.', labels: { device: i.path, kind: 'size' }, value: i.size })
@@ -435,6 +435,8 @@ export class Node {
       g.push({ name: 'ddfs_objects_unreadable', help: 'Led objects with fewer than k healthy fragments.', value: d.objectsUnreadable })
       g.push({ name: 'ddfs_repair_pending_bytes', help: 'Fragment bytes of led objects not where placement wants them.', value: d.bytesToRepair })
       g.push({ name: 'ddfs_repaired_bytes', help: 'Fragment bytes rebuilt or moved by this node since it started.', value: d.repairedBytes })
+      g.push({ name: 'ddfs_tombstones', help: 'Tombstones (deleted ids) on this node\'s devices, as the healer last counted them.', value: d.tombstones })
+      g.push({ name: 'ddfs_tombstones_collected_total', help: 'Tombstones removed by this node since it started, once every member had applied them.', value: d.tombstonesCollected, type: 'counter' })
     }
     const sc = this.scrubber?.progress()
     if (sc !== undefined) {
