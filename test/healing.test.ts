@@ -1,5 +1,6 @@
 // Self-healing on a real local cluster (ddfs up, 4+2): a node lost for good, a node joining, a
-// node drained, bits flipped on a device, a delete a node missed while it was down.
+// node drained, bits flipped on a device, a delete a node missed while it was down and when its
+// tombstones are collected.
 import test from 'brittle'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -12,7 +13,10 @@ const HEALING = ['--heartbeat', '1000', '--lost-after', '3', '--repair-interval'
 
 interface Fragment { stripe: number, index: number, node: string, device: string, block: number }
 interface Query { fragments: Fragment[], manifestHolders: string[] }
-interface Durability { objects: number, objectsBelowN: number, objectsUnreadable: number, bytesToRepair: number, scrub: { repaired: number } }
+interface Durability {
+  objects: number, objectsBelowN: number, objectsUnreadable: number, bytesToRepair: number, scrub: { repaired: number }
+  nodes: Array<{ address: string, tombstones: number }>
+}
 
 async function cli (args: string[]): Promise<string> {
   const r = await ddfs(args)
@@ -140,8 +144,8 @@ test('a node lost for good is rebuilt elsewhere; a new node takes only its share
   await readAll(1, 'after the drain')
 }))
 
-test('a delete missed by a down node still holds when it returns; scrub rebuilds flipped bits', { timeout: 300_000 }, guarded(async (t) => {
-  const c = await localCluster(t, 6, [...HEALING, '--scrub-interval', '1', '--scrub-rate', '500'], '256M')
+test('a delete missed by a down node still holds when it returns; its tombstones go only after that; scrub rebuilds flipped bits', { timeout: 300_000 }, guarded(async (t) => {
+  const c = await localCluster(t, 6, [...HEALING, '--scrub-interval', '1', '--scrub-rate', '500', '--tombstone-ttl', '2'], '256M')
   const work = tmpDir(t)
   const file = path.join(work, 'in')
   fs.writeFileSync(file, crypto.randomBytes(6 * MiB))
@@ -155,16 +159,37 @@ test('a delete missed by a down node still holds when it returns; scrub rebuilds
   kill9(c, downIndex)
   await new Promise((resolve) => setTimeout(resolve, 1500))
   t.is((await ddfs(['delete', ...c.at(0), '-i', doomed])).code, 0, 'delete with a manifest holder down')
+  // Tombstones each node holds (as its healer last counted them), by address; and whether node i removed doomed's.
+  const tombstones = async (): Promise<Map<string, number>> => new Map((await durability(c, 0)).nodes.map((n) => [n.address, n.tombstones]))
+  const collected = (i: number): boolean => fs.readFileSync(path.join(c.data(i), 'ddfs.log'), 'utf8').includes(`tombstone-collected id=${doomed}`)
+  const stillDeleted = async (i: number, what: string): Promise<void> => {
+    const r = await ddfs(['get', ...c.at(i), '-i', doomed, '-f', out])
+    t.is(r.code === 0 ? 'read' : r.stderr.includes('NOT_FOUND') ? 'gone' : r.stderr, 'gone', `${what}: the deleted object stays deleted (node ${i})`)
+    const listed = await cli(['ls', ...c.at(i)]) + await cli(['ls', '-l', ...c.at(i)])
+    t.absent(listed.includes(doomed) || listed.includes('doomed'), `${what}: not listed (node ${i})`)
+  }
+  // Every node held a fragment, so each live one has the tombstone. Well past --tombstone-ttl
+  // they keep it: the down node (lost 3 s after it leaves the view) holds a manifest copy that missed the delete.
+  await new Promise((resolve) => setTimeout(resolve, 8000))
+  const held = await eventually(t, 'the five live nodes report', 10, tombstones, (h) => h.size === 5)
+  t.ok([...held.values()].every((n) => n >= 1), `8 s after the delete (ttl 2 s), with a holder away, every live node keeps its tombstone: ${JSON.stringify([...held])}`)
+  t.absent([0, 1, 2, 3, 4, 5].some(collected), 'no node collected it')
   await cli(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--no-mount'])
   for (let round = 0; round < 5; round++) {
-    const r = await ddfs(['get', ...c.at(downIndex), '-i', doomed, '-f', out])
-    t.is(r.code === 0 ? 'read' : r.stderr.includes('NOT_FOUND') ? 'gone' : r.stderr, 'gone', `round ${round}: the deleted object stays deleted`)
-    const listed = await cli(['ls', ...c.at(downIndex)]) + await cli(['ls', '-l', ...c.at(downIndex)])
-    t.absent(listed.includes(doomed) || listed.includes('doomed'), `round ${round}: not listed`)
+    await stillDeleted(downIndex, `round ${round}`)
     await new Promise((resolve) => setTimeout(resolve, 1000))
   }
   const log = fs.readFileSync(path.join(c.data(downIndex), 'ddfs.log'), 'utf8')
   t.ok(log.includes(`delete-propagated id=${doomed}`), 'the returning node applied the delete it missed')
+  // Now every member has applied it: each node removes its tombstone, and the object stays deleted.
+  await eventually(t, 'every node collected its tombstone', 30, tombstones, (h) => h.size === 6 && [...h.values()].every((n) => n === 0))
+  t.ok([0, 1, 2, 3, 4, 5].every(collected), 'every node logged tombstone-collected for it')
+  const metrics = await (await fetch(`http://127.0.0.1:${c.basePort + 2000 + downIndex}/metrics`)).text()
+  t.ok(/^# TYPE ddfs_tombstones_collected_total counter$/m.test(metrics) && /^ddfs_tombstones_collected_total 1$/m.test(metrics), 'the returning node counts it in its metrics')
+  for (let round = 0; round < 2; round++) {
+    for (const i of [0, downIndex]) await stillDeleted(i, `after collection, round ${round}`)
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+  }
 
   // Flip bits in three fragments (at most m of any stripe, so the data survives even before
   // scrub); the background scrub finds and rebuilds each.

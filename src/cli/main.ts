@@ -34,7 +34,8 @@ const NODE: FlagSpec[] = [
   { name: 'repair-interval', type: 'number', help: 'seconds between healing scans', default: DEFAULT_HEALING.repairIntervalMs / 1000 },
   { name: 'scrub-rate', type: 'number', help: 'MB/s read back and verified by the background scrub', default: DEFAULT_HEALING.scrubRate / 1e6 },
   { name: 'scrub-interval', type: 'number', help: 'seconds between scrub passes', default: DEFAULT_HEALING.scrubIntervalMs / 1000 },
-  { name: 'orphan-grace', type: 'number', help: 'seconds before a fragment no manifest points at is removed', default: DEFAULT_HEALING.orphanGraceMs / 1000 }
+  { name: 'orphan-grace', type: 'number', help: 'seconds before a fragment no manifest points at is removed', default: DEFAULT_HEALING.orphanGraceMs / 1000 },
+  { name: 'tombstone-ttl', type: 'number', help: 'seconds a delete\'s tombstone is kept at least; then it is removed once every member is in view and holds no manifest of the object', default: DEFAULT_HEALING.tombstoneTtlMs / 1000 }
 ]
 const DIR: FlagSpec = { name: 'dir', short: 'd', type: 'string', help: 'directory of the local cluster', default: './ddfs-cluster' }
 const COMMON: FlagSpec[] = [
@@ -408,7 +409,8 @@ function healingOptions (flags: Flags): HealingOptions {
     repairIntervalMs: positive('repair-interval', 1000),
     scrubRate: positive('scrub-rate', 1e6),
     scrubIntervalMs: positive('scrub-interval', 1000),
-    orphanGraceMs: positive('orphan-grace', 1000)
+    orphanGraceMs: positive('orphan-grace', 1000),
+    tombstoneTtlMs: positive('tombstone-ttl', 1000)
   }
 }
 

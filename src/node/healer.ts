@@ -13,11 +13,12 @@
 // No coordinator: whoever holds the first copy leads, and placement is deterministic, so two
 // nodes that briefly both lead write the same fragments to the same places. Name records are
 // handed on the same way. Fragments that no manifest points at (a delete this node missed, a
-// move it missed) are removed after --orphan-grace.
+// move it missed) are removed after --orphan-grace. Tombstones are removed once every member has
+// applied them (collectTombstones).
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import { manifestRank, nameRank, nameHash, repairAssignment, type PlacementMember } from '../cluster/placement'
-import { decodeManifest, encodeManifest, keyOf, type Manifest } from '../object/records'
+import { decodeManifest, encodeManifest, keyOf, TOMBSTONE_KIND, type Manifest } from '../object/records'
 import { rebuildFragments, stripeCount, type FragmentWork } from '../object/repair'
 import { stripeShape } from '../object/stripes'
 import { NAME_COPIES } from '../object/names'
@@ -36,6 +37,8 @@ export interface HealerOptions {
   repairRate: number
   /** A fragment no manifest points at is removed once it has been an orphan this long. */
   orphanGraceMs: number
+  /** A tombstone is kept at least this long after this process first saw it. */
+  tombstoneTtlMs: number
   /**
    * After start, only deletes are applied for this long: the membership this node sees is still
    * filling in, and a partial view would make it lead (and move) objects it does not lead.
@@ -56,6 +59,9 @@ export interface DurabilityReport {
   etaSeconds: number | null
   lastScanAt: number | null
   lastScanMs: number | null
+  /** Tombstones on this node's devices at the last count (walkTombstones), and how many it removed since start. */
+  tombstones: number
+  tombstonesCollected: number
 }
 
 /** A member with less free space than this receives no rebuilt fragments. */
@@ -63,6 +69,14 @@ const MIN_FREE_BYTES = 64 * 1024 * 1024
 
 /** Objects repaired at once by one node (the stripes in flight are bounded per process anyway). */
 const OBJECTS_IN_FLIGHT = 4
+
+/** Tombstones checked per scan, at most: one EntryStates request per member. */
+const TOMBSTONES_PER_SCAN = MAX_IDS
+/**
+ * Walking a device's ids for tombstones takes ~2.5 µs per id here (200,000 ids: 0.5 s), too much
+ * for every scan of a full node; ages need no more precision than a tenth of --tombstone-ttl.
+ */
+const TOMBSTONE_WALK_MS = 60_000
 
 interface Led { id: Buffer, manifest: Manifest }
 
@@ -84,9 +98,12 @@ export class Healer {
   private readonly limiter: RateLimiter
   private readonly manifests = new Map<string, Manifest>()  // by id hex, the newest this node has
   private readonly orphans = new Map<string, number>()      // fragment slot -> first seen orphaned
+  private readonly tombstones = new Map<string, number>()   // id hex -> when this process first saw its tombstone
+  private tombstoneCursor = ''                              // id hex: with many due, the next check starts after it
+  private tombstonesWalkedAt = 0
   private report: DurabilityReport = {
     objects: 0, objectsBelowN: 0, objectsBelowK1: 0, objectsUnreadable: 0, bytesToRepair: 0, repairedBytes: 0, repairedFragments: 0,
-    rateBytesPerSec: 0, etaSeconds: null, lastScanAt: null, lastScanMs: null
+    rateBytesPerSec: 0, etaSeconds: null, lastScanAt: null, lastScanMs: null, tombstones: 0, tombstonesCollected: 0
   }
 
   private scans = 0
@@ -133,6 +150,7 @@ export class Healer {
     if (settled) {
       await this.tendNames(catalog.names.map((r) => nameHash(r.name)), members)
       await this.repair(led, members)
+      await this.collectTombstones()
       if (++this.scans % 10 === 0) await this.collectOrphans()
     }
     this.report.lastScanAt = Date.now()
@@ -531,6 +549,93 @@ export class Healer {
         this.log.warn('heal-name-failed', { hash: hex, error: DdfsError.from(err).message })
       }
     }
+  }
+
+  // ---- tombstones ----
+
+  /**
+   * Removes the tombstones no member needs any more. A tombstone is what keeps a manifest copy
+   * that missed the delete (on a node that was away) from bringing the object back, so one goes
+   * only when this process has seen it for --tombstone-ttl, every member this node knows of is
+   * in the view now (one that is away may hold such a copy), and every member, not only the
+   * object's holders (placement changes), answers that it holds the tombstone or no manifest.
+   * A member that collected its own answers "absent": as good, it holds nothing to bring back.
+   * A restart starts the clock again, which only delays collection.
+   */
+  private async collectTombstones (): Promise<void> {
+    const now = Date.now()
+    if (now - this.tombstonesWalkedAt >= Math.min(this.opts.tombstoneTtlMs / 10, TOMBSTONE_WALK_MS)) {
+      await this.walkTombstones(now)
+      this.tombstonesWalkedAt = now
+    }
+    const roster = this.view.describe()
+    if (roster.some((m) => m.state !== 'live' && m.state !== 'draining')) return
+    let due: string[] = []
+    for (const [hex, since] of this.tombstones) if (now - since >= this.opts.tombstoneTtlMs) due.push(hex)
+    if (due.length > TOMBSTONES_PER_SCAN) {
+      // In turns: ids some member still holds a manifest of do not hold up the others.
+      due.sort()
+      const from = Math.max(0, due.findIndex((hex) => hex > this.tombstoneCursor))
+      due = due.slice(from, from + TOMBSTONES_PER_SCAN)
+      this.tombstoneCursor = due[due.length - 1]
+    }
+    if (due.length === 0) return
+    // Only those still here: the map is as old as the last walk.
+    const own = await this.site.entryStates(EntryKind.Manifest, due.map((hex) => Buffer.from(hex, 'hex')))
+    due = due.filter((hex, j) => {
+      if (own[j] === ENTRY_DELETED) return true
+      this.tombstones.delete(hex)
+      return false
+    })
+    if (due.length === 0) return
+    const others: ViewMember[] = []
+    for (const m of roster) {
+      if (m.self) continue
+      const publicKey = Buffer.from(m.publicKey, 'hex')
+      const site = this.view.siteOf(publicKey)
+      if (site === null) return  // it left the view just now
+      others.push({ publicKey, site })
+    }
+    const ids = due.map((hex) => Buffer.from(hex, 'hex'))
+    // A member that did not answer (error, timeout) has no state in the map: the tombstone stays.
+    const states = await this.askStates(EntryKind.Manifest, ids, () => others)
+    for (const id of ids) {
+      const hex = id.toString('hex')
+      const applied = others.every((m) => {
+        const a = states.get(`${hex}/${m.publicKey.toString('hex')}`)
+        return a === ENTRY_DELETED || a === ENTRY_ABSENT
+      })
+      if (!applied) continue
+      try {
+        // The whole id, not only the tombstone: whatever else of a deleted object is here is garbage.
+        await this.site.removeId(id, false)
+        this.tombstones.delete(hex)
+        this.report.tombstonesCollected++
+        this.log.info('tombstone-collected', { id: hex })
+      } catch (err) {
+        this.log.warn('tombstone-collect-failed', { id: hex, error: DdfsError.from(err).message })
+      }
+    }
+    this.report.tombstones = this.tombstones.size
+  }
+
+  /** Notes when each tombstone on this node's devices was first seen; forgets those gone. */
+  private async walkTombstones (now: number): Promise<void> {
+    const seen = new Set<string>()
+    for (const store of this.site.stores()) {
+      for (const ids of idPages(store)) {
+        for (const id of ids) {
+          if (store.stat(keyOf(id, TOMBSTONE_KIND)) === null) continue
+          const hex = id.toString('hex')
+          seen.add(hex)
+          if (!this.tombstones.has(hex)) this.tombstones.set(hex, now)
+        }
+        // Requests are served between pages.
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    for (const hex of this.tombstones.keys()) if (!seen.has(hex)) this.tombstones.delete(hex)
+    this.report.tombstones = this.tombstones.size
   }
 
   // ---- orphans ----

@@ -5,9 +5,12 @@ import { DdfsError } from '../errors'
 
 interface Timing { count: number, seconds: number }
 
+/** A value read at scrape time; a counter (only ever grows) is marked so for Prometheus. */
+export interface Sample { name: string, help: string, labels?: Record<string, string>, value: number, type?: 'counter' }
+
 export interface MetricsSource {
-  /** Gauges read at scrape time: devices, entries, members. */
-  gauges (): Array<{ name: string, help: string, labels?: Record<string, string>, value: number }>
+  /** Gauges read at scrape time: devices, entries, members; and the healer's counters. */
+  gauges (): Sample[]
 }
 
 export class Metrics {
@@ -49,7 +52,7 @@ export class Metrics {
     out.push(`ddfs_integrity_errors_total ${this.integrityErrors}`)
     const seen = new Set<string>()
     for (const g of source.gauges()) {
-      if (!seen.has(g.name)) { family(g.name, 'gauge', g.help); seen.add(g.name) }
+      if (!seen.has(g.name)) { family(g.name, g.type ?? 'gauge', g.help); seen.add(g.name) }
       const labels = g.labels === undefined ? '' : `{${Object.entries(g.labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',')}}`
       out.push(`${g.name}${labels} ${g.value}`)
     }

@@ -20,7 +20,7 @@ import { DataDir } from './data-dir'
 import { ClusterLink } from './cluster-link'
 import { socketPath } from './paths'
 import { Session } from './session'
-import { Metrics } from './metrics'
+import { Metrics, type Sample } from './metrics'
 import { Healer } from './healer'
 import { Scrubber } from './scrubber'
 import { ClientActivity } from './rate-limiter'
@@ -62,6 +62,8 @@ export interface HealingOptions {
   scrubIntervalMs: number
   /** Fragments no manifest points at are removed after this long. */
   orphanGraceMs: number
+  /** A tombstone is kept at least this long after this node first saw it (see Healer). */
+  tombstoneTtlMs: number
 }
 
 /** How long ddfs status waits for each member's durability report. */
@@ -73,7 +75,8 @@ export const DEFAULT_HEALING: HealingOptions = {
   repairRate: 200 * 1024 * 1024,
   scrubRate: 20 * 1024 * 1024,
   scrubIntervalMs: 6 * 3600_000,
-  orphanGraceMs: 30 * 60_000
+  orphanGraceMs: 30 * 60_000,
+  tombstoneTtlMs: 7 * 86400_000
 }
 
 export class Node {
@@ -173,7 +176,7 @@ export class Node {
         }, this.site, this.log)
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
-        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
+        this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, tombstoneTtlMs: healing.tombstoneTtlMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
         this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
         const scrubber = this.scrubber
         this.site.scrubber = (id) => scrubber.checkId(id)
@@ -415,8 +418,8 @@ export class Node {
   }
 
   /** What the metrics endpoint reads at each scrape. */
-  private gauges (): Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> {
-    const g: Array<{ name: string, help: string, labels?: Record<string, string>, value: number }> = []
+  private gauges (): Sample[] {
+    const g: Sample[] = []
     for (const st of this.devices.stores()) {
       const i = st.info()
       g.push({ name: 'ddfs_device_bytes', help: 'Device size and free bytes.', labels: { device: i.path, kind: 'size' }, value: i.size })
@@ -432,6 +435,8 @@ export class Node {
       g.push({ name: 'ddfs_objects_unreadable', help: 'Led objects with fewer than k healthy fragments.', value: d.objectsUnreadable })
       g.push({ name: 'ddfs_repair_pending_bytes', help: 'Fragment bytes of led objects not where placement wants them.', value: d.bytesToRepair })
       g.push({ name: 'ddfs_repaired_bytes', help: 'Fragment bytes rebuilt or moved by this node since it started.', value: d.repairedBytes })
+      g.push({ name: 'ddfs_tombstones', help: 'Tombstones (deleted ids) on this node\'s devices, as the healer last counted them.', value: d.tombstones })
+      g.push({ name: 'ddfs_tombstones_collected_total', help: 'Tombstones removed by this node since it started, once every member had applied them.', value: d.tombstonesCollected, type: 'counter' })
     }
     const sc = this.scrubber?.progress()
     if (sc !== undefined) {

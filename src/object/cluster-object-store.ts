@@ -45,6 +45,8 @@ export type MemberState = 'live' | 'draining' | 'down' | 'lost'
 export interface HealingView extends ClusterView {
   readonly self: ViewMember
   stateOf (publicKey: Buffer): MemberState
+  /** Every member this node knows of: in the view, and those that left it (down or lost). */
+  describe (): Array<{ address: string, publicKey: string, self: boolean, state: MemberState }>
 }
 
 /** Manifest holders asked at once; more are asked only when these lack the manifest. */
