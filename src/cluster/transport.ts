@@ -21,6 +21,7 @@ import { DdfsError } from '../errors'
 import { sodium, type KeyPair } from './sodium'
 import { deriveClusterKeys } from './secret'
 import { createAead, aeadById, releaseSealed, AEAD_IDS, AEAD_NAMES, HEADER_BYTES, TAG_BYTES, type Aead, type AeadName, type OpenStream } from './aead'
+import { ownedAlone } from '../buffers'
 import { faultLayer, partitionError, PARTITION_DIAL_MS, type FaultLink } from './fault-layer'
 
 export type { AeadName } from './aead'
@@ -356,6 +357,7 @@ class FrameReader {
         if (this.streamer?.openStream !== undefined) {
           this.dec = this.streamer.openStream(Buffer.from(this.header))
           this.plain = Buffer.allocUnsafeSlow(len - TAG_BYTES)
+          ownedAlone(this.plain)
           this.plainFill = 0
           this.tagFill = 0
           continue

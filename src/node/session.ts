@@ -1,6 +1,7 @@
 // One client connection to a node: decodes requests, runs them against the node's object store
 // and devices, streams replies. Requests on one connection run one at a time; a malformed frame
 // closes only this connection.
+import { release } from '../buffers'
 import { DdfsError } from '../errors'
 import type { FrameConnection, Frame } from '../wire/connection'
 import {
@@ -153,7 +154,7 @@ export class Session {
           return
         }
         const { entry } = await site.getEntry(key)
-        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry)
+        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry, () => release(entry))
         return
       }
       case MessageType.EntryList: {

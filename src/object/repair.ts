@@ -5,6 +5,7 @@
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import { xxh64Async } from '../hash'
+import { ownedAlone, release } from '../buffers'
 import { reconstruct } from '../erasure/reed-solomon'
 import { keyOf, writeTrailer, TRAILER_BYTES, type Manifest } from './records'
 import { checkedFragment, stripeShape, type FetchedFragment } from './stripes'
@@ -83,6 +84,7 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
         const fetched = await fetchFrom(w.from, id, s, w.index)
         await checkedFragment(id, manifest, s, w.index, fragLen, async () => fetched)
         await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), fetched.entry, BACKGROUND)
+        release(fetched.entry)
         written += fragLen
         continue
       } catch {
@@ -108,6 +110,7 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
   }
   for (const [j, w] of rebuild.entries()) {
     await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), sealed[j], BACKGROUND)
+    release(sealed[j])
     written += fragLen
   }
   return written
@@ -149,11 +152,16 @@ async function gatherAndDecode (id: Buffer, manifest: Manifest, s: number, missi
   // The decoder writes the wanted shards whole (no need to zero them) and leaves the other absent
   // slots alone: they only stand in for the length.
   const entries = new Map<number, Buffer>()
-  for (const i of missing) entries.set(i, Buffer.allocUnsafeSlow(fragLen + TRAILER_BYTES))
+  for (const i of missing) {
+    const entry = Buffer.allocUnsafeSlow(fragLen + TRAILER_BYTES)
+    ownedAlone(entry)
+    entries.set(i, entry)
+  }
   const views = new Map([...entries].map(([i, e]) => [i, e.subarray(0, fragLen)]))
   const filler = views.values().next().value as Buffer
   const full = shards.map((x, i) => x ?? views.get(i) ?? filler)
   if (fragLen > 0) await reconstruct(k, m, full, shards.map((x) => x !== null), full.map((_, i) => missing.has(i)))
+  for (const x of shards) if (x !== null) release(x)
   return entries
 }
 

@@ -1,5 +1,6 @@
 // The typed wrapper over native/store: the raw-block store of one device (block device or
 // regular file). Every device operation runs on the libuv thread pool.
+import { ownedAlone } from '../buffers'
 import { addon } from '../native'
 import { DdfsError } from '../errors'
 import { BLOCK_SIZE, SEGMENT_SIZE } from '../constants'
@@ -172,6 +173,7 @@ export class NativeBlockStore implements BlockStore {
       len = st.length - offset
     }
     const [whole, start] = await call(() => this.handle.read(k, offset, len as number))
+    ownedAlone(whole)
     return whole.subarray(start, start + (len as number))
   }
 

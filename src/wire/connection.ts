@@ -6,6 +6,7 @@ import c from 'compact-encoding'
 import { EventEmitter } from 'node:events'
 import { DdfsError } from '../errors'
 import { xxh64, Xxh64Stream } from '../hash'
+import { shared } from '../buffers'
 import { MAX_FRAME, FRAME_PREFIX, FRAME_HASH, checkType, errorMessage, type MessageType } from './messages'
 
 export interface Frame {
@@ -32,8 +33,11 @@ export class FrameConnection extends EventEmitter {
     stream.on('drain', () => this.emit('drain'))
   }
 
-  /** Sends one frame; returns false when the stream wants the sender to wait for 'drain'. */
-  send<T> (type: MessageType, requestId: number, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null): boolean {
+  /**
+   * Sends one frame; returns false when the stream wants the sender to wait for 'drain'.
+   * `written` is called once the payload is no longer read (the stream took or encrypted it).
+   */
+  send<T> (type: MessageType, requestId: number, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null, written?: () => void): boolean {
     if (this.closed) return false
     let metaLen = 0
     const state = c.state()
@@ -58,7 +62,7 @@ export class FrameConnection extends EventEmitter {
     this.stream.cork?.()
     this.stream.write(head)
     if (payload !== null && payload.length > 0) this.stream.write(payload)
-    const ok = this.stream.write(tail)
+    const ok = this.stream.write(tail, written === undefined ? undefined : (err) => { if (err == null) written() })
     this.stream.uncork?.()
     return ok
   }
@@ -115,6 +119,7 @@ export class FrameConnection extends EventEmitter {
     const first = this.chunks[0]
     let out: Buffer
     if (first.length >= n) {
+      if (first.length > n) shared(first)  // (several frames in one chunk: none may release it)
       out = first.subarray(0, n)
       if (first.length === n) this.chunks.shift()
       else this.chunks[0] = first.subarray(n)
