@@ -6,6 +6,7 @@ import { secureStream } from '../src/cluster/stream'
 import { randomKeyPair } from '../src/cluster/identity'
 import { FrameConnection, type Frame } from '../src/wire/connection'
 import { MessageType } from '../src/wire/messages'
+import { release } from '../src/buffers'
 
 const HOST = '127.0.0.1'
 
@@ -60,4 +61,27 @@ test('the wire protocol\'s FrameConnection runs over it unchanged', async (t) =>
   t.is(frames[1].type, MessageType.PutEnd)
   ca.close()
   cb.close()
+})
+
+test('a frame that came alone in a transport frame can be released; frames that shared one cannot', async (t) => {
+  const [client, server] = await pair(t)
+  const sending = secureStream(server)
+  const sender = new FrameConnection(sending)
+  const receiver = new FrameConnection(secureStream(client))  // the dialing side: its reads are its own buffers
+  const got: Frame[] = []
+  const arrived = new Promise<void>((resolve) => receiver.on('frame', (f: Frame) => { got.push(f); if (got.length === 3) resolve() }))
+  const alone = crypto.randomBytes(300_000)
+  const first = crypto.randomBytes(200_000)
+  const second = crypto.randomBytes(200_000)
+  sender.send(MessageType.Data, 1, null, null, alone)
+  sending.cork()  // two frames in one write: one transport frame carries both
+  sender.send(MessageType.Data, 2, null, null, first)
+  sender.send(MessageType.Data, 3, null, null, second)
+  sending.uncork()
+  await arrived
+  t.ok(got[0].payload.equals(alone), 'the frame alone arrives intact')
+  release(got[0].payload)
+  t.is(got[0].payload.length, 0, 'and its memory is given back on release')
+  release(got[1].payload)
+  t.ok(got[1].payload.equals(first) && got[2].payload.equals(second), 'releasing one of two frames that shared a transport frame gives back nothing')
 })
