@@ -1,11 +1,12 @@
 // bench:repair — how fast the cluster restores full redundancy after losing a node, and what
-// clients keep meanwhile. On a local 6-node 4+2 cluster (ddfs up) it stores enough 1 GiB objects
-// that one node holds DDFS_BENCH_NODE_GIB (default 2) GiB of fragments, measures a 1 GiB get,
+// clients keep meanwhile. On a local 6-node 4+2 cluster (ddfs up) it stores enough objects of
+// DDFS_BENCH_OBJECT_MIB (default 1024) that one node holds DDFS_BENCH_NODE_GIB (default 2) GiB
+// of fragments, measures a get of one object,
 // then kills nodes with -9 and measures, in the same run:
 //   - node 5 lost, no clients: the time from the kill to full redundancy (detection and the
 //     --lost-after grace included) and the rebuild rate (fragment bytes rebuilt per second from
 //     the first rebuilt byte to the last);
-//   - node 4 lost while a client reads 1 GiB objects back to back: the client's get speed
+//   - node 4 lost while a client reads an object back to back: the client's get speed
 //     beside the same gets before the loss, and the rebuild rate meanwhile.
 // Prints `RESULT <name> <value> <unit>` lines. DDFS_BENCH_DIR picks the directory (default
 // /var/tmp), DDFS_BENCH_REPAIR_RATE the per-node --repair-rate in MB/s (default 200).
@@ -19,6 +20,7 @@ const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
 const BASE = 8800
 const NODE_GIB = Number(process.env.DDFS_BENCH_NODE_GIB ?? 2)
+const OBJECT_BYTES = Number(process.env.DDFS_BENCH_OBJECT_MIB ?? 1024) * 1024 * 1024
 const REPAIR_RATE = Number(process.env.DDFS_BENCH_REPAIR_RATE ?? 200)
 const LOST_AFTER = 5
 
@@ -36,15 +38,33 @@ function dropCaches (): void {
 
 interface Durability { objects: number, objectsBelowN: number, bytesToRepair: number, repairedBytes: number }
 
-function durability (): Durability | null {
-  try {
-    return JSON.parse(ddfs(['status', '-p', String(BASE), '--json'])).durability
-  } catch {
-    return null
-  }
+const METRIC: Record<keyof Durability, string> = {
+  objects: 'ddfs_objects_led', objectsBelowN: 'ddfs_objects_below_n', bytesToRepair: 'ddfs_repair_pending_bytes', repairedBytes: 'ddfs_repaired_bytes'
 }
 
-/** One 1 GiB get from node 0 (the local fast path: the node writes the file), in MB/s. */
+/**
+ * The cluster's durability, summed over the nodes that answer: what `ddfs status` shows, read
+ * from each node's metrics (ddfs up gives node i port BASE + 2000 + i). Polling `ddfs status`
+ * twice a second started a Node.js process each time, and took CPU from the repair it measured.
+ */
+async function durability (without = -1): Promise<Durability> {
+  const sum: Durability = { objects: 0, objectsBelowN: 0, bytesToRepair: 0, repairedBytes: 0 }
+  await Promise.all(Array.from({ length: 6 }, async (_, i) => {
+    if (i === without) return
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${BASE + 2000 + i}/metrics`, { signal: AbortSignal.timeout(2000) })).text()
+      for (const key of Object.keys(METRIC) as Array<keyof Durability>) {
+        const m = new RegExp(`^${METRIC[key]} (\\S+)$`, 'm').exec(text)
+        if (m !== null) sum[key] += Number(m[1])
+      }
+    } catch {
+      // A node that is down (or just killed) has nothing to add.
+    }
+  }))
+  return sum
+}
+
+/** One get of an object from node 0 (the local fast path: the node writes the file), in MB/s. */
 function getOnce (id: string, out: string): Promise<number> {
   dropCaches()
   const t0 = process.hrtime.bigint()
@@ -52,7 +72,7 @@ function getOnce (id: string, out: string): Promise<number> {
     const child = spawn(process.execPath, [BIN, 'get', '-p', String(BASE), '-i', id, '-f', out, '-q'], { stdio: 'ignore' })
     child.on('exit', (code) => {
       if (code !== 0) { reject(new Error(`get failed (${code})`)); return }
-      resolve(GiB / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9))
+      resolve(OBJECT_BYTES / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9))
     })
   })
 }
@@ -63,10 +83,10 @@ interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number }
 
 /**
  * Kills node `victim` with -9 and waits until every object is back to full redundancy; with
- * `reader`, 1 GiB gets run back to back meanwhile (the ones overlapping the rebuild are averaged).
+ * `reader`, gets of one object run back to back meanwhile (the ones overlapping the rebuild are averaged).
  */
 async function loseNode (cluster: string, victim: number, objects: number, reader: { id: string, out: string } | null): Promise<Loss> {
-  const repairedAtStart = durability()?.repairedBytes ?? 0
+  const repairedAtStart = (await durability(victim)).repairedBytes  // the victim's share goes with it
   const killedAt = Date.now()
   process.kill(Number(fs.readFileSync(path.join(cluster, `node${victim}`, 'node.pid'), 'utf8')), 'SIGKILL')
   let done = false
@@ -82,9 +102,8 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
   let lastRebuilt = 0
   let repaired = repairedAtStart
   for (;;) {
-    await sleep(500)
-    const d = durability()
-    if (d === null) continue
+    await sleep(250)
+    const d = await durability()
     if (d.repairedBytes > repaired) { firstRebuilt ??= Date.now(); repaired = d.repairedBytes; lastRebuilt = Date.now() }
     if (firstRebuilt !== null && d.objects === objects && d.objectsBelowN === 0 && d.bytesToRepair === 0) break
     if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
@@ -111,20 +130,20 @@ async function main (): Promise<void> {
   const src = path.join(dir, 'src.bin')
   const out = path.join(dir, 'out.bin')
   // A node holds a sixth of 1.5x the data: 4 GiB of objects per GiB of fragments on a node.
-  const objects = Math.max(1, Math.round(4 * NODE_GIB))
+  const objects = Math.max(1, Math.round(4 * NODE_GIB * GiB / OBJECT_BYTES))
   const deviceGiB = Math.ceil(NODE_GIB * 2.2) + 1  // room for the share of two lost nodes
   try {
     const chunk = crypto.randomBytes(64 * 1024 * 1024)
     const fd = fs.openSync(src, 'w')
-    for (let i = 0; i < GiB / chunk.length; i++) fs.writeSync(fd, chunk)
+    for (let off = 0; off < OBJECT_BYTES; off += chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, OBJECT_BYTES - off))
     fs.closeSync(fd)
 
     ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', `${deviceGiB}G`, '--no-mount', '--',
       '--heartbeat', '1000', '--lost-after', String(LOST_AFTER), '--repair-interval', '1', '--repair-rate', String(REPAIR_RATE)])
     const ids: string[] = []
     for (let i = 0; i < objects; i++) ids.push(ddfs(['put', '-p', String(BASE), '-f', src, '-q']).trim())
-    console.log(`stored ${objects} x 1 GiB; node 5 holds ${(fs.statSync(path.join(cluster, 'node5', 'dev0.img')).blocks * 512 / GiB).toFixed(2)} GiB of device`)
-    for (let i = 0; i < 60 && (durability()?.objects ?? 0) < objects; i++) await sleep(1000)
+    console.log(`stored ${objects} x ${OBJECT_BYTES / 1024 / 1024} MiB; node 5 holds ${(fs.statSync(path.join(cluster, 'node5', 'dev0.img')).blocks * 512 / GiB).toFixed(2)} GiB of device`)
+    for (let i = 0; i < 60 && (await durability()).objects < objects; i++) await sleep(1000)
 
     // Phase 1: a node lost with no client traffic: how fast redundancy comes back.
     const idle = await loseNode(cluster, 5, ids.length, null)
@@ -132,7 +151,7 @@ async function main (): Promise<void> {
     result('repair_grace_seconds', LOST_AFTER, 's')
     result('repair_rebuild_rate', idle.rebuildMbs, 'MB/s')
 
-    // Phase 2: another node lost while a client reads 1 GiB objects back to back: what the
+    // Phase 2: another node lost while a client reads an object back to back: what the
     // client keeps (healing gives way to client traffic) and how fast the repair goes meanwhile.
     const before: number[] = []
     for (let r = 0; r < 3; r++) before.push(await getOnce(ids[0], out))
@@ -140,8 +159,8 @@ async function main (): Promise<void> {
     if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('get returned different bytes')
     const loaded = await loseNode(cluster, 4, ids.length, { id: ids[0], out })
     result('repair_rebuild_rate_with_client', loaded.rebuildMbs, 'MB/s')
-    result('repair_get_1g_before', baseline, 'MB/s')
-    result('repair_get_1g_during', loaded.getMbs, 'MB/s')
+    result('repair_get_before', baseline, 'MB/s')
+    result('repair_get_during', loaded.getMbs, 'MB/s')
     result('repair_get_during_vs_before', loaded.getMbs / baseline, 'x')
     if (execFileSync('cmp', [src, out]).length !== 0) throw new Error('a get during the repair returned different bytes')
   } finally {

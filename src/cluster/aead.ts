@@ -4,6 +4,7 @@
 import crypto from 'node:crypto'
 import { sodium } from './sodium'
 import { addon } from '../native'
+import { ownedAlone, release } from '../buffers'
 
 export type AeadName = 'aes-256-gcm' | 'chacha20-poly1305' | 'xchacha20-poly1305' | 'sodium-chacha20-poly1305'
 
@@ -80,14 +81,16 @@ function sealBuffer (size: number): Buffer {
     const i = sealPool.findIndex((b) => b.byteLength >= size && b.byteLength <= size * 1.25)
     if (i >= 0) return Buffer.from(sealPool.splice(i, 1)[0], 0, size)
   }
-  return Buffer.allocUnsafeSlow(size)
+  const frame = Buffer.allocUnsafeSlow(size)
+  if (size >= POOLED_MIN) ownedAlone(frame)
+  return frame
 }
 
-/** Gives a sealed frame's memory back for reuse: only once nothing reads it any more. */
+/** Gives a sealed frame's memory back for reuse (or, with the pool full, to the system): only once nothing reads it any more. */
 export function releaseSealed (frame: Buffer): void {
   if (frame.length < POOLED_MIN || frame.byteOffset !== 0) return
-  if (sealPool.length >= POOL_MAX) sealPool.shift()
-  sealPool.push(frame.buffer as ArrayBuffer)
+  if (sealPool.length < POOL_MAX) sealPool.push(frame.buffer as ArrayBuffer)
+  else release(frame)
 }
 
 interface GcmContext {

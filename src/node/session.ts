@@ -140,6 +140,7 @@ export class Session {
         if (key.background !== true && key.kind === EntryKind.Fragment) this.node.clients.touch()
         if (key.kind !== EntryKind.Fragment && key.kind !== EntryKind.Manifest && key.kind !== EntryKind.Name) throw DdfsError.PROTOCOL(`entries of kind ${key.kind} are not written by peers`)
         await site.putEntry(key, f.payload)
+        if (key.kind === EntryKind.Fragment) release(f.payload)  // (manifests and names may live on decoded)
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         return
       }
@@ -154,7 +155,7 @@ export class Session {
           return
         }
         const { entry } = await site.getEntry(key)
-        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry, () => release(entry))
+        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry, key.kind === EntryKind.Fragment ? () => release(entry) : undefined)
         return
       }
       case MessageType.EntryList: {
