@@ -9,12 +9,26 @@ import { MAX_FRAME, type SecureConnection } from './transport'
 /** Read-side buffering before the connection is paused (TCP backpressure then holds the peer). */
 const READ_HIGH_WATER = 8 * 1024 * 1024
 
-export function secureStream (conn: SecureConnection): Duplex {
+/** A secureStream: also takes a whole message as one transport frame (see writeFrame). */
+export interface SecureStream extends Duplex {
+  /**
+   * Sends `parts` as one transport frame, at once, when nothing written before is still queued
+   * and they fit one frame; returns null otherwise (write them the usual way). Else the result
+   * is false when the sender should wait for 'drain'. The parts are encrypted before it returns,
+   * so their memory may be reused then. A received message then never shares a transport frame
+   * with another one, which lets its reader give the memory back (src/buffers.ts).
+   */
+  writeFrame: (parts: Buffer[], total: number) => boolean | null
+}
+
+export function secureStream (conn: SecureConnection): SecureStream {
   let waitingDrain: (() => void) | null = null
+  let drainOwed = false  // writeFrame reported backpressure: 'drain' is emitted once the socket drains
   conn.on('drain', () => {
     const cb = waitingDrain
     waitingDrain = null
     cb?.()
+    if (drainOwed) { drainOwed = false; stream.emit('drain') }
   })
 
   const sendAll = (buffers: Buffer[], cb: (err?: Error | null) => void): void => {
@@ -41,7 +55,7 @@ export function secureStream (conn: SecureConnection): Duplex {
     else waitingDrain = () => cb()
   }
 
-  const stream = new Duplex({
+  const stream: SecureStream = Object.assign(new Duplex({
     readableHighWaterMark: READ_HIGH_WATER,
     writableHighWaterMark: MAX_FRAME,
     write (chunk: Buffer, _enc, cb) { sendAll([chunk], cb) },
@@ -51,6 +65,13 @@ export function secureStream (conn: SecureConnection): Duplex {
     destroy (err, cb) {
       if (!conn.closed) conn.close(err ?? undefined)
       cb(err)
+    }
+  }), {
+    writeFrame: (parts: Buffer[], total: number): boolean | null => {
+      if (conn.closed || total > MAX_FRAME || stream.writableLength > 0 || stream.writableCorked > 0 || waitingDrain !== null || stream.writableEnded) return null
+      const ok = conn.send(parts)
+      if (!ok) drainOwed = true
+      return ok
     }
   })
   conn.on('frame', (f) => { if (!stream.push(f)) conn.pause() })

@@ -16,7 +16,7 @@ export interface Frame {
   payload: Buffer
 }
 
-type Stream = Duplex & { cork?: () => void, uncork?: () => void }
+type Stream = Duplex & { cork?: () => void, uncork?: () => void, writeFrame?: (parts: Buffer[], total: number) => boolean | null }
 
 export class FrameConnection extends EventEmitter {
   private chunks: Buffer[] = []
@@ -59,6 +59,13 @@ export class FrameConnection extends EventEmitter {
     const tail = Buffer.allocUnsafe(FRAME_HASH)
     const h = payload === null ? xxh64(head) : this.hasher.reset().update(head).update(payload).digest()
     tail.writeBigUInt64LE(h, 0)
+    if (this.stream.writeFrame !== undefined) {
+      const ok = this.stream.writeFrame(payload !== null && payload.length > 0 ? [head, payload, tail] : [head, tail], head.length + payloadLen + FRAME_HASH)
+      if (ok !== null) {
+        written?.()
+        return ok
+      }
+    }
     this.stream.cork?.()
     this.stream.write(head)
     if (payload !== null && payload.length > 0) this.stream.write(payload)
