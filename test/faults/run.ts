@@ -33,9 +33,7 @@ import { mountPidFile, forceUnmount } from '../../src/mount/mount'
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
 const NODES = 6
-// A short --tombstone-ttl: tombstones are collected during the run, so "no deleted object back"
-// covers their collection too (a node is out for at most a few seconds here).
-const NODE_ARGS = ['--heartbeat', '1000', '--lost-after', '6', '--repair-interval', '1', '--scrub-interval', '3', '--scrub-rate', '200', '--orphan-grace', '10', '--tombstone-ttl', '5']
+const NODE_ARGS = ['--heartbeat', '1000', '--lost-after', '6', '--repair-interval', '1', '--scrub-interval', '3', '--scrub-rate', '200', '--orphan-grace', '10']
 /** Each node's second, small device: the one the device-full fault fills (filling 48 MiB is quick). */
 const SMALL_DEVICE = 48 * 1024 * 1024
 /** Least time between two damaged fragments of one object (see the bitflip/zero-block events). */
