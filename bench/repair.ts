@@ -42,17 +42,20 @@ const METRIC: Record<keyof Durability, string> = {
   objects: 'ddfs_objects_led', objectsBelowN: 'ddfs_objects_below_n', bytesToRepair: 'ddfs_repair_pending_bytes', repairedBytes: 'ddfs_repaired_bytes'
 }
 
+/** Each node's metrics URL, as `ddfs up --json` reported it. */
+let metricsUrls: string[] = []
+
 /**
  * The cluster's durability, summed over the nodes that answer: what `ddfs status` shows, read
- * from each node's metrics (ddfs up gives node i port BASE + 2000 + i). Polling `ddfs status`
- * twice a second started a Node.js process each time, and took CPU from the repair it measured.
+ * from each node's metrics. Polling `ddfs status` twice a second started a Node.js process each
+ * time, and took CPU from the repair it measured.
  */
 async function durability (without = -1): Promise<Durability> {
   const sum: Durability = { objects: 0, objectsBelowN: 0, bytesToRepair: 0, repairedBytes: 0 }
-  await Promise.all(Array.from({ length: 6 }, async (_, i) => {
+  await Promise.all(metricsUrls.map(async (url, i) => {
     if (i === without) return
     try {
-      const text = await (await fetch(`http://127.0.0.1:${BASE + 2000 + i}/metrics`, { signal: AbortSignal.timeout(2000) })).text()
+      const text = await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text()
       for (const key of Object.keys(METRIC) as Array<keyof Durability>) {
         const m = new RegExp(`^${METRIC[key]} (\\S+)$`, 'm').exec(text)
         if (m !== null) sum[key] += Number(m[1])
@@ -138,8 +141,9 @@ async function main (): Promise<void> {
     for (let off = 0; off < OBJECT_BYTES; off += chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, OBJECT_BYTES - off))
     fs.closeSync(fd)
 
-    ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', `${deviceGiB}G`, '--no-mount', '--',
-      '--heartbeat', '1000', '--lost-after', String(LOST_AFTER), '--repair-interval', '1', '--repair-rate', String(REPAIR_RATE)])
+    const up = JSON.parse(ddfs(['up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', `${deviceGiB}G`, '--no-mount', '--json', '--',
+      '--heartbeat', '1000', '--lost-after', String(LOST_AFTER), '--repair-interval', '1', '--repair-rate', String(REPAIR_RATE)]))
+    metricsUrls = (up.nodes as Array<{ metrics: string }>).map((n) => n.metrics)
     const ids: string[] = []
     for (let i = 0; i < objects; i++) ids.push(ddfs(['put', '-p', String(BASE), '-f', src, '-q']).trim())
     console.log(`stored ${objects} x ${OBJECT_BYTES / 1024 / 1024} MiB; node 5 holds ${(fs.statSync(path.join(cluster, 'node5', 'dev0.img')).blocks * 512 / GiB).toFixed(2)} GiB of device`)

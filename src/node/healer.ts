@@ -473,17 +473,19 @@ export class Healer {
           const first = next
           const count = Math.min(MAX_REBUILD_STRIPES, stripes - first)
           next += count
-          try {
-            if (failed) throw DdfsError.UNAVAILABLE('an earlier request failed')
-            const bytes = await (site.rebuild as NonNullable<EntrySite['rebuild']>)(body, id, indices, first, count, urgent)
-            this.report.repairedBytes += bytes
-            written += bytes
-          } catch (err) {
-            if (!failed) this.log.warn('rebuild-delegation-failed', { id: id.toString('hex'), node: site.label, error: DdfsError.from(err).message })
-            failed = true
-            const rest = indices.map((index) => ({ index, from: null, to: site }))
-            written += await rebuildFragments(id, manifest, rest, sources, pace, this.site, first, first + count)
+          if (!failed) {
+            try {
+              const bytes = await (site.rebuild as NonNullable<EntrySite['rebuild']>)(body, id, indices, first, count, urgent)
+              this.report.repairedBytes += bytes
+              written += bytes
+              continue
+            } catch (err) {
+              if (!failed) this.log.warn('rebuild-delegation-failed', { id: id.toString('hex'), node: site.label, error: DdfsError.from(err).message })
+              failed = true
+            }
           }
+          const rest = indices.map((index) => ({ index, from: null, to: site }))
+          written += await rebuildFragments(id, manifest, rest, sources, pace, this.site, first, first + count)
         }
       }
       await Promise.all([worker(), worker()])

@@ -99,14 +99,16 @@ async function rebuildStripe (id: Buffer, manifest: Manifest, s: number, work: F
   // is stored and crossed the wire under an XXH64 and an AEAD tag, and what is decoded from them
   // is checked against the manifest before it is written. Only when that check fails is the
   // stripe decoded again from inputs whose hashes are checked one by one (a bad one is skipped).
+  const decodeAndSeal = async (trusting: boolean): Promise<Buffer[]> => {
+    const entries = await gatherAndDecode(id, manifest, s, missing, sources, local, trusting)
+    return await Promise.all(rebuild.map(async (w) => await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)))
+  }
   let sealed: Buffer[]
   try {
-    const entries = await gatherAndDecode(id, manifest, s, missing, sources, local, true)
-    sealed = await Promise.all(rebuild.map(async (w) => await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)))
+    sealed = await decodeAndSeal(true)
   } catch (err) {
     if (DdfsError.from(err).code !== 'CORRUPT') throw err
-    const entries = await gatherAndDecode(id, manifest, s, missing, sources, local, false)
-    sealed = await Promise.all(rebuild.map(async (w) => await sealFragment(id, manifest, s, w.index, entries.get(w.index) as Buffer)))
+    sealed = await decodeAndSeal(false)
   }
   for (const [j, w] of rebuild.entries()) {
     await w.to.putEntry(keyOf(id, EntryKind.Fragment, s, w.index), sealed[j], BACKGROUND)
