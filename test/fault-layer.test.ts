@@ -15,7 +15,10 @@ import { DeviceFiller } from '../src/node/device-filler'
 import { DeviceSite } from '../src/object/device-site'
 import { MemoryStore } from '../src/store/memory-store'
 import { Names } from '../src/object/names'
-import { ClusterObjectStore } from '../src/object/cluster-object-store'
+import { ClusterObjectStore, type HealingView } from '../src/object/cluster-object-store'
+import { Healer } from '../src/node/healer'
+import { manifestRank } from '../src/cluster/placement'
+import { ENTRY_DELETED, ENTRY_VERSION_BASE } from '../src/wire/messages'
 import { Logger } from '../src/log'
 import { EntryKind } from '../src/store/types'
 import type { BlockStore } from '../src/store/types'
@@ -189,4 +192,61 @@ test('a name is acknowledged once every holder has it; a put whose name failed k
   const chunks: Buffer[] = []
   for await (const c of store.get(Buffer.from(stored[1], 'hex'))) chunks.push(c)
   t.alike(Buffer.concat(chunks), data, 'the object stays whole and readable: any record of the name points at an object that exists')
+})
+
+/** Six in-process members, one memory device each; `failing` members' devices refuse writes (marks included). */
+function sixMembers (): { members: Array<{ publicKey: Buffer, site: DeviceSite }>, failing: Set<number> } {
+  const failing = new Set<number>()
+  const members = Array.from({ length: 6 }, (_, i) => {
+    const st = new MemoryStore(`m${i}`)
+    const put = st.put.bind(st)
+    const removeId = st.removeId.bind(st)
+    st.put = async (k, d) => { if (failing.has(i)) throw new Error(`IO: writing m${i} failed: EIO`); return await put(k, d) }
+    st.removeId = async (id, mark) => { if (failing.has(i) && mark !== undefined) throw new Error(`IO: writing m${i} failed: EIO`); return await removeId(id, mark) }
+    return { publicKey: crypto.createHash('sha256').update(`n${i}`).digest(), site: new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `n${i}`) }
+  })
+  return { members, failing }
+}
+
+test('a delete is acknowledged only once every manifest holder recorded it; a holder whose device fails keeps its manifest, never neither', async (t) => {
+  const { members, failing } = sixMembers()
+  const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
+  const data = crypto.randomBytes(100_000)
+  const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
+  const holders = manifestRank(id, members).slice(0, 3)
+  const failingHolder = members.indexOf(holders[2])
+  failing.add(failingHolder)
+  await t.exception(store.delete(id), /UNAVAILABLE: the delete of [0-9a-f]{32} was recorded on 2 of 3 manifest holders \(n\d: IO: writing m\d failed: EIO\)/)
+  t.alike(await holders[2].site.entryStates(EntryKind.Manifest, [id]), [ENTRY_VERSION_BASE + 1], 'the holder that could not record the delete still holds its manifest')
+  const notHolders = members.filter((m) => !holders.includes(m))
+  const fragments = await Promise.all(notHolders.map(async (m) => (await m.site.listFragments(id)).length))
+  t.ok(fragments.every((n) => n > 0), 'fragments are not removed before the delete is acknowledged')
+  failing.clear()
+})
+
+test('healing does not hand a manifest to a holder that lacks it while another member holds the tombstone', async (t) => {
+  const { members } = sixMembers()
+  const view = (self: number): HealingView => ({
+    self: members[self],
+    members: () => members,
+    siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null,
+    stateOf: () => 'live',
+    describe: () => members.map((m, i) => ({ address: m.site.label, publicKey: m.publicKey.toString('hex'), self: i === self, state: 'live' as const }))
+  })
+  const store = new ClusterObjectStore(view(0))
+  const data = crypto.randomBytes(100_000)
+  const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
+  // A delete recorded while the first two manifest holders were away (the nodes it marked
+  // ranked first in that view), and whose mark on the third did not last.
+  const holders = manifestRank(id, members).slice(0, 3)
+  const others = members.filter((m) => !holders.includes(m))
+  await holders[2].site.removeId(id, false)
+  for (const m of others) await m.site.removeId(id, true)
+  const leader = members.indexOf(holders[0])
+  const healer = new Healer(view(leader), new ClusterObjectStore(view(leader)), holders[0].site, new Logger(null, 'test'),
+    { intervalMs: 60_000, repairRate: 1e9, orphanGraceMs: 60_000, tombstoneTtlMs: 7 * 86400_000, settleMs: 0 })
+  await healer.scan()
+  for (const h of holders) t.alike(await h.site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], `${h.site.label} holds the tombstone`)
+  await t.exception(store.query(id), /NOT_FOUND/, 'the object stays deleted')
+  t.absent((await store.list(null, 100)).some((x) => x.equals(id)), 'and is not listed')
 })

@@ -5,6 +5,7 @@ import path from 'node:path'
 import { spawn, execFileSync, spawnSync } from 'node:child_process'
 import { formatDevice, openDevice, probeDevice } from '../src/store/native-store'
 import { EntryKind, type EntryKey } from '../src/store/types'
+import { keyOf, TOMBSTONE_KIND } from '../src/object/records'
 import { tmpDir, deviceFile, loopDevice, isRoot } from './helpers/env'
 
 const MiB = 1024 * 1024
@@ -72,6 +73,25 @@ test('stat, list, ids, remove and removeId keep the index in key order', async (
   t.alike(store.list(a), [])
   t.is(store.list(b).length, 1)
   await t.exception(store.read(key(a, 0)), /NOT_FOUND/)
+})
+
+test('removeId with a mark leaves only the mark, in one step that a reopen replays', async (t) => {
+  const { file } = await freshStore(t)
+  let store = await openDevice(file)
+  const id = crypto.randomBytes(16)
+  const usedBefore = store.info().usedBlocks
+  await store.put(key(id, 0, 0), crypto.randomBytes(3 * MiB))
+  await store.put(key(id, 0, 0, EntryKind.Manifest), Buffer.from('manifest'))
+  const mark = keyOf(id, TOMBSTONE_KIND)
+  t.is(await store.removeId(id, mark), 2)
+  const only = (): unknown => store.list(id).map((e) => [e.key.kind, e.length])
+  t.alike(only(), [[TOMBSTONE_KIND, 0]], 'the entries are gone and the mark is there')
+  t.alike(await store.read(mark), Buffer.alloc(0))
+  t.is(store.info().usedBlocks, usedBefore, 'the removed extents are free again')
+  await store.close()
+  store = await openDevice(file)
+  t.teardown(() => store.close())
+  t.alike(only(), [[TOMBSTONE_KIND, 0]], 'after a reopen (journal replay): the same')
 })
 
 test('an overwrite replaces the entry and frees the old extent', async (t) => {

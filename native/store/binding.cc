@@ -2,6 +2,7 @@
 // pool; the JS thread only validates arguments and converts results.
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "addon.h"
 #include "aligned_pool.h"
@@ -298,8 +299,10 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     auto idb = BufArg(info, 0, 16, "id");
     std::array<uint8_t, 16> id;
     memcpy(id.data(), idb.Data(), 16);
+    std::optional<Key> mark;
+    if (info.Length() > 1 && !info[1].IsUndefined()) mark = KeyArg(info, 1);
     auto r = std::make_shared<uint64_t>(0);
-    return Queue(new Task(info.Env(), [s, id, r] { *r = s->RemoveId(id.data()); }, [r](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*r)); }));
+    return Queue(new Task(info.Env(), [s, id, mark, r] { *r = s->RemoveId(id.data(), mark ? &*mark : nullptr); }, [r](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(*r)); }));
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (!store) return Queue(new Task(info.Env(), [] {}, [](Napi::Env env) { return env.Undefined(); }));

@@ -495,16 +495,22 @@ bool Store::Remove(const Key& key) {
   return true;
 }
 
-uint64_t Store::RemoveId(const uint8_t* id16) {
+uint64_t Store::RemoveId(const uint8_t* id16, const Key* mark) {
   {
     std::lock_guard<std::mutex> g(mu_);
     CheckOpen();
   }
-  Record r{};
-  r.type = kRemoveId;
-  memcpy(r.key, id16, 16);
+  std::vector<Record> records(mark == nullptr ? 1 : 2);
+  records[0].type = kRemoveId;
+  memcpy(records[0].key, id16, 16);
+  if (mark != nullptr) {
+    // Applied after the removal (records apply in order, at commit and on replay).
+    records[1].type = kPut;
+    memcpy(records[1].key, mark->data(), kKeyBytes);
+    records[1].hash = XXH64(nullptr, 0, 0);
+  }
   uint64_t before = List(id16).size();
-  CommitRecords({r});
+  CommitRecords(std::move(records));
   return before;
 }
 

@@ -71,7 +71,9 @@ class Store {
   std::vector<std::pair<Key, Entry>> List(const uint8_t* id16);
   std::vector<std::array<uint8_t, 16>> Ids(const uint8_t* after16, size_t limit);
   bool Remove(const Key& key);
-  uint64_t RemoveId(const uint8_t* id16);
+  // Removes every entry of an id and, when `mark` is given, puts it as an empty entry in the same
+  // durable step (a delete's tombstone: there is never a moment with neither).
+  uint64_t RemoveId(const uint8_t* id16, const Key* mark = nullptr);
   void Close();  // checkpoint, release the device
 
  private:

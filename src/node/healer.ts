@@ -171,14 +171,19 @@ export class Healer {
       desiredOf.set(ids[j].toString('hex'), manifestRank(ids[j], members).slice(0, manifest.m + 1))
     }
     const states = await this.askStates(EntryKind.Manifest, ids.filter((id) => desiredOf.has(id.toString('hex'))), (id) => desiredOf.get(id.toString('hex')) as ViewMember[])
+    const answersOf = (id: Buffer, desired: ViewMember[], manifest: Manifest): Array<number | undefined> => {
+      const hex = id.toString('hex')
+      return desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`))
+    }
+    const deletedElsewhere = await this.deletedElsewhere(ids, desiredOf, answersOf, members)
     for (const id of ids) {
       const hex = id.toString('hex')
       const desired = desiredOf.get(hex)
       const manifest = this.manifests.get(hex)
       if (desired === undefined || manifest === undefined) continue
       try {
-        const answers = desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`))
-        if (answers.includes(ENTRY_DELETED)) { await this.applyDelete(id, manifest, desired); continue }
+        const answers = answersOf(id, desired, manifest)
+        if (answers.includes(ENTRY_DELETED) || deletedElsewhere.has(hex)) { await this.applyDelete(id, manifest, desired); continue }
         if (!settled) continue
         const newest = Math.max(...answers.map((a) => a ?? ENTRY_ABSENT))
         if (newest > ENTRY_VERSION_BASE + manifest.version) {
@@ -224,6 +229,37 @@ export class Healer {
       }
     }
     return led
+  }
+
+  /**
+   * Ids some member outside the holders has a tombstone of, asked only for ids a holder lacks
+   * (it would get this node's copy next). A holder without a copy may have applied a delete
+   * whose tombstone did not last, or the delete may have been recorded by a membership view in
+   * which these holders ranked lower: either way the copy must not spread before this check.
+   */
+  private async deletedElsewhere (ids: Buffer[], desiredOf: Map<string, ViewMember[]>,
+    answersOf: (id: Buffer, desired: ViewMember[], manifest: Manifest) => Array<number | undefined>, members: ViewMember[]): Promise<Set<string>> {
+    const lacking: Buffer[] = []
+    for (const id of ids) {
+      const hex = id.toString('hex')
+      const desired = desiredOf.get(hex)
+      const manifest = this.manifests.get(hex)
+      if (desired === undefined || manifest === undefined) continue
+      const answers = answersOf(id, desired, manifest)
+      if (answers.includes(ENTRY_ABSENT) && !answers.includes(ENTRY_DELETED)) lacking.push(id)
+    }
+    const out = new Set<string>()
+    if (lacking.length === 0) return out
+    const others = (id: Buffer): ViewMember[] => {
+      const desired = desiredOf.get(id.toString('hex')) as ViewMember[]
+      return members.filter((mb) => !desired.some((d) => d.publicKey.equals(mb.publicKey)))
+    }
+    const states = await this.askStates(EntryKind.Manifest, lacking, others)
+    for (const id of lacking) {
+      const hex = id.toString('hex')
+      if (others(id).some((mb) => states.get(`${hex}/${mb.publicKey.toString('hex')}`) === ENTRY_DELETED)) out.add(hex)
+    }
+    return out
   }
 
   /** This node's copy of a manifest (cached by version); null when it is damaged (scrub repairs it). */
@@ -432,6 +468,12 @@ export class Healer {
       at += batch.length
       const results = await Promise.allSettled(batch.map((d) => d.site.putEntry(keyOf(id, EntryKind.Manifest), body)))
       copies += results.filter((r) => r.status === 'fulfilled').length
+      // A holder that refuses it as deleted: the object was deleted meanwhile. Copies further
+      // down the ranking would only be strays for healing to remove; the next scan applies the delete.
+      if (results.some((r) => r.status === 'rejected' && DdfsError.from(r.reason).code === 'NOT_FOUND')) {
+        this.log.info('repair-deleted', { id: hex })
+        return
+      }
     }
     this.manifests.set(hex, next)
     if (await this.supersededSince(id, next.version)) {

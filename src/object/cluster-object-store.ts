@@ -178,18 +178,29 @@ export class ClusterObjectStore implements ObjectStore {
     return { ...describeObject(id, manifest, fragments), manifestHolders }
   }
 
+  /**
+   * A delete is acknowledged once every one of the first m+1 manifest holders in this node's
+   * view has recorded its tombstone: whatever the membership is later, a node with a stale copy
+   * of the manifest (one that was away) finds a tombstone among the holders it asks, as long
+   * as one of them was in this view. (Acknowledging on any one tombstone let an object come
+   * back: the nodes with tombstones ranked below the ones that kept stale copies.) Fragments
+   * are removed only then; nodes that are down now learn of the delete when they return.
+   */
   async delete (id: Buffer): Promise<void> {
     const manifest = await this.load(id)
-    const members = this.view.members()
-    const manifestSites = manifestRank(id, members).slice(0, manifest.m + 1).map((h) => h.site)
-    // Nodes that are down now learn of the delete from the manifest holders when they return.
-    const targets = new Set([...manifestSites, ...this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null)])
+    const manifestSites = manifestRank(id, this.view.members()).slice(0, manifest.m + 1).map((h) => h.site)
     this.manifests.delete(id.toString('hex'))
-    const results = await Promise.allSettled([...targets].map((s) => s.removeId(id, true)))
-    const marked = manifestSites.filter((s) => results[[...targets].indexOf(s)].status === 'fulfilled').length
-    if (marked === 0) {
-      throw DdfsError.UNAVAILABLE(`no manifest holder of ${id.toString('hex')} could record the delete; try again when the nodes are back`)
+    const results = await Promise.allSettled(manifestSites.map((s) => s.removeId(id, true)))
+    const failures = results.flatMap((r, i) => r.status === 'rejected' ? [`${manifestSites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
+    if (failures.length > 0) {
+      const recorded = results.length - failures.length
+      const what = `the delete of ${id.toString('hex')} was recorded on ${recorded} of ${results.length} manifest holders (${failures.join('; ')})`
+      throw DdfsError.UNAVAILABLE(recorded > 0
+        ? `${what}; healing will likely complete it from those (ddfs query -i ID answers NOT_FOUND once it is gone)`
+        : `${what}; nothing was deleted; try again when the nodes are back`)
     }
+    const fragmentSites = this.fragmentSites(manifest).filter((s): s is EntrySite => s !== null && !manifestSites.includes(s))
+    await Promise.allSettled(fragmentSites.map((s) => s.removeId(id, true)))
   }
 
   async list (after: Buffer | null, limit: number): Promise<Buffer[]> {

@@ -93,12 +93,28 @@ export class DeviceSite implements EntrySite {
     return out
   }
 
+  /**
+   * Removes everything of an id here. With `tombstone`, each of the first two devices (one lost
+   * device does not undo a delete) removes and marks in one durable step: a device whose write
+   * fails keeps what it had, never neither. (Removing first and marking after left a node that
+   * held a manifest with nothing when the mark failed; healing then copied the manifest back to
+   * it from a node that had missed the delete, and the deleted object returned.) Fails when any
+   * device failed; what the others did stands.
+   */
   async removeId (id: Buffer, tombstone: boolean): Promise<void> {
     const stores = this.pool.stores()
-    await Promise.all(stores.map((st) => st.removeId(id)))
+    const mark = keyOf(id, TOMBSTONE_KIND)
+    const results = await Promise.allSettled(stores.map((st, i) => st.removeId(id, tombstone && i < 2 ? mark : undefined)))
     this.forget(id, null)
-    // Two copies of the mark where there are two devices: one lost device does not undo a delete.
-    if (tombstone) await Promise.all(stores.slice(0, 2).map((st) => st.put(keyOf(id, TOMBSTONE_KIND), Buffer.alloc(0))))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed === undefined) return
+    // A manifest a failing device kept (with no mark anywhere) is still held: list it again.
+    const key = keyOf(id, EntryKind.Manifest)
+    const holder = this.find(key)
+    if (holder !== undefined && this.find(mark) === undefined) {
+      try { this.noteEntry(key, await holder.read(key)) } catch {}
+    }
+    throw DdfsError.from(failed.reason)
   }
 
   async listManifests (after: Buffer | null, limit: number): Promise<Buffer[]> {

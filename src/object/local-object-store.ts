@@ -108,7 +108,7 @@ export class LocalObjectStore implements ObjectStore {
 
   async delete (id: Buffer): Promise<void> {
     await this.load(id)
-    // Remove everything of the id, then leave a tombstone (zero blocks) so it never comes back.
+    // Everything of the id goes and a tombstone (zero blocks) stays, in one step: it never comes back.
     await this.site.removeId(id, true)
   }
 

@@ -84,9 +84,10 @@ export class MemoryStore implements BlockStore {
     return true
   }
 
-  async removeId (id: Buffer): Promise<number> {
+  async removeId (id: Buffer, mark?: EntryKey): Promise<number> {
     let n = 0
     for (const e of this.list(id)) if (await this.remove(e.key)) n++
+    if (mark !== undefined) await this.put(mark, Buffer.alloc(0))
     return n
   }
 

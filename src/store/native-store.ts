@@ -25,7 +25,7 @@ interface NativeStore {
   list (id: Buffer): NativeEntry[]
   ids (after: Buffer | null, limit: number): Buffer[]
   remove (key: Buffer): Promise<boolean>
-  removeId (id: Buffer): Promise<number>
+  removeId (id: Buffer, mark?: Buffer): Promise<number>
   close (): Promise<void>
 }
 interface StoreAddon {
@@ -194,8 +194,12 @@ export class NativeBlockStore implements BlockStore {
     return call(() => this.handle.remove(encodeKey(key)))
   }
 
-  removeId (id: Buffer): Promise<number> {
-    return call(() => this.handle.removeId(id))
+  async removeId (id: Buffer, mark?: EntryKey): Promise<number> {
+    // Leaving a mark is a write (the fault schedule's failing device refuses it whole).
+    if (mark !== undefined && faultLayer !== null && faultLayer.failsWrites(this.path)) {
+      throw DdfsError.IO(`writing ${this.path} failed: EIO (fault layer)`)
+    }
+    return await call(() => this.handle.removeId(id, mark === undefined ? undefined : encodeKey(mark)))
   }
 
   close (): Promise<void> {

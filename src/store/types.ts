@@ -87,8 +87,11 @@ export interface BlockStore {
   ids (after: Buffer | null, limit: number): Buffer[]
   /** Removes one entry; durable when it resolves. Returns false when there was none. */
   remove (key: EntryKey): Promise<boolean>
-  /** Removes every entry of an object id in one durable step; returns how many. */
-  removeId (id: Buffer): Promise<number>
+  /**
+   * Removes every entry of an object id in one durable step; returns how many. With `mark`, that
+   * step also leaves `mark` as an empty entry (a delete's tombstone: never a moment with neither).
+   */
+  removeId (id: Buffer, mark?: EntryKey): Promise<number>
   /** Writes a checkpoint and releases the device (lock included). Idempotent. */
   close (): Promise<void>
 }
