@@ -109,6 +109,25 @@ export function clusterBasePort (): number {
   return base
 }
 
+/** kill -9 of every process of a local cluster (its nodes' and bootstrap's pid files). */
+function killCluster (dir: string): void {
+  let pids: Array<number | null> = []
+  try { pids = [readPid(path.join(dir, '.')), ...fs.readdirSync(dir).filter((d) => d.startsWith('node')).map((d) => readPid(path.join(dir, d)))] } catch {}
+  try { pids.push(Number(fs.readFileSync(path.join(dir, 'bootstrap.pid'), 'utf8'))) } catch {}
+  for (const pid of pids) if (pid !== null && pid > 0) { try { process.kill(pid, 'SIGKILL') } catch {} }
+}
+
+/**
+ * Clusters whose teardown has not run. A test that times out ends its process from a timer
+ * (brittle throws), and teardowns never run: the clusters are killed on the way out instead.
+ */
+const liveClusters = new Set<string>()
+const liveMounts = new Set<string>()
+process.on('exit', () => {
+  for (const mp of liveMounts) spawnSync('fusermount3', ['-uz', mp])
+  for (const dir of liveClusters) killCluster(dir)
+})
+
 /** `ddfs up` of a local cluster; `ddfs down` and kill -9 of anything left in teardown. */
 export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000'], deviceSize = '1G'): Promise<TestCluster> {
   const dir = tmpDir(t, 'ddfs-cluster-')
@@ -120,11 +139,11 @@ export async function localCluster (t: Test, nodes: number, nodeArgs: string[] =
     at: (i) => ['-s', '127.0.0.1', '-p', String(basePort + i)],
     data: (i) => path.join(dir, `node${i}`)
   }
+  liveClusters.add(dir)
   t.teardown(async () => {
     await ddfs(['down', '--dir', dir])
-    const pids = [readPid(path.join(dir, '.')), ...fs.readdirSync(dir).filter((d) => d.startsWith('node')).map((d) => readPid(path.join(dir, d)))]
-    try { pids.push(Number(fs.readFileSync(path.join(dir, 'bootstrap.pid'), 'utf8'))) } catch {}
-    for (const pid of pids) if (pid !== null && pid > 0) { try { process.kill(pid, 'SIGKILL') } catch {} }
+    killCluster(dir)
+    liveClusters.delete(dir)
   }, { order: 0 })
   const r = await ddfs(['up', '--nodes', String(nodes), '--dir', dir, '--base-port', String(basePort), '--device-size', deviceSize, '--no-mount', '--', ...nodeArgs])
   if (r.code !== 0) throw new Error(`ddfs up failed: ${r.stderr}`)
@@ -147,10 +166,12 @@ export function sh (cmd: string, timeoutSeconds = 300): Promise<CliResult> {
 export async function mountNode (t: Test, c: TestCluster, i: number): Promise<{ mp: string, log: string }> {
   const mp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mnt-'))
   const log = path.join(c.dir, `mount-${i}-${path.basename(mp)}.log`)
+  liveMounts.add(mp)
   t.teardown(async () => {
     await ddfs(['umount', mp])
     spawnSync('fusermount3', ['-uz', mp])
     fs.rmSync(mp, { recursive: true, force: true })
+    liveMounts.delete(mp)
   }, { order: -1 })
   const r = await ddfs(['mount', mp, ...c.at(i), '--log', log])
   if (r.code !== 0) throw new Error(`ddfs mount failed: ${r.stderr}`)
