@@ -1,7 +1,7 @@
 // Another node's entries, reached over the cluster transport: the requests of the node-to-node
 // protocol (src/wire/messages.ts, EntryPut .. ManifestList) behind the EntrySite interface.
 import { DdfsError } from '../errors'
-import type { EntryKey } from '../store/types'
+import { EntryKind, type EntryKey } from '../store/types'
 import type { EntryOptions, EntrySite, FragmentLocation, SiteCatalog } from '../object/types'
 import type { RpcConnection } from '../wire/rpc'
 import {
@@ -25,7 +25,8 @@ export class RemoteSite implements EntrySite {
   }
 
   async getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }> {
-    const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS)
+    // A fragment's reader checks it against its trailer and manifest (verified: false says so).
+    const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS, key.kind === EntryKind.Fragment)
     expect(f.type, MessageType.Data, this.label)
     return { entry: f.payload, verified: false }
   }

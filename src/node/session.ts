@@ -155,7 +155,8 @@ export class Session {
           return
         }
         const { entry } = await site.getEntry(key)
-        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry, key.kind === EntryKind.Fragment ? () => release(entry) : undefined)
+        const fragment = key.kind === EntryKind.Fragment
+        this.conn.send(MessageType.Data, rid, entryReplyMessage, { tombstone: false }, entry, fragment ? () => release(entry) : undefined, fragment)
         return
       }
       case MessageType.EntryList: {

@@ -7,13 +7,15 @@ import { EventEmitter } from 'node:events'
 import { DdfsError } from '../errors'
 import { xxh64, Xxh64Stream } from '../hash'
 import { shared } from '../buffers'
-import { MAX_FRAME, FRAME_PREFIX, FRAME_HASH, checkType, errorMessage, type MessageType } from './messages'
+import { MAX_FRAME, FRAME_PREFIX, FRAME_HASH, SELF_CHECKED, MessageType, checkType, errorMessage } from './messages'
 
 export interface Frame {
   type: MessageType
   requestId: number
   meta: Buffer
   payload: Buffer
+  /** The payload is a fragment entry the frame's XXH64 did not cover: its reader checks it (SELF_CHECKED). */
+  selfChecked: boolean
 }
 
 type Stream = Duplex & { cork?: () => void, uncork?: () => void, writeFrame?: (parts: Buffer[], total: number) => boolean | null }
@@ -36,8 +38,9 @@ export class FrameConnection extends EventEmitter {
   /**
    * Sends one frame; returns false when the stream wants the sender to wait for 'drain'.
    * `written` is called once the payload is no longer read (the stream took or encrypted it).
+   * `selfChecked`: the payload is a fragment entry, checked by its reader (SELF_CHECKED).
    */
-  send<T> (type: MessageType, requestId: number, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null, written?: () => void): boolean {
+  send<T> (type: MessageType, requestId: number, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null, written?: () => void, selfChecked = false): boolean {
     if (this.closed) return false
     let metaLen = 0
     const state = c.state()
@@ -47,7 +50,7 @@ export class FrameConnection extends EventEmitter {
     if (bodyLen > MAX_FRAME) throw DdfsError.PROTOCOL(`frame of ${bodyLen} bytes exceeds ${MAX_FRAME}`)
     const head = Buffer.allocUnsafe(FRAME_PREFIX + metaLen)
     head.writeUInt32LE(bodyLen, 0)
-    head.writeUInt8(type, 4)
+    head.writeUInt8(selfChecked ? type | SELF_CHECKED : type, 4)
     head.writeUInt32LE(requestId >>> 0, 5)
     head.writeUInt32LE(metaLen, 9)
     if (enc !== null) {
@@ -57,7 +60,7 @@ export class FrameConnection extends EventEmitter {
       enc.encode(state, meta as T)
     }
     const tail = Buffer.allocUnsafe(FRAME_HASH)
-    const h = payload === null ? xxh64(head) : this.hasher.reset().update(head).update(payload).digest()
+    const h = payload === null || selfChecked ? xxh64(head) : this.hasher.reset().update(head).update(payload).digest()
     tail.writeBigUInt64LE(h, 0)
     if (this.stream.writeFrame !== undefined) {
       const ok = this.stream.writeFrame(payload !== null && payload.length > 0 ? [head, payload, tail] : [head, tail], head.length + payloadLen + FRAME_HASH)
@@ -148,16 +151,19 @@ export class FrameConnection extends EventEmitter {
 
   private parse (frame: Buffer): Frame {
     const end = frame.length - FRAME_HASH
-    if (xxh64(frame.subarray(0, end)) !== frame.readBigUInt64LE(end)) throw DdfsError.PROTOCOL('frame fails its XXH64')
-    const type = checkType(frame.readUInt8(4))
-    const requestId = frame.readUInt32LE(5)
     const metaLen = frame.readUInt32LE(9)
     if (FRAME_PREFIX + metaLen > end) throw DdfsError.PROTOCOL('meta longer than the frame')
+    const typeByte = frame.readUInt8(4)
+    const selfChecked = (typeByte & SELF_CHECKED) !== 0
+    if (xxh64(frame.subarray(0, selfChecked ? FRAME_PREFIX + metaLen : end)) !== frame.readBigUInt64LE(end)) throw DdfsError.PROTOCOL('frame fails its XXH64')
+    const type = checkType(typeByte & ~SELF_CHECKED)
+    if (selfChecked && type !== MessageType.Data) throw DdfsError.PROTOCOL(`a frame of type ${type} marked self-checked (only DATA frames carrying a fragment may be)`)
     return {
       type,
-      requestId,
+      requestId: frame.readUInt32LE(5),
       meta: frame.subarray(FRAME_PREFIX, FRAME_PREFIX + metaLen),
-      payload: frame.subarray(FRAME_PREFIX + metaLen, end)
+      payload: frame.subarray(FRAME_PREFIX + metaLen, end),
+      selfChecked
     }
   }
 }

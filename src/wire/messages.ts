@@ -1,14 +1,16 @@
 // Every message of the client protocol, in one place. A frame on the wire is
 //
 //   u32 LE  body length (type .. payload; at most MAX_FRAME)
-//   u8      type
+//   u8      type, with SELF_CHECKED as its high bit
 //   u32 LE  request id
 //   u32 LE  meta length
 //   meta    compact-encoding record of the type (below)
 //   payload raw bytes (DATA frames)
-//   u64 LE  XXH64 of everything before it (length field included)
+//   u64 LE  XXH64 of everything before it (length field included), or with SELF_CHECKED of
+//           everything before the payload
 //
-// so the header, the meta and the payload are all covered by one XXH64 per frame.
+// so the header, the meta and the payload are all covered by one XXH64 per frame, except a
+// fragment's bytes sent to a peer, which carry their own (see SELF_CHECKED).
 import c from 'compact-encoding'
 import { DdfsError } from '../errors'
 import { hash64 } from '../encoding'
@@ -19,6 +21,15 @@ import type { CatalogEntry, CatalogObject, SiteCatalog } from '../object/types'
 export const MAX_FRAME = 8 * 1024 * 1024
 export const FRAME_PREFIX = 13  // length + type + request id + meta length
 export const FRAME_HASH = 8
+/**
+ * Type-byte flag of a DATA frame whose payload is a fragment entry: its data is covered by the
+ * XXH64 in its trailer (itself hashed, and named by the manifest's stripe hashes), which every
+ * reader of a fragment checks before using it. The frame's XXH64 then covers head and meta
+ * only: a fragment a repair reads crossed three XXH64 passes (the store's check, the sender's
+ * and the receiver's frame hash) where one suffices. Only replies to requests that asked for
+ * fragments may carry it (RpcConnection refuses it elsewhere).
+ */
+export const SELF_CHECKED = 0x80
 
 export const enum MessageType {
   Error = 0,

@@ -11,6 +11,8 @@ interface Pending {
   resolve: (f: Frame) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout | null
+  /** The caller checks the reply's payload itself (a fragment): a SELF_CHECKED reply is fine. */
+  selfChecked: boolean
 }
 
 export class RpcConnection {
@@ -30,6 +32,8 @@ export class RpcConnection {
         } catch (err) {
           p.reject(DdfsError.from(err))
         }
+      } else if (f.selfChecked && !p.selfChecked) {
+        p.reject(DdfsError.PROTOCOL(`${label} answered with a payload its frame does not check, to a request that does not check it either`))
       } else {
         p.resolve(f)
       }
@@ -45,13 +49,17 @@ export class RpcConnection {
 
   get closed (): boolean { return this.closedError !== null }
 
-  /** Sends one request; resolves with its first reply frame (never an ERROR frame). */
-  request<T> (type: MessageType, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null, timeoutMs = 0): Promise<Frame> {
+  /**
+   * Sends one request; resolves with its first reply frame (never an ERROR frame). With
+   * `selfChecked`, the caller checks the reply's payload itself, so its frame may leave it out
+   * of its XXH64 (a fragment: SELF_CHECKED).
+   */
+  request<T> (type: MessageType, enc: c.Encoder<T> | null, meta: T | null, payload: Buffer | null = null, timeoutMs = 0, selfChecked = false): Promise<Frame> {
     if (this.closedError !== null) return Promise.reject(this.closedError)
     const rid = this.nextRequest
     this.nextRequest = (this.nextRequest % 0xfffffffe) + 1
     return new Promise<Frame>((resolve, reject) => {
-      const p: Pending = { resolve, reject, timer: null }
+      const p: Pending = { resolve, reject, timer: null, selfChecked }
       if (timeoutMs > 0) {
         p.timer = setTimeout(() => {
           this.settle(rid, p)
