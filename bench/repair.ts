@@ -8,6 +8,8 @@
 //     the first rebuilt byte to the last);
 //   - node 4 lost while a client reads an object back to back: the client's get speed
 //     beside the same gets before the loss, and the rebuild rate meanwhile.
+// and the node processes' CPU seconds per rebuilt GiB (the rate depends on what else the
+// machine runs; CPU per byte much less).
 // Prints `RESULT <name> <value> <unit>` lines. DDFS_BENCH_DIR picks the directory (default
 // /var/tmp), DDFS_BENCH_REPAIR_RATE the per-node --repair-rate in MB/s (default 200).
 import fs from 'node:fs'
@@ -82,7 +84,22 @@ function getOnce (id: string, out: string): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number }
+interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number, cpuSecondsPerGiB: number }
+
+/** CPU seconds (user + system) the node processes have used so far, summed; those gone count 0. */
+function nodesCpuSeconds (cluster: string): number {
+  const tick = 100  // USER_HZ
+  let sum = 0
+  for (const d of fs.readdirSync(cluster).filter((x) => x.startsWith('node'))) {
+    try {
+      const pid = fs.readFileSync(path.join(cluster, d, 'node.pid'), 'utf8').trim()
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      sum += (Number(fields[11]) + Number(fields[12])) / tick
+    } catch {}
+  }
+  return sum
+}
 
 /**
  * Kills node `victim` with -9 and waits until every object is back to full redundancy; with
@@ -92,6 +109,7 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
   const repairedAtStart = (await durability(victim)).repairedBytes  // the victim's share goes with it
   const killedAt = Date.now()
   process.kill(Number(fs.readFileSync(path.join(cluster, `node${victim}`, 'node.pid'), 'utf8')), 'SIGKILL')
+  const cpuAtStart = nodesCpuSeconds(cluster)
   let done = false
   const gets: Array<{ mbs: number, start: number, end: number }> = []
   const reading = (async () => {
@@ -112,6 +130,7 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
     if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
   }
   const restoredAt = Date.now()
+  const cpu = nodesCpuSeconds(cluster) - cpuAtStart
   done = true
   await reading
   const first = firstRebuilt as number
@@ -123,7 +142,8 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
   return {
     restoreSeconds: (restoredAt - killedAt) / 1000,
     rebuildMbs: (repaired - repairedAtStart) / 1e6 / seconds,
-    getMbs: overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN
+    getMbs: overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN,
+    cpuSecondsPerGiB: cpu / ((repaired - repairedAtStart) / GiB)
   }
 }
 
@@ -154,6 +174,8 @@ async function main (): Promise<void> {
     result('repair_restore_seconds', idle.restoreSeconds, 's')
     result('repair_grace_seconds', LOST_AFTER, 's')
     result('repair_rebuild_rate', idle.rebuildMbs, 'MB/s')
+    // Less sensitive than the rate to what else the machine runs: the nodes' CPU per rebuilt GiB.
+    result('repair_node_cpu_per_gib', idle.cpuSecondsPerGiB, 's')
 
     // Phase 2: another node lost while a client reads an object back to back: what the
     // client keeps (healing gives way to client traffic) and how fast the repair goes meanwhile.
