@@ -143,18 +143,24 @@ test('kill -9 of a node in a put loop never loses an acknowledged object', { tim
   const dev = deviceFile(dir, 'dev.img', 128 * MiB)
   const node = await startNode(t, dir, [dev])
   const acked = new Map<string, string>()
+  const kill = (): void => { const pid = readPid(node.data); if (pid !== null) process.kill(pid, 'SIGKILL') }
   for (let round = 0; round < 5; round++) {
+    // The kill lands 0-300 ms into a put, once the round has two acknowledged ones and 0.7-1.5 s
+    // passed (counted in puts, not time alone: a loaded machine puts slowly).
     const deadline = Date.now() + 700 + Math.random() * 800
-    const killer = setTimeout(() => { const pid = readPid(node.data); if (pid !== null) process.kill(pid, 'SIGKILL') }, deadline - Date.now())
-    for (let i = 0; Date.now() < deadline + 2000; i++) {
+    let killer: NodeJS.Timeout | null = null
+    for (let i = 0, done = 0; ; i++) {
       const content = crypto.randomBytes(1 + Math.floor(Math.random() * 300_000))
       const file = path.join(dir, `f-${round}-${i}`)
       fs.writeFileSync(file, content)
-      const r = await ddfs(['put', '-s', node.host, '-p', String(node.port), '-f', file])
+      const put = ddfs(['put', '-s', node.host, '-p', String(node.port), '-f', file])
+      if (killer === null && done >= 2 && Date.now() >= deadline) killer = setTimeout(kill, Math.random() * 300)
+      const r = await put
       if (r.code !== 0) break  // the node is gone: nothing more is acknowledged
       acked.set(r.stdout.trim(), md5(file))
+      done++
     }
-    clearTimeout(killer)
+    if (killer !== null) clearTimeout(killer)
     const r = await ddfs(['node', 'start', ...node.args, '--log', node.log])
     t.is(r.code, 0, `restart after kill -9: ${r.stderr}`)
   }
