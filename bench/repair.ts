@@ -8,8 +8,8 @@
 //     the first rebuilt byte to the last);
 //   - node 4 lost while a client reads an object back to back: the client's get speed
 //     beside the same gets before the loss, and the rebuild rate meanwhile.
-// and the node processes' CPU seconds per rebuilt GiB (the rate depends on what else the
-// machine runs; CPU per byte much less).
+// and the node processes' CPU seconds and minor page faults per rebuilt GiB (the rate depends
+// on what else the machine runs; CPU per byte much less, page faults not at all).
 // Prints `RESULT <name> <value> <unit>` lines. DDFS_BENCH_DIR picks the directory (default
 // /var/tmp), DDFS_BENCH_REPAIR_RATE the per-node --repair-rate in MB/s (default 200).
 import fs from 'node:fs'
@@ -84,21 +84,26 @@ function getOnce (id: string, out: string): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number, cpuSecondsPerGiB: number }
+interface Loss { restoreSeconds: number, rebuildMbs: number, getMbs: number, cpuSecondsPerGiB: number, minorFaults: number }
 
-/** CPU seconds (user + system) the node processes have used so far, summed; those gone count 0. */
-function nodesCpuSeconds (cluster: string): number {
+/**
+ * CPU seconds (user + system) and minor page faults (fresh memory faulted in, zeroed by the
+ * kernel) of the node processes so far, summed; those gone count 0.
+ */
+function nodesUsage (cluster: string): { cpu: number, minorFaults: number } {
   const tick = 100  // USER_HZ
-  let sum = 0
+  let cpu = 0
+  let minorFaults = 0
   for (const d of fs.readdirSync(cluster).filter((x) => x.startsWith('node'))) {
     try {
       const pid = fs.readFileSync(path.join(cluster, d, 'node.pid'), 'utf8').trim()
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      sum += (Number(fields[11]) + Number(fields[12])) / tick
+      cpu += (Number(fields[11]) + Number(fields[12])) / tick
+      minorFaults += Number(fields[7])
     } catch {}
   }
-  return sum
+  return { cpu, minorFaults }
 }
 
 /**
@@ -109,7 +114,7 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
   const repairedAtStart = (await durability(victim)).repairedBytes  // the victim's share goes with it
   const killedAt = Date.now()
   process.kill(Number(fs.readFileSync(path.join(cluster, `node${victim}`, 'node.pid'), 'utf8')), 'SIGKILL')
-  const cpuAtStart = nodesCpuSeconds(cluster)
+  const atStart = nodesUsage(cluster)
   let done = false
   const gets: Array<{ mbs: number, start: number, end: number }> = []
   const reading = (async () => {
@@ -130,7 +135,7 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
     if (Date.now() - killedAt > 30 * 60_000) throw new Error('redundancy not restored within 30 minutes')
   }
   const restoredAt = Date.now()
-  const cpu = nodesCpuSeconds(cluster) - cpuAtStart
+  const atEnd = nodesUsage(cluster)
   done = true
   await reading
   const first = firstRebuilt as number
@@ -143,7 +148,8 @@ async function loseNode (cluster: string, victim: number, objects: number, reade
     restoreSeconds: (restoredAt - killedAt) / 1000,
     rebuildMbs: (repaired - repairedAtStart) / 1e6 / seconds,
     getMbs: overlapping.length > 0 ? overlapping.reduce((a, g) => a + g.mbs, 0) / overlapping.length : NaN,
-    cpuSecondsPerGiB: cpu / ((repaired - repairedAtStart) / GiB)
+    cpuSecondsPerGiB: (atEnd.cpu - atStart.cpu) / ((repaired - repairedAtStart) / GiB),
+    minorFaults: atEnd.minorFaults - atStart.minorFaults
   }
 }
 
@@ -176,6 +182,7 @@ async function main (): Promise<void> {
     result('repair_rebuild_rate', idle.rebuildMbs, 'MB/s')
     // Less sensitive than the rate to what else the machine runs: the nodes' CPU per rebuilt GiB.
     result('repair_node_cpu_per_gib', idle.cpuSecondsPerGiB, 's')
+    result('repair_node_minor_faults_per_gib', idle.minorFaults / NODE_GIB, 'faults')
 
     // Phase 2: another node lost while a client reads an object back to back: what the
     // client keeps (healing gives way to client traffic) and how fast the repair goes meanwhile.

@@ -4,6 +4,7 @@
 #include "addon.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ddfs::InitMemory(env, exports);
   ddfs::InitHash(env, exports);
   ddfs::InitErasure(env, exports);
   ddfs::InitStore(env, exports);

@@ -10,4 +10,6 @@ void InitErasure(Napi::Env env, Napi::Object exports);
 void InitStore(Napi::Env env, Napi::Object exports);
 // native/aead.cc: AES-256-GCM into caller-chosen buffers, for the transport.
 void InitAead(Napi::Env env, Napi::Object exports);
+// native/memory.cc: malloc keeps freed buffers for reuse (set once, at load).
+void InitMemory(Napi::Env env, Napi::Object exports);
 }  // namespace ddfs
