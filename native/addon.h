@@ -10,4 +10,6 @@ void InitErasure(Napi::Env env, Napi::Object exports);
 void InitStore(Napi::Env env, Napi::Object exports);
 // native/aead.cc: AES-256-GCM into caller-chosen buffers, for the transport.
 void InitAead(Napi::Env env, Napi::Object exports);
+// native/fuse3.cc: a FUSE 3 mount served from JS (libfuse 3, high-level API).
+void InitFuse3(Napi::Env env, Napi::Object exports);
 }  // namespace ddfs
