@@ -307,12 +307,15 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // A listing, fetched from JS when a directory is read from its start and kept with its open
   // handle for the kernel's further readdir calls (one JS call per listing, not one per page).
   struct DirCache {
+    std::string path;  // readdir gets none (nullpath_ok)
     std::vector<std::string> names;
     std::vector<double> stats;  // kStatFields per name, or empty
   };
 
-  static int OpOpendir(const char*, struct fuse_file_info* fi) {
-    fi->fh = reinterpret_cast<uint64_t>(new DirCache());
+  static int OpOpendir(const char* path, struct fuse_file_info* fi) {
+    auto* dir = new DirCache();
+    dir->path = Str(path);
+    fi->fh = reinterpret_cast<uint64_t>(dir);
     return 0;
   }
 
@@ -326,13 +329,13 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // in its own node table and sends its attributes (readdirplus). Given offsets of 0 instead it
   // keeps the listing itself but sends the entries without attributes, and `ls -l` costs one
   // lookup (a getattr in JS) per file.
-  static int OpReaddir(const char* path, void* buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info* fi, enum fuse_readdir_flags flags) {
+  static int OpReaddir(const char*, void* buf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info* fi, enum fuse_readdir_flags flags) {
     auto* dir = fi != nullptr ? reinterpret_cast<DirCache*>(fi->fh) : nullptr;
     if (dir == nullptr) return -EBADF;
     if (off == 0) {
       Request r;
       r.op = kReaddir;
-      r.path = Str(path);
+      r.path = dir->path.c_str();
       int res = Self()->Call(r);
       if (res != 0) return res;
       dir->names = std::move(r.names);
