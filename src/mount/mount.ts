@@ -114,6 +114,9 @@ export class Mount {
         // ddfs serves user.ddfs.* only; `ls -l` asks every file for two other names.
         xattrPrefix: 'user.ddfs.',
         requestTimeoutMs: REQUEST_TIMEOUT_MS,
+        // Off unless asked for (for measurement): with it the kernel trusts its own size of a
+        // cached file over getattr's, so a file another mount replaced keeps its old size here.
+        writebackCache: process.env.DDFS_MOUNT_WRITEBACK_CACHE === '1',
         log: (level, event, fields) => opts.log[level](event, { mountpoint: mp, ...fields })
       })
       fuse = f3
