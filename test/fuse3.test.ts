@@ -100,7 +100,10 @@ async function until (cond: () => boolean, what: string): Promise<void> {
   if (!cond()) throw new Error(`never happened: ${what}`)
 }
 
-test('a mount serves cp, cat, ls -l and rm, and close() unmounts it', async (t) => {
+test('a mount serves cp, cat, ls -l and rm, and close() unmounts it, leaving no thread or fd behind', async (t) => {
+  await fs.promises.readFile('/proc/self/status')  // libuv starts its thread pool at first use
+  const threads = fs.readdirSync('/proc/self/task').length
+  const fds = fs.readdirSync('/proc/self/fd').length
   const h = await mountMem(t)
   t.ok(mounted(h.mp), 'mounted once ready() resolved')
   const w = await sh(`echo hello > ${h.mp}/a && cat ${h.mp}/a && ls -l ${h.mp} && rm ${h.mp}/a && ls -A ${h.mp}`, 20)
@@ -109,6 +112,8 @@ test('a mount serves cp, cat, ls -l and rm, and close() unmounts it', async (t) 
   t.ok(/-rw-r--r-- 1 \S+ \S+ 6 .* a\n$/m.test(w.stdout), 'ls -l shows the file with its size')
   await h.fuse.close()
   t.absent(mounted(h.mp), 'unmounted by close()')
+  t.is(fs.readdirSync('/proc/self/task').length, threads, 'libfuse\'s threads are joined')
+  t.is(fs.readdirSync('/proc/self/fd').length, fds, '/dev/fuse is closed')
   await h.fuse.close()
   t.pass('close() again is a no-op')
 })
