@@ -473,9 +473,12 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
 
   static int OpGetxattr(const char* path, const char* name, char* value, size_t size) {
     // Names the file system does not serve are answered here: `ls -l` asks for
-    // security.selinux and system.posix_acl_access of every file.
+    // security.selinux and system.posix_acl_access of every file. Other namespaces are not
+    // supported at all (EOPNOTSUPP, on which ls stops asking for the rest of the mount: 4,000
+    // requests fewer for `ls -l` of 2,000 files); other user.* names are simply absent.
     const std::string& prefix = Self()->xattr_prefix_;
-    if (name == nullptr || strncmp(name, prefix.c_str(), prefix.size()) != 0) return -ENODATA;
+    if (name == nullptr) return -ENODATA;
+    if (strncmp(name, prefix.c_str(), prefix.size()) != 0) return strncmp(name, "user.", 5) == 0 ? -ENODATA : -EOPNOTSUPP;
     Request r;
     r.op = kGetxattr;
     r.path = Str(path);

@@ -127,8 +127,10 @@ test('a write larger than 128 KiB arrives as one request (max_write 1 MiB took e
   t.is(h.calls.get(`write-size:${1024 * 1024}`), 4, 'each of 1 MiB')
 })
 
-test('ls -l takes the attributes from readdir (readdirplus): no getattr per file', async (t) => {
-  const h = await mountMem(t)
+test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
+  const h = await mountMem(t, {
+    getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }
+  }, { xattrPrefix: 'user.mem.' })
   for (let i = 0; i < 200; i++) h.files.set(`f${i}`, Buffer.alloc(i))
   const r = await sh(`ls -l ${h.mp}`, 20)
   t.is(r.code, 0, r.stderr)
@@ -137,6 +139,10 @@ test('ls -l takes the attributes from readdir (readdirplus): no getattr per file
   const perFile = [...h.calls.keys()].filter((k) => k.startsWith('getattr:/')).length
   t.is(perFile, 0, 'no getattr of any file')
   t.is(h.calls.get('readdir'), 1, 'one readdir for the whole listing')
+  t.is([...h.calls.keys()].filter((k) => k.startsWith('getxattr:')).length, 0, 'no getxattr reached JS')
+  t.ok((await sh(`getfattr -n security.selinux ${h.mp}/f1`, 20)).stderr.includes('Operation not supported'), 'other namespaces: EOPNOTSUPP (ls stops asking)')
+  t.ok((await sh(`getfattr -n user.other ${h.mp}/f1`, 20)).stderr.includes('No such attribute'), 'other user.* names: ENODATA')
+  t.is((await sh(`getfattr --only-values -n user.mem.tag ${h.mp}/f1`, 20)).stdout, 'x', 'names with the prefix reach JS')
 })
 
 test('a handler that throws, or whose promise rejects, is answered EIO and the mount goes on', async (t) => {

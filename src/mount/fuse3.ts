@@ -54,8 +54,9 @@ export interface Fuse3Init {
   /** The mount's read-ahead in KiB, set through sysfs when allowed (default 1024: 1 MiB reads). */
   readAheadKb?: number
   /**
-   * getxattr of names without this prefix is answered ENODATA without asking JS (default: every
-   * name goes to JS). `ls -l` asks for two such names per file.
+   * getxattr of names without this prefix is answered without asking JS (default: every name
+   * goes to JS): ENODATA for other user.* names, EOPNOTSUPP for other namespaces (security.*,
+   * system.*: `ls -l` asks for two per file until it is told they are not supported).
    */
   xattrPrefix?: string
   /** libfuse's own request trace on stderr. */
