@@ -529,7 +529,9 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     struct fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 0);
     fuse_loop_cfg_set_max_threads(cfg, max_threads_);
-    fuse_loop_cfg_set_idle_threads(cfg, 4);
+    // Threads stay once started: a new worker allocates its own 1 MiB request buffer, and
+    // libfuse would otherwise end idle ones after every burst and start them again.
+    fuse_loop_cfg_set_idle_threads(cfg, max_threads_);
     loop_result_ = fuse_loop_mt(fuse_, cfg);
     fuse_loop_cfg_destroy(cfg);
     loop_running_ = false;
