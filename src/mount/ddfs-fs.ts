@@ -355,7 +355,14 @@ export class DdfsFs {
     const h = this.handles.get(fd)
     if (h === undefined) throw errno.EBADF
     if (h.kind === 'write') {
-      return await new Promise<number>((resolve, reject) => fs.read(h.fd, buf, 0, len, pos, (err, n) => err !== null ? reject(errno.EIO) : resolve(n)))
+      // Synchronously, like writes: `buf` is the binding's reply memory, which an unmount or a
+      // request timeout may take back while an asynchronous read on the thread pool still
+      // writes into it.
+      try {
+        return fs.readSync(h.fd, buf, 0, len, pos)
+      } catch {
+        throw errno.EIO
+      }
     }
     const size = h.entry.size
     if (pos >= size) return 0

@@ -37,7 +37,11 @@ export interface FsOps {
   /** Returns a file handle (a non-negative integer below 2^31). */
   open?: (path: string, flags: number) => R<number>
   create?: (path: string, mode: number, flags: number) => R<number>
-  /** Fills `buf` (valid until the returned promise settles) from `pos`; returns the bytes read. */
+  /**
+   * Fills `buf` from `pos`; returns the bytes read. `buf` is the reply's memory, valid until the
+   * request is answered, which may be before the handler's promise settles (a timeout, an
+   * unmount): fill it with synchronous copies, never hand it to asynchronous native I/O.
+   */
   read?: (path: string, fh: number, buf: Buffer, pos: number) => R<number>
   /** `buf` is valid until the handler returns (or its promise settles); returns the bytes written. */
   write?: (path: string, fh: number, buf: Buffer, pos: number) => R<number>
