@@ -3,7 +3,10 @@
 //   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M)
 //   2,000 x 4 KiB files: created, read cold, listed (ls -l, cold), deleted (one process, sync calls)
 // Prints `RESULT <name> <value> <unit>` lines and each ddfs figure as a ratio of ext4's.
-// DDFS_BENCH_DIR picks the directory (default /var/tmp).
+// DDFS_BENCH_DIR picks the directory (default /var/tmp), DDFS_BENCH_BASE_PORT the cluster's ports
+// (default 8800). DDFS_BENCH_FUSE_BINDINGS=native,fuse-native measures the mount through each
+// binding in turn on the same cluster in the same run (RESULT ddfs_native_..., ddfs_fuse_native_...);
+// the VM's speed drifts within the hour, so only figures of one run compare.
 import fs from 'node:fs'
 import path from 'node:path'
 import crypto from 'node:crypto'
@@ -13,7 +16,8 @@ const GiB = 1024 * 1024 * 1024
 const FILES = 2000
 const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
-const BASE = 8800
+const BASE = Number(process.env.DDFS_BENCH_BASE_PORT ?? 8800)
+const BINDINGS = (process.env.DDFS_BENCH_FUSE_BINDINGS ?? 'native').split(',').map((b) => b.trim()).filter((b) => b !== '')
 
 function result (name: string, value: number, unit: string): void {
   console.log(`RESULT ${name} ${value.toFixed(unit === 's' || unit === 'x' ? 3 : 1)} ${unit}`)
@@ -70,17 +74,26 @@ function main (): void {
     sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
     const local = measure(ext4, src, () => {})
     execFileSync(process.execPath, [BIN, 'up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
-    execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), '--log', path.join(cluster, 'mount.log')])
-    // The mount keeps its listing for 1 s: wait that out so "cold" is cold for it too.
-    const ddfs = measure(mnt, src, () => sh('sleep 1.1'))
     const rows: Array<[keyof Figures, string, string]> = [
       ['write', 'seq_write_1g', 'MB/s'], ['read', 'seq_read_1g', 'MB/s'], ['create', 'create_4k', 'files/s'],
       ['readFiles', 'read_4k_cold', 'files/s'], ['ls', 'ls_l_2000', 's'], ['del', 'delete_4k', 'files/s']
     ]
+    const results: Array<[string, Figures]> = []
+    for (const binding of BINDINGS) {
+      execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), '--log', path.join(cluster, `mount-${binding}.log`)], { env: { ...process.env, DDFS_MOUNT_BINDING: binding } })
+      try {
+        // The mount keeps its listing for 1 s: wait that out so "cold" is cold for it too.
+        results.push([BINDINGS.length === 1 ? 'ddfs' : `ddfs_${binding.replace(/-/g, '_')}`, measure(mnt, src, () => sh('sleep 1.1'))])
+      } finally {
+        spawnSync(process.execPath, [BIN, 'umount', mnt])
+      }
+    }
     for (const [key, name, unit] of rows) {
       result(`ext4_${name}`, local[key], unit)
-      result(`ddfs_${name}`, ddfs[key], unit)
-      result(`ddfs_${name}_vs_ext4`, key === 'ls' ? local[key] / ddfs[key] : ddfs[key] / local[key], 'x')
+      for (const [label, ddfs] of results) {
+        result(`${label}_${name}`, ddfs[key], unit)
+        result(`${label}_${name}_vs_ext4`, key === 'ls' ? local[key] / ddfs[key] : ddfs[key] / local[key], 'x')
+      }
     }
   } finally {
     spawnSync(process.execPath, [BIN, 'umount', mnt])

@@ -9,6 +9,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ddfs::InitErasure(env, exports);
   ddfs::InitStore(env, exports);
   ddfs::InitAead(env, exports);
+  ddfs::InitFuse3(env, exports);
   return exports;
 }
 

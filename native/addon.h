@@ -12,4 +12,6 @@ void InitStore(Napi::Env env, Napi::Object exports);
 void InitAead(Napi::Env env, Napi::Object exports);
 // native/memory.cc: malloc keeps freed buffers for reuse (set once, at load).
 void InitMemory(Napi::Env env, Napi::Object exports);
+// native/fuse3.cc: a FUSE 3 mount served from JS (libfuse 3, high-level API).
+void InitFuse3(Napi::Env env, Napi::Object exports);
 }  // namespace ddfs

@@ -2,6 +2,7 @@
 import test from 'brittle'
 import fs from 'node:fs'
 import path from 'node:path'
+import { spawnSync } from 'node:child_process'
 import { ddfs, localCluster, mountNode, sh, tmpDir, readPid } from './helpers/env'
 
 test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and names; ddfs put shows up', { timeout: 300_000 }, async (t) => {
@@ -145,4 +146,24 @@ test('--writeback: close returns before the commit, fsync waits for it, and unmo
   const other = await mountNode(t, c, 1)
   t.is(Number((await sh(`ls ${other.mp} | grep -c '^w'`)).stdout.trim()), 200, 'every closed file was committed')
   t.is((await sh(`cat ${other.mp}/w77`)).stdout, 'wb 77\n')
+})
+
+test('through the libfuse 3 binding: 1 MiB write requests, and ls -l with no getattr per file (readdirplus)', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 3)
+  const mp = fs.mkdtempSync(path.join(c.dir, 'mnt-'))
+  const log = path.join(c.dir, 'traced-mount.log')
+  t.teardown(async () => { await ddfs(['umount', mp]); spawnSync('fusermount3', ['-uz', mp]) }, { order: -1 })
+  const m = await ddfs(['mount', mp, ...c.at(0), '--log', log], { env: { DDFS_MOUNT_TRACE: '1', DDFS_MOUNT_BINDING: 'native' } })
+  t.is(m.code, 0, m.stderr)
+  t.is((await sh(`dd if=/dev/urandom of=${mp}/eight bs=1M count=8 status=none`)).code, 0)
+  t.ok(/committed name=eight .*writeRequests=8\b/.test(fs.readFileSync(log, 'utf8')), 'eight write requests for 8 MiB written 1 MiB at a time')
+  t.is((await sh(`cd ${mp} && for i in $(seq 1 40); do echo "file $i" > f$i; done`)).code, 0)
+  await sh('sleep 1.2')  // every name and attribute the kernel holds has expired
+  const before = fs.readFileSync(log, 'utf8').length
+  const ls = await sh(`ls -l ${mp}`)
+  t.is(ls.stdout.split('\n').filter((l) => l.startsWith('-rw')).length, 41, 'ls -l lists every file')
+  await sh('sleep 0.5')  // the mount's log is written asynchronously
+  const ops = fs.readFileSync(log, 'utf8').slice(before).split('\n').filter((l) => / op op=/.test(l)).map((l) => /op=(\w+)/.exec(l)?.[1])
+  t.is(ops.filter((o) => o === 'getattr').length <= 1, true, `at most the directory's own getattr (ops: ${ops.join(',')})`)
+  t.is(ops.filter((o) => o === 'getxattr').length, 0, 'no getxattr reaches the file system (security.*, system.* are answered by the binding)')
 })

@@ -6,7 +6,6 @@
 // so sequential reads stream.
 import fs from 'node:fs'
 import path from 'node:path'
-import Fuse, { type Ops, type Stat } from 'fuse-native'
 import { DdfsError } from '../errors'
 import { checkName } from '../object/records'
 import { STORED_BUT_UNNAMED } from '../object/cluster-object-store'
@@ -15,9 +14,9 @@ import type { CatalogEntry } from '../object/types'
 import type { NodeLink } from './node-link'
 import type { Client } from '../client/client'
 import type { Logger } from '../log'
+import { Errno as errno, type FsDir, type FsOps, type FsStat, type FsStatfs } from './fs-ops'
 
-const errno = Fuse as unknown as Record<string, number>
-const ENOTSUP = -95
+const ENOTSUP = errno.ENOTSUP
 /** The listing is fetched again when older than this (other mounts' changes show up by then). */
 const CATALOG_TTL_MS = 1000
 /**
@@ -29,6 +28,8 @@ const WINDOW = 4 * FRAGMENT_DATA
 const WINDOWS_KEPT = 8
 const READ_AHEAD = 4
 const ID_RE = /^[0-9a-f]{32}$/
+/** renameat2's flag: fail with EEXIST when the target exists (mv asks for it). */
+const RENAME_NOREPLACE = 1
 
 interface Entry { id: Buffer, hex: string, name: string | null, size: number, mtime: number }
 
@@ -83,7 +84,7 @@ function strayOf (err: unknown): Buffer | null {
   return m === null ? null : Buffer.from(m[1], 'hex')
 }
 
-/** DdfsError codes as errno values, so tools print the right message. */
+/** DdfsError codes as errno values (positive), so tools print the right message. */
 export function toErrno (err: unknown): number {
   switch (DdfsError.from(err).code) {
     case 'NOT_FOUND': return errno.ENOENT
@@ -176,83 +177,94 @@ export class DdfsFs {
 
   // ---- operations -----------------------------------------------------------------------------
 
-  ops (): Ops {
+  /** The operations, for whichever FUSE binding serves the mount (src/mount/fs-ops.ts). */
+  ops (): FsOps {
     const trace = process.env.DDFS_MOUNT_TRACE === '1'
-    // Every request gets exactly one answer, whatever happens: an unanswered FUSE request hangs
-    // the process that made it.
-    const run = <T>(what: string, fn: () => Promise<T>, done: (err: number, v?: T) => void): void => {
+    // A failure becomes an errno (the binding answers it); the unexpected ones are logged.
+    const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
       const t0 = trace ? Date.now() : 0
-      Promise.resolve().then(fn).then((v) => {
+      try {
+        const v = await fn()
         if (trace) this.log.debug('op', { op: what, ms: Date.now() - t0 })
-        done(0, v)
-      }, (err) => {
-        if (typeof err === 'number') { done(err); return }  // an errno: the expected answer (ENOENT, ...)
+        return v
+      } catch (err) {
+        if (typeof err === 'number') throw err  // an errno: the expected answer (ENOENT, ...)
         const e = DdfsError.from(err)
         if (e.code !== 'NOT_FOUND') this.log.warn('mount-op-failed', { op: what, error: e.message })
-        done(toErrno(e))
-      })
+        throw toErrno(e)
+      }
     }
     return {
-      init: (cb) => cb(0),
-      statfs: (_p, cb) => run('statfs', async () => {
+      statfs: async (): Promise<FsStatfs> => await run('statfs', async () => {
         const c = await this.link.capacity()
         const blocks = Math.floor(c.size / 4096)
         const free = Math.floor(c.free / 4096)
         return { bsize: 4096, frsize: 4096, blocks, bfree: free, bavail: free, files: this.entries.size + 1_000_000, ffree: 1_000_000, favail: 1_000_000, fsid: 0xdd, flag: 0, namemax: 255 }
-      }, cb),
-      getattr: (p, cb) => run('getattr', async () => {
+      }),
+      getattr: async (p, fh): Promise<FsStat> => await run('getattr', async () => {
         if (p === '/') return dirStat()
+        // An open file (fstat; a removed one has no path): what its handle knows.
+        const h = fh !== null ? this.handles.get(fh) : undefined
+        if (h !== undefined) return h.kind === 'write' ? fileStat(h.size, h.mtime) : fileStat(h.entry.size, h.entry.mtime)
         const name = fileName(p)
         const w = this.writing.get(name)
         if (w !== undefined) return fileStat(w.size, w.mtime)
         const e = await this.lookup(name)
         if (e === null) throw errno.ENOENT
         return fileStat(e.size, e.mtime)
-      }, cb),
-      readdir: (p, cb) => {
-        if (p !== '/') { cb(errno.ENOTDIR); return }
-        this.refresh(true).then(() => {
-          const names = new Set([...this.entries.keys(), ...this.writing.keys()])
-          const list = [...names]
-          const stats = list.map((n) => { const w = this.writing.get(n); const e = this.entries.get(n) as Entry; return w !== undefined ? fileStat(w.size, w.mtime) : fileStat(e.size, e.mtime) })
-          cb(0, list, stats)
-        }, (err) => cb(toErrno(err)))
+      }),
+      // With the attributes: the kernel then needs no lookup per file for `ls -l` (readdirplus).
+      readdir: async (p): Promise<FsDir> => await run('readdir', async () => {
+        if (p !== '/') throw errno.ENOTDIR
+        await this.refresh(true)
+        const names = [...new Set([...this.entries.keys(), ...this.writing.keys()])]
+        const stats = names.map((n) => { const w = this.writing.get(n); const e = this.entries.get(n) as Entry; return w !== undefined ? fileStat(w.size, w.mtime) : fileStat(e.size, e.mtime) })
+        return { names, stats }
+      }),
+      open: async (p, flags) => await run('open', async () => await this.open(fileName(p), flags)),
+      create: async (p) => await run('create', async () => await this.create(fileName(p))),
+      read: async (_p, fd, buf, pos) => {
+        try {
+          return await this.read(fd, buf, buf.length, pos)
+        } catch (err) {
+          throw typeof err === 'number' ? err : toErrno(err)
+        }
       },
-      open: (p, flags, cb) => run('open', async () => this.open(fileName(p), flags), cb),
-      create: (p, _mode, cb) => run('create', async () => this.create(fileName(p)), cb),
-      read: (_p, fd, buf, len, pos, cb) => { this.read(fd, buf, len, pos).then(cb, (err) => cb(typeof err === 'number' ? err : toErrno(err))) },
-      write: (_p, fd, buf, len, pos, cb) => {
+      write: (_p, fd, buf, pos) => {
         const h = this.handles.get(fd)
-        if (h === undefined || h.kind !== 'write') { cb(errno.EBADF); return }
+        if (h === undefined || h.kind !== 'write') throw errno.EBADF
         h.writes++
-        // Synchronously: a 128 KiB copy into the page cache costs less than a thread-pool hop.
+        // Synchronously: a copy into the page cache costs less than a thread-pool hop.
         let n: number
         try {
-          n = fs.writeSync(h.fd, buf, 0, len, pos)
+          n = fs.writeSync(h.fd, buf, 0, buf.length, pos)
         } catch (err) {
-          cb((err as NodeJS.ErrnoException).code === 'ENOSPC' ? errno.ENOSPC : errno.EIO)
-          return
+          throw (err as NodeJS.ErrnoException).code === 'ENOSPC' ? errno.ENOSPC : errno.EIO
         }
         h.size = Math.max(h.size, pos + n)
         h.dirty = true
         h.mtime = Date.now()
         this.streamWrite(h, pos, n)
-        cb(n)
+        return n
       },
-      flush: (_p, fd, cb) => run('flush', async () => this.flush(fd), cb),
-      fsync: (_p, fd, _d, cb) => run('fsync', async () => this.fsync(fd), cb),
-      release: (_p, fd, cb) => run('release', async () => this.release(fd), cb),
-      ftruncate: (_p, fd, size, cb) => run('ftruncate', async () => {
+      flush: async (_p, fd) => await run('flush', async () => await this.flush(fd)),
+      fsync: async (_p, fd) => await run('fsync', async () => await this.fsync(fd)),
+      release: async (_p, fd) => await run('release', async () => await this.release(fd)),
+      truncate: async (p, size, fd) => await run('truncate', async () => {
+        if (fd === null) { await this.truncate(fileName(p), size); return }
         const h = this.handles.get(fd)
         if (h === undefined || h.kind !== 'write') throw errno.EBADF
         await fs.promises.truncate(h.spool, size)
         h.size = size
         h.dirty = true
-      }, cb),
-      truncate: (p, size, cb) => run('truncate', async () => this.truncate(fileName(p), size), cb),
-      unlink: (p, cb) => run('unlink', async () => this.unlink(fileName(p)), cb),
-      rename: (src, dest, cb) => run('rename', async () => this.rename(fileName(src), fileName(dest)), cb),
-      getxattr: (p, attr, _pos, cb) => run('getxattr', async () => {
+      }),
+      unlink: async (p) => await run('unlink', async () => await this.unlink(fileName(p))),
+      rename: async (src, dest, flags) => await run('rename', async () => {
+        if ((flags & ~RENAME_NOREPLACE) !== 0) throw errno.EINVAL  // RENAME_EXCHANGE, whiteouts
+        if ((flags & RENAME_NOREPLACE) !== 0 && (this.writing.has(fileName(dest)) || await this.lookup(fileName(dest)) !== null)) throw errno.EEXIST
+        await this.rename(fileName(src), fileName(dest))
+      }),
+      getxattr: async (p, attr) => await run('getxattr', async () => {
         if (p === '/' || this.writing.has(fileName(p))) return null  // a file not committed yet has no id
         const e = await this.lookup(fileName(p))
         if (e === null) throw errno.ENOENT
@@ -262,23 +274,23 @@ export class DdfsFs {
           return Buffer.from(`n=${q.schema.k + q.schema.m} k=${q.schema.k}`)
         }
         return null
-      }, cb),
-      listxattr: (p, cb) => run('listxattr', async () => {
+      }),
+      listxattr: async (p) => await run('listxattr', async () => {
         if (p === '/' || this.writing.has(fileName(p))) return []
         if (await this.lookup(fileName(p)) === null) throw errno.ENOENT
         return ['user.ddfs.id', 'user.ddfs.schema']
-      }, cb),
+      }),
       // Times, modes and owners are not stored: accepted (tools like cp -p and touch call them)
       // and ignored. Directories, links and device nodes are not supported.
-      utimens: (_p, _a, _m, cb) => cb(0),
-      chmod: (_p, _m, cb) => cb(0),
-      chown: (_p, _u, _g, cb) => cb(0),
-      setxattr: (_p, _n, _v, _pos, _f, cb) => cb(ENOTSUP),
-      mkdir: (_p, _m, cb) => cb(ENOTSUP),
-      rmdir: (_p, cb) => cb(ENOTSUP),
-      symlink: (_s, _d, cb) => cb(ENOTSUP),
-      link: (_s, _d, cb) => cb(ENOTSUP),
-      mknod: (_p, _m, _d, cb) => cb(ENOTSUP)
+      utimens: () => {},
+      chmod: () => {},
+      chown: () => {},
+      setxattr: () => { throw ENOTSUP },
+      mkdir: () => { throw ENOTSUP },
+      rmdir: () => { throw ENOTSUP },
+      symlink: () => { throw ENOTSUP },
+      link: () => { throw ENOTSUP },
+      mknod: () => { throw ENOTSUP }
     }
   }
 
@@ -343,7 +355,14 @@ export class DdfsFs {
     const h = this.handles.get(fd)
     if (h === undefined) throw errno.EBADF
     if (h.kind === 'write') {
-      return await new Promise<number>((resolve, reject) => fs.read(h.fd, buf, 0, len, pos, (err, n) => err !== null ? reject(errno.EIO) : resolve(n)))
+      // Synchronously, like writes: `buf` is the binding's reply memory, which an unmount or a
+      // request timeout may take back while an asynchronous read on the thread pool still
+      // writes into it.
+      try {
+        return fs.readSync(h.fd, buf, 0, len, pos)
+      } catch {
+        throw errno.EIO
+      }
     }
     const size = h.entry.size
     if (pos >= size) return 0
@@ -646,14 +665,12 @@ function fileName (p: string): string {
   return p.startsWith('/') ? p.slice(1) : p
 }
 
-function dirStat (): Stat {
-  const now = new Date()
-  return { mode: 0o40755, size: 4096, nlink: 2, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, atime: now, mtime: now, ctime: now }
+function dirStat (): FsStat {
+  return { mode: 0o40755, size: 4096, nlink: 2, mtime: Date.now() }
 }
 
-function fileStat (size: number, mtime: number): Stat {
-  const t = new Date(mtime)
-  return { mode: 0o100644, size, nlink: 1, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, atime: t, mtime: t, ctime: t, blksize: 4096, blocks: Math.ceil(size / 512) }
+function fileStat (size: number, mtime: number): FsStat {
+  return { mode: 0o100644, size, nlink: 1, mtime }
 }
 
 function writeAt (fd: number, data: Buffer, pos: number): Promise<void> {

@@ -1,18 +1,40 @@
-// A mount's lifecycle: recover a stale mount point, connect to the node, mount through
-// fuse-native, and unmount cleanly (open files are committed first). One process per mount;
-// `ddfs umount` finds it by the pid file named after the mount point.
+// A mount's lifecycle: recover a stale mount point, connect to the node, mount through the
+// libfuse 3 binding (native/fuse3.cc; DDFS_MOUNT_BINDING=fuse-native for the old libfuse 2 one),
+// and unmount cleanly (open files are committed first). One process per mount; `ddfs umount`
+// finds it by the pid file named after the mount point.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import crypto from 'node:crypto'
 import { execFileSync } from 'node:child_process'
-import Fuse from 'fuse-native'
 import { DdfsError } from '../errors'
 import { runtimeDir } from '../node/paths'
 import type { ConnectOptions } from '../client/client'
 import type { Logger } from '../log'
 import { NodeLink } from './node-link'
 import { DdfsFs } from './ddfs-fs'
+import { Fuse3 } from './fuse3'
+
+/** What Mount needs of a FUSE binding. */
+interface FuseBinding {
+  ready: () => Promise<unknown>
+  close: () => Promise<void>
+}
+
+export type MountBinding = 'native' | 'fuse-native'
+
+/** The binding `ddfs mount` uses: DDFS_MOUNT_BINDING (native, the default, or fuse-native). */
+export function mountBinding (): MountBinding {
+  const b = process.env.DDFS_MOUNT_BINDING ?? 'native'
+  if (b !== 'native' && b !== 'fuse-native') throw DdfsError.BAD_ARGUMENT(`DDFS_MOUNT_BINDING must be native or fuse-native, not ${b}`)
+  return b
+}
+
+/**
+ * A request the file system has not answered after this long is answered EIO (a close waits for
+ * its file's commit: minutes for a large file on a slow cluster are not a hang).
+ */
+const REQUEST_TIMEOUT_MS = Number(process.env.DDFS_MOUNT_REQUEST_TIMEOUT_MS ?? 600_000)
 
 export interface MountOptions {
   mountpoint: string
@@ -51,7 +73,7 @@ export function forceUnmount (mountpoint: string): void {
 }
 
 export class Mount {
-  private constructor (readonly mountpoint: string, private readonly fuse: Fuse, private readonly files: DdfsFs,
+  private constructor (readonly mountpoint: string, private readonly fuse: FuseBinding, private readonly files: DdfsFs,
     private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger) {}
 
   static async start (opts: MountOptions): Promise<Mount> {
@@ -78,23 +100,40 @@ export class Mount {
     const spoolDir = opts.spoolDir ?? fs.mkdtempSync(path.join(os.tmpdir(), `ddfs-spool-${process.pid}-`))
     fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
     const files = new DdfsFs(link, spoolDir, opts.log, opts.writeback === true)
-    // big_writes + max_write: 128 KiB write requests instead of 4 KiB ones (platform.md: ~55 MB/s
-    // otherwise); fuse-native has no option for it, its fsname value passes it through.
-    const fuse = new Fuse(mp, files.ops(), {
-      fsname: 'ddfs,big_writes,max_write=131072', timeout: false, attrTimeout: 1, entryTimeout: 1, autoCache: true
-    })
-    await new Promise<void>((resolve, reject) => fuse.mount((err) => err !== null && err !== undefined ? reject(DdfsError.IO(`cannot mount ${mp}: ${err.message}`)) : resolve()))
+    const binding = mountBinding()
+    let fuse: FuseBinding
+    let options: Record<string, unknown> = {}
+    if (binding === 'fuse-native') {
+      // Loaded only when asked for: its prebuilt binary needs the system's libfuse.so.2.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { FuseNativeMount } = require('./fuse-native-binding') as typeof import('./fuse-native-binding')
+      fuse = new FuseNativeMount(mp, files.ops())
+      await fuse.ready()
+    } else {
+      const f3 = new Fuse3(mp, files.ops(), {
+        // ddfs serves user.ddfs.* only; `ls -l` asks every file for two other names.
+        xattrPrefix: 'user.ddfs.',
+        requestTimeoutMs: REQUEST_TIMEOUT_MS,
+        // Off unless asked for (for measurement): with it the kernel trusts its own size of a
+        // cached file over getattr's, so a file another mount replaced keeps its old size here.
+        writebackCache: process.env.DDFS_MOUNT_WRITEBACK_CACHE === '1',
+        log: (level, event, fields) => opts.log[level](event, { mountpoint: mp, ...fields })
+      })
+      fuse = f3
+      const info = await f3.ready()
+      options = { maxWrite: info.maxWrite, readAheadKb: info.readAheadKb, readdirplus: info.readdirplus, writebackCache: info.writebackCache, atomicOTrunc: info.atomicOTrunc, threads: info.maxThreads }
+    }
     const mount = new Mount(mp, fuse, files, link, spoolDir, opts.log)
     fs.mkdirSync(path.dirname(mountPidFile(mp)), { recursive: true, mode: 0o700 })
     fs.writeFileSync(mountPidFile(mp), `${process.pid}\n`)
-    opts.log.info('mounted', { mountpoint: mp, node: link.address, local: link.local })
+    opts.log.info('mounted', { mountpoint: mp, node: link.address, local: link.local, binding, ...options })
     return mount
   }
 
   /** Commits open files, unmounts, removes the spool and pid file. */
   async stop (): Promise<void> {
     await this.files.closeAll()
-    await new Promise<void>((resolve) => this.fuse.unmount(() => resolve()))
+    await this.fuse.close()
     if (isStale(this.mountpoint) || fs.existsSync(mountPidFile(this.mountpoint))) forceUnmountIfMounted(this.mountpoint)
     this.link.close()
     fs.rmSync(this.spoolDir, { recursive: true, force: true })

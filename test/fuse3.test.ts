@@ -1,0 +1,221 @@
+// The libfuse 3 binding itself (native/fuse3.cc, src/mount/fuse3.ts): a small file system in
+// this process, mounted for real, driven by ordinary tools in child processes (under
+// `timeout`, so a request left unanswered fails the test instead of hanging it).
+import test, { type Test } from 'brittle'
+import fs from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { Fuse3, type Fuse3Init } from '../src/mount/fuse3'
+import { Errno, type FsOps, type FsStat } from '../src/mount/fs-ops'
+import { sh, tmpDir } from './helpers/env'
+
+interface Harness {
+  mp: string
+  fuse: Fuse3
+  files: Map<string, Buffer>
+  calls: Map<string, number>
+  logs: string[]
+}
+
+/**
+ * An in-memory flat directory; `extra` overrides operations. Counts calls per operation
+ * (`getattr:/name` as well, per path) and collects the binding's log events.
+ */
+async function mountMem (t: Test, extra: FsOps = {}, init: Fuse3Init = {}): Promise<Harness> {
+  const mp = tmpDir(t, 'ddfs-fuse3-')
+  const files = new Map<string, Buffer>()
+  const calls = new Map<string, number>()
+  const logs: string[] = []
+  const count = (k: string): void => { calls.set(k, (calls.get(k) ?? 0) + 1) }
+  const handles = new Map<number, string>()
+  let nextFh = 1
+  const t0 = Date.now()
+  const stat = (name: string): FsStat => ({ mode: 0o100644, size: (files.get(name) as Buffer).length, mtime: t0 })
+  const name = (p: string): string => p.slice(1)
+  const ops: FsOps = {
+    getattr: (p) => {
+      count('getattr')
+      if (p === '/') return { mode: 0o40755, size: 4096, mtime: t0, nlink: 2 }
+      count(`getattr:${p}`)
+      if (!files.has(name(p))) throw Errno.ENOENT
+      return stat(name(p))
+    },
+    readdir: async () => {
+      count('readdir')
+      const names = [...files.keys()]
+      return { names, stats: names.map(stat) }
+    },
+    open: (p) => {
+      count('open')
+      if (!files.has(name(p))) throw Errno.ENOENT
+      handles.set(nextFh, name(p))
+      return nextFh++
+    },
+    create: (p) => {
+      count('create')
+      files.set(name(p), Buffer.alloc(0))
+      handles.set(nextFh, name(p))
+      return nextFh++
+    },
+    read: async (_p, fh, buf, pos) => {
+      count('read')
+      const data = files.get(handles.get(fh) as string) as Buffer
+      return data.copy(buf, 0, Math.min(pos, data.length), Math.min(pos + buf.length, data.length))
+    },
+    write: (_p, fh, buf, pos) => {
+      count('write')
+      count(`write-size:${buf.length}`)
+      const n = handles.get(fh) as string
+      let data = files.get(n) as Buffer
+      if (data.length < pos + buf.length) data = Buffer.concat([data, Buffer.alloc(pos + buf.length - data.length)])
+      buf.copy(data, pos)
+      files.set(n, data)
+      return buf.length
+    },
+    truncate: (p, size, fh) => {
+      const n = fh !== null ? handles.get(fh) as string : name(p)
+      const data = Buffer.alloc(size)
+      ;(files.get(n) as Buffer).copy(data)
+      files.set(n, data)
+    },
+    flush: () => {},
+    release: (_p, fh) => { handles.delete(fh) },
+    unlink: (p) => { if (!files.delete(name(p))) throw Errno.ENOENT },
+    ...extra
+  }
+  const fuse = new Fuse3(mp, ops, { log: (_level, event) => logs.push(event), ...init })
+  t.teardown(async () => {
+    await fuse.close()
+    spawnSync('fusermount3', ['-uz', mp])
+  }, { order: -1 })
+  await fuse.ready()
+  return { mp, fuse, files, calls, logs }
+}
+
+function mounted (mp: string): boolean {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === mp)
+}
+
+async function until (cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  if (!cond()) throw new Error(`never happened: ${what}`)
+}
+
+test('a mount serves cp, cat, ls -l and rm, and close() unmounts it, leaving no thread or fd behind', async (t) => {
+  await fs.promises.readFile('/proc/self/status')  // libuv starts its thread pool at first use
+  const threads = fs.readdirSync('/proc/self/task').length
+  const fds = fs.readdirSync('/proc/self/fd').length
+  const h = await mountMem(t)
+  t.ok(mounted(h.mp), 'mounted once ready() resolved')
+  const w = await sh(`echo hello > ${h.mp}/a && cat ${h.mp}/a && ls -l ${h.mp} && rm ${h.mp}/a && ls -A ${h.mp}`, 20)
+  t.is(w.code, 0, w.stderr)
+  t.ok(w.stdout.startsWith('hello\n'), 'cat returns what was written')
+  t.ok(/-rw-r--r-- 1 \S+ \S+ 6 .* a\n$/m.test(w.stdout), 'ls -l shows the file with its size')
+  await h.fuse.close()
+  t.absent(mounted(h.mp), 'unmounted by close()')
+  t.is(fs.readdirSync('/proc/self/task').length, threads, 'libfuse\'s threads are joined')
+  t.is(fs.readdirSync('/proc/self/fd').length, fds, '/dev/fuse is closed')
+  await h.fuse.close()
+  t.pass('close() again is a no-op')
+})
+
+test('a write larger than 128 KiB arrives as one request (max_write 1 MiB took effect)', async (t) => {
+  const h = await mountMem(t)
+  t.is(h.fuse.info?.maxWrite, 1024 * 1024, 'libfuse settled on 1 MiB')
+  const r = await sh(`dd if=/dev/urandom of=${h.mp}/w bs=1M count=4 status=none && md5sum < ${h.mp}/w`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.is(h.calls.get('write'), 4, 'four write requests for 4 MiB')
+  t.is(h.calls.get(`write-size:${1024 * 1024}`), 4, 'each of 1 MiB')
+})
+
+test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
+  const h = await mountMem(t, {
+    getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }
+  }, { xattrPrefix: 'user.mem.' })
+  for (let i = 0; i < 200; i++) h.files.set(`f${i}`, Buffer.alloc(i))
+  const r = await sh(`ls -l ${h.mp}`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout.split('\n').filter((l) => l.startsWith('-rw')).length, 200, 'all 200 listed')
+  t.ok(r.stdout.includes(' 199 '), 'with their sizes')
+  const perFile = [...h.calls.keys()].filter((k) => k.startsWith('getattr:/')).length
+  t.is(perFile, 0, 'no getattr of any file')
+  t.is(h.calls.get('readdir'), 1, 'one readdir for the whole listing')
+  t.is([...h.calls.keys()].filter((k) => k.startsWith('getxattr:')).length, 0, 'no getxattr reached JS')
+  t.ok((await sh(`getfattr -n security.selinux ${h.mp}/f1`, 20)).stderr.includes('Operation not supported'), 'other namespaces: EOPNOTSUPP (ls stops asking)')
+  t.ok((await sh(`getfattr -n user.other ${h.mp}/f1`, 20)).stderr.includes('No such attribute'), 'other user.* names: ENODATA')
+  t.is((await sh(`getfattr --only-values -n user.mem.tag ${h.mp}/f1`, 20)).stdout, 'x', 'names with the prefix reach JS')
+})
+
+test('a handler that throws, or whose promise rejects, is answered EIO and the mount goes on', async (t) => {
+  const h = await mountMem(t, {
+    open: (p) => {
+      if (p === '/throws') throw new Error('a bug in the handler')
+      if (p === '/rejects') return Promise.reject(new TypeError('a bug in an async handler'))
+      return 1
+    }
+  })
+  h.files.set('throws', Buffer.from('x'))
+  h.files.set('rejects', Buffer.from('x'))
+  h.files.set('fine', Buffer.from(''))
+  for (const name of ['throws', 'rejects']) {
+    const r = await sh(`cat ${h.mp}/${name}`, 20)
+    t.is(r.code, 1, `cat ${name} fails (not a hang: timeout exits 124)`)
+    t.ok(r.stderr.includes('Input/output error'), `EIO for ${name}: ${r.stderr.trim()}`)
+  }
+  t.is(h.logs.filter((e) => e === 'fuse-handler-failed').length, 2, 'both logged')
+  t.is((await sh(`cat ${h.mp}/fine`, 20)).code, 0, 'the mount still serves')
+})
+
+test('a request JS never answers is answered EIO after the request timeout, and its Buffer is taken back', async (t) => {
+  let held: Buffer | null = null
+  const h = await mountMem(t, {
+    read: (_p, _fh, buf) => { held = buf; return new Promise<number>(() => {}) }
+  }, { requestTimeoutMs: 1000 })
+  h.files.set('never', Buffer.from('data'))
+  const r = await sh(`cat ${h.mp}/never`, 30)
+  t.is(r.code, 1, 'cat fails (not a hang)')
+  t.ok(r.stderr.includes('Input/output error'), r.stderr.trim())
+  t.ok(h.logs.includes('fuse-request-timeout'), 'logged')
+  t.ok(held !== null && (held as Buffer).length === 0, 'the Buffer over the reply memory was detached')
+})
+
+test('several requests are in flight at once', async (t) => {
+  let waiting: Array<() => void> = []
+  const h = await mountMem(t, {
+    // No read is answered before three are in flight: served one at a time, they would wait
+    // forever (and cat would be killed by timeout).
+    read: async (_p, fh, buf, pos) => {
+      if (pos === 0) {
+        await new Promise<void>((resolve) => { waiting.push(resolve); if (waiting.length === 3) { waiting.forEach((w) => w()); waiting = [] } })
+      }
+      return pos === 0 ? buf.write(`file ${fh}\n`) : 0
+    }
+  }, { requestTimeoutMs: 0 })
+  for (const n of ['a', 'b', 'c']) h.files.set(n, Buffer.alloc(16))
+  const r = await sh(`cd ${h.mp} && (cat a > /dev/null & cat b > /dev/null & cat c > /dev/null & wait)`, 20)
+  t.is(r.code, 0, 'all three reads answered')
+})
+
+test('close() with a request in flight answers it EIO instead of hanging, and unmounts', async (t) => {
+  let entered = false
+  let held: Buffer | null = null
+  const h = await mountMem(t, {
+    read: (_p, _fh, buf) => { entered = true; held = buf; return new Promise<number>(() => {}) }
+  }, { requestTimeoutMs: 0 })
+  h.files.set('slow', Buffer.from('data'))
+  const cat = sh(`cat ${h.mp}/slow`, 30)
+  await until(() => entered, 'the read reached its handler')
+  await h.fuse.close()
+  const r = await cat
+  t.is(r.code, 1, 'cat failed (not killed by timeout)')
+  t.absent(mounted(h.mp), 'unmounted')
+  t.ok(held !== null && (held as Buffer).length === 0, 'the Buffer over the reply memory was detached')
+})
+
+test('an unmount from outside ends the loop; close() still completes', async (t) => {
+  let ended = false
+  const h = await mountMem(t, {}, { onEnded: () => { ended = true } })
+  t.is(spawnSync('fusermount3', ['-u', h.mp]).status, 0)
+  await until(() => ended, 'onEnded')
+  await h.fuse.close()
+  t.absent(mounted(h.mp))
+})
