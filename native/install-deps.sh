@@ -9,6 +9,7 @@ command -v fio >/dev/null || need+=(fio)
 [[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 || -e /lib/x86_64-linux-gnu/libfuse.so.2 ]] || need+=(libfuse2)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 [[ -f /usr/include/fuse3/fuse.h ]] || need+=(libfuse3-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)  # binding.gyp asks it for libfuse 3's flags
 command -v losetup >/dev/null || need+=(mount)
 command -v getfattr >/dev/null || need+=(attr)
 ((${#need[@]} == 0)) && exit 0
