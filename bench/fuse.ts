@@ -2,6 +2,8 @@
 // ext4 directory on the same disk, in the same run, with the same tools:
 //   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M)
 //   2,000 x 4 KiB files: created, read cold, listed (ls -l, cold), deleted (one process, sync calls)
+// DDFS_BENCH_BASE_PORT sets the cluster's ports (default 8800); DDFS_BENCH_SMALL_ONLY=1 runs the
+// small-file part alone.
 // Prints `RESULT <name> <value> <unit>` lines and each ddfs figure as a ratio of ext4's.
 // DDFS_BENCH_DIR picks the directory (default /var/tmp).
 import fs from 'node:fs'
@@ -13,7 +15,9 @@ const GiB = 1024 * 1024 * 1024
 const FILES = 2000
 const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
-const BASE = 8800
+const BASE = Number(process.env.DDFS_BENCH_BASE_PORT ?? 8800)
+/** DDFS_BENCH_SMALL_ONLY=1: the small-file part alone (no 1 GiB write and read). */
+const SMALL_ONLY = process.env.DDFS_BENCH_SMALL_ONLY === '1'
 
 function result (name: string, value: number, unit: string): void {
   console.log(`RESULT ${name} ${value.toFixed(unit === 's' || unit === 'x' ? 3 : 1)} ${unit}`)
@@ -38,13 +42,17 @@ function sh (cmd: string): void {
 interface Figures { write: number, read: number, create: number, readFiles: number, ls: number, del: number }
 
 function measure (dir: string, src: string, settle: () => void): Figures {
-  const big = path.join(dir, 'big.bin')
-  sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
-  const write = GiB / 1e6 / seconds(() => sh(`dd if=${src} of=${big} bs=1M conv=fsync status=none`))
-  dropCaches()
-  settle()
-  const read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
-  fs.rmSync(big)
+  let write = NaN
+  let read = NaN
+  if (!SMALL_ONLY) {
+    const big = path.join(dir, 'big.bin')
+    sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
+    write = GiB / 1e6 / seconds(() => sh(`dd if=${src} of=${big} bs=1M conv=fsync status=none`))
+    dropCaches()
+    settle()
+    read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
+    fs.rmSync(big)
+  }
   const small = crypto.randomBytes(4096)
   const names = Array.from({ length: FILES }, (_, i) => path.join(dir, `small-${i}`))
   const create = FILES / seconds(() => { for (const n of names) fs.writeFileSync(n, small) })
@@ -67,7 +75,7 @@ function main (): void {
   fs.mkdirSync(ext4)
   try {
     const src = path.join(dir, 'src.bin')
-    sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
+    if (!SMALL_ONLY) sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
     const local = measure(ext4, src, () => {})
     execFileSync(process.execPath, [BIN, 'up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
     execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), '--log', path.join(cluster, 'mount.log')])
@@ -78,6 +86,7 @@ function main (): void {
       ['readFiles', 'read_4k_cold', 'files/s'], ['ls', 'ls_l_2000', 's'], ['del', 'delete_4k', 'files/s']
     ]
     for (const [key, name, unit] of rows) {
+      if (Number.isNaN(ddfs[key])) continue
       result(`ext4_${name}`, local[key], unit)
       result(`ddfs_${name}`, ddfs[key], unit)
       result(`ddfs_${name}_vs_ext4`, key === 'ls' ? local[key] / ddfs[key] : ddfs[key] / local[key], 'x')
