@@ -28,7 +28,7 @@ function kill9 (data: string): void {
   if (pid !== null) process.kill(pid, 'SIGKILL')
 }
 
-test('6 nodes, 4+2: put on one node, get, query and delete on others; 2 nodes down still read, 3 down fail clearly; restart keeps all', async (t) => {
+test('6 nodes, 4+2: put on one node, get, query and delete on others; 2 nodes down still read, 3 down fail clearly; restart keeps all', { timeout: 300_000 }, async (t) => {
   const c = await localCluster(t, 6)
   const work = tmpDir(t)
   for (let i = 0; i < 6; i++) t.is((await status(c.at(i))).members.length, 6, `node${i} sees all 6 members`)
