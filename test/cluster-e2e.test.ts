@@ -103,7 +103,7 @@ test('6 nodes, 4+2: put on one node, get, query and delete on others; 2 nodes do
   await readAll(2, 'after a restart of all nodes')
 })
 
-test('without the cluster secret: no membership, no data, no metadata; bad frames are dropped and logged', async (t) => {
+test('without the cluster secret: no membership, no data, no metadata; bad frames are dropped and logged', { timeout: 300_000 }, async (t) => {
   const c = await localCluster(t, 3)
   const work = tmpDir(t)
   const file = path.join(work, 'f')
