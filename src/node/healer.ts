@@ -171,18 +171,27 @@ export class Healer {
       desiredOf.set(ids[j].toString('hex'), manifestRank(ids[j], members).slice(0, manifest.m + 1))
     }
     const states = await this.askStates(EntryKind.Manifest, ids.filter((id) => desiredOf.has(id.toString('hex'))), (id) => desiredOf.get(id.toString('hex')) as ViewMember[])
-    const answersOf = (id: Buffer, desired: ViewMember[], manifest: Manifest): Array<number | undefined> => {
-      const hex = id.toString('hex')
-      return desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`))
-    }
-    const deletedElsewhere = await this.deletedElsewhere(ids, desiredOf, answersOf, members)
+    // Per id: what each holder has (this node: its own copy's version; absent: no answer).
+    const answersOf = new Map<string, Array<number | undefined>>()
     for (const id of ids) {
       const hex = id.toString('hex')
       const desired = desiredOf.get(hex)
       const manifest = this.manifests.get(hex)
       if (desired === undefined || manifest === undefined) continue
+      answersOf.set(hex, desired.map((d) => d.publicKey.equals(selfKey) ? ENTRY_VERSION_BASE + manifest.version : states.get(`${hex}/${d.publicKey.toString('hex')}`)))
+    }
+    const lacking = ids.filter((id) => {
+      const answers = answersOf.get(id.toString('hex'))
+      return answers !== undefined && answers.includes(ENTRY_ABSENT) && !answers.includes(ENTRY_DELETED)
+    })
+    const deletedElsewhere = await this.deletedElsewhere(lacking, desiredOf, members)
+    for (const id of ids) {
+      const hex = id.toString('hex')
+      const desired = desiredOf.get(hex)
+      const manifest = this.manifests.get(hex)
+      const answers = answersOf.get(hex)
+      if (desired === undefined || manifest === undefined || answers === undefined) continue
       try {
-        const answers = answersOf(id, desired, manifest)
         if (answers.includes(ENTRY_DELETED) || deletedElsewhere.has(hex)) { await this.applyDelete(id, manifest, desired); continue }
         if (!settled) continue
         const newest = Math.max(...answers.map((a) => a ?? ENTRY_ABSENT))
@@ -232,32 +241,22 @@ export class Healer {
   }
 
   /**
-   * Ids some member outside the holders has a tombstone of, asked only for ids a holder lacks
-   * (it would get this node's copy next). A holder without a copy may have applied a delete
-   * whose tombstone did not last, or the delete may have been recorded by a membership view in
-   * which these holders ranked lower: either way the copy must not spread before this check.
+   * Of the ids `lacking` (a holder has no copy, and none a tombstone: it would get this node's
+   * copy next), those some other member has a tombstone of. A holder without a copy may have
+   * applied a delete whose tombstone did not last, or the delete may have been recorded by a
+   * membership view in which these holders ranked lower: either way the copy must not spread
+   * before this check.
    */
-  private async deletedElsewhere (ids: Buffer[], desiredOf: Map<string, ViewMember[]>,
-    answersOf: (id: Buffer, desired: ViewMember[], manifest: Manifest) => Array<number | undefined>, members: ViewMember[]): Promise<Set<string>> {
-    const lacking: Buffer[] = []
-    for (const id of ids) {
-      const hex = id.toString('hex')
-      const desired = desiredOf.get(hex)
-      const manifest = this.manifests.get(hex)
-      if (desired === undefined || manifest === undefined) continue
-      const answers = answersOf(id, desired, manifest)
-      if (answers.includes(ENTRY_ABSENT) && !answers.includes(ENTRY_DELETED)) lacking.push(id)
-    }
+  private async deletedElsewhere (lacking: Buffer[], desiredOf: Map<string, ViewMember[]>, members: ViewMember[]): Promise<Set<string>> {
     const out = new Set<string>()
     if (lacking.length === 0) return out
-    const others = (id: Buffer): ViewMember[] => {
+    const othersOf = new Map(lacking.map((id) => {
       const desired = desiredOf.get(id.toString('hex')) as ViewMember[]
-      return members.filter((mb) => !desired.some((d) => d.publicKey.equals(mb.publicKey)))
-    }
-    const states = await this.askStates(EntryKind.Manifest, lacking, others)
-    for (const id of lacking) {
-      const hex = id.toString('hex')
-      if (others(id).some((mb) => states.get(`${hex}/${mb.publicKey.toString('hex')}`) === ENTRY_DELETED)) out.add(hex)
+      return [id.toString('hex'), members.filter((mb) => !desired.some((d) => d.publicKey.equals(mb.publicKey)))]
+    }))
+    const states = await this.askStates(EntryKind.Manifest, lacking, (id) => othersOf.get(id.toString('hex')) as ViewMember[])
+    for (const [hex, others] of othersOf) {
+      if (others.some((mb) => states.get(`${hex}/${mb.publicKey.toString('hex')}`) === ENTRY_DELETED)) out.add(hex)
     }
     return out
   }

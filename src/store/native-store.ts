@@ -132,11 +132,15 @@ export class NativeBlockStore implements BlockStore {
     }
   }
 
-  async put (key: EntryKey, data: Buffer): Promise<EntryInfo> {
-    // The fault schedule's failing device (DDFS_FAULT_FILE only): the write fails as on EIO.
-    if (faultLayer !== null && faultLayer.failsWrites(this.path) && !key.id.equals(FILLER_ID)) {
+  /** The fault schedule's failing device (DDFS_FAULT_FILE only): a write fails as on EIO. */
+  private refuseFailingWrite (id: Buffer): void {
+    if (faultLayer !== null && faultLayer.failsWrites(this.path) && !id.equals(FILLER_ID)) {
       throw DdfsError.IO(`writing ${this.path} failed: EIO (fault layer)`)
     }
+  }
+
+  async put (key: EntryKey, data: Buffer): Promise<EntryInfo> {
+    this.refuseFailingWrite(key.id)
     if (data.length <= SEGMENT_SIZE) return toEntryInfo(key, await call(() => this.handle.put(encodeKey(key), data)))
     const h = await this.beginWrite(key, data.length)
     try {
@@ -195,10 +199,8 @@ export class NativeBlockStore implements BlockStore {
   }
 
   async removeId (id: Buffer, mark?: EntryKey): Promise<number> {
-    // Leaving a mark is a write (the fault schedule's failing device refuses it whole).
-    if (mark !== undefined && faultLayer !== null && faultLayer.failsWrites(this.path)) {
-      throw DdfsError.IO(`writing ${this.path} failed: EIO (fault layer)`)
-    }
+    // Leaving a mark is a write (a failing device refuses the step whole).
+    if (mark !== undefined) this.refuseFailingWrite(id)
     return await call(() => this.handle.removeId(id, mark === undefined ? undefined : encodeKey(mark)))
   }
 
