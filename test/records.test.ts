@@ -74,3 +74,15 @@ test('random bytes never crash a wire decoder: a PROTOCOL error or a value', (t)
   }), { numRuns: 20000, seed: 1 })
   t.ok(inputs >= 20000, `${inputs} random inputs`)
 })
+
+test('a small object\'s data inline in its manifest round-trips; wrong lengths or fragment hashes beside it are CORRUPT', (t) => {
+  const data = Buffer.from('hello, inline world')
+  const inline: Manifest = { version: 1, size: data.length, k: 4, m: 2, stripeSize: 4 * 1048512, hash: 7n, createdAt: 1700000000000, name: 'x', tombstone: false, stripeHashes: [], inline: data }
+  const back = decodeManifest(encodeManifest(inline))
+  t.alike(back.inline, data)
+  t.is(back.stripeHashes.length, 0)
+  t.absent(decodeManifest(encodeManifest({ ...inline, inline: undefined, size: 0 })).inline, 'no flag, no data')
+  t.exception(() => decodeManifest(encodeManifest({ ...inline, size: data.length + 1 })), /CORRUPT/, 'data shorter than the size')
+  t.exception(() => decodeManifest(encodeManifest({ ...inline, stripeHashes: [1n, 2n, 3n, 4n, 5n, 6n] })), /CORRUPT/, 'fragments and inline data at once')
+  t.exception(() => decodeManifest(encodeManifest({ ...inline, holders: Array.from({ length: 6 }, () => Buffer.alloc(32)) })), /CORRUPT/, 'holders and inline data at once')
+})

@@ -25,6 +25,7 @@ export function printObject (o: Record<string, unknown>, json: boolean): void {
     ['hash', o.hash]
   ]
   if (o.name !== null && o.name !== undefined) pairs.push(['name', o.name])
+  if (o.inline === true) pairs.push(['data', `inline in the manifest (${schema.m + 1} copies)`])
   if (Array.isArray(o.manifestHolders)) for (const h of o.manifestHolders) pairs.push(['manifest', h])
   for (const f of o.fragments as Fragment[]) {
     pairs.push(['fragment', `${f.stripe}/${f.index}`])

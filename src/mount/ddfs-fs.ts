@@ -10,6 +10,7 @@ import { DdfsError } from '../errors'
 import { checkName } from '../object/records'
 import { STORED_BUT_UNNAMED } from '../object/cluster-object-store'
 import { FRAGMENT_DATA } from '../object/stripes'
+import { MAX_PUT_SMALL } from '../wire/messages'
 import type { CatalogEntry } from '../object/types'
 import type { NodeLink } from './node-link'
 import type { Client } from '../client/client'
@@ -474,51 +475,76 @@ export class DdfsFs {
     // (its holders unreachable when it was fetched), and an object replaced but not deleted
     // would be listed under the name again later. Asked beside the put, which names its object
     // last (an answer that is already the new object is left alone below).
-    const replacing = this.link.resolve(h.name).catch(() => null)
-    let info: Record<string, unknown> | null = null
+    let info: { id: Buffer, createdAt: number } | null = null
+    const replacing: Array<Promise<Buffer | null>> = []
     const follow = h.follow
     h.follow = null
     h.streamable = false  // later writes to this handle commit the whole spool again
-    if (follow !== null) {
-      if (h.seqEnd === h.size && follow.name === h.name) {
-        try {
-          info = await follow.put.end(h.size)
-        } catch (err) {
-          const stray = strayOf(err)
-          if (stray !== null) h.strays.push(stray)
-          this.log.warn('follow-put-failed', { name: h.name, error: DdfsError.from(err).message })
+    if (follow === null && h.size <= MAX_PUT_SMALL) {
+      // A small file: its bytes in one request on the shared connection, and the node asks the
+      // name's holders itself (no connection per commit, no file for the node to read, no
+      // separate request for the name).
+      const data = await readSpool(h.fd, h.size)
+      info = await this.retrying(h, async () => {
+        const r = await this.link.putSmall(h.name, data)
+        replacing.push(Promise.resolve(r.replaced))
+        return r
+      })
+    } else {
+      replacing.push(this.link.resolve(h.name).catch(() => null))
+      if (follow !== null) {
+        if (h.seqEnd === h.size && follow.name === h.name) {
+          try {
+            info = parseInfo(await follow.put.end(h.size))
+          } catch (err) {
+            const stray = strayOf(err)
+            if (stray !== null) h.strays.push(stray)
+            this.log.warn('follow-put-failed', { name: h.name, error: DdfsError.from(err).message })
+          }
         }
+        follow.client.close()
       }
-      follow.client.close()
+      info ??= await this.retrying(h, async () => {
+        const client = await this.link.client()
+        try {
+          const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
+          return parseInfo(client.local
+            ? await client.putLocal(h.spool, meta) as Record<string, unknown>
+            : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta))
+        } finally {
+          client.close()
+        }
+      })
     }
-    // A node that just died can still be picked as a holder until the others notice (the first
-    // failure marks it): try again a few times before reporting the failure.
-    for (let attempt = 1; info === null; attempt++) {  // (skipped when the following put succeeded)
-      const client = await this.link.client()
+    const hex = info.id.toString('hex')
+    this.log.info('committed', { name: h.name, id: hex, size: h.size, writeRequests: h.writes })
+    const entry: Entry = { id: info.id, hex, name: h.name, size: h.size, mtime: info.createdAt }
+    const old = this.entries.get(h.name) ?? null
+    this.remember(entry)
+    const gone = new Map<string, Buffer>()
+    for (const id of [old?.id, ...await Promise.all(replacing), ...h.strays.splice(0)]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
+    for (const [hex, id] of gone) {
+      this.byId.delete(hex)
+      await this.deleteReplaced(id)
+    }
+  }
+
+  /**
+   * A put, tried again a few times: a node that just died can still be picked as a holder until
+   * the others notice (the first failure marks it). What a failed attempt stored without its
+   * name is remembered, to be deleted once one commits.
+   */
+  private async retrying<T> (h: WriteHandle, put: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
-        info = client.local
-          ? await client.putLocal(h.spool, meta) as Record<string, unknown>
-          : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta)
+        return await put()
       } catch (err) {
         const stray = strayOf(err)
         if (stray !== null) h.strays.push(stray)
         if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
         this.log.warn('commit-retry', { name: h.name, error: DdfsError.from(err).message })
         await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
-      } finally {
-        client.close()
       }
-    }
-    this.log.info('committed', { name: h.name, id: info.id, size: h.size, writeRequests: h.writes })
-    const entry: Entry = { id: Buffer.from(info.id as string, 'hex'), hex: info.id as string, name: h.name, size: h.size, mtime: Number(info.createdAt) }
-    const old = this.entries.get(h.name) ?? null
-    this.remember(entry)
-    const gone = new Map<string, Buffer>()
-    for (const id of [old?.id, await replacing, ...h.strays.splice(0)]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
-    for (const [hex, id] of gone) {
-      this.byId.delete(hex)
-      await this.deleteReplaced(id)
     }
   }
 
@@ -671,6 +697,22 @@ function dirStat (): FsStat {
 
 function fileStat (size: number, mtime: number): FsStat {
   return { mode: 0o100644, size, nlink: 1, mtime }
+}
+
+/** A put's answer (the node's JSON object info) as the id and creation time a commit keeps. */
+function parseInfo (info: Record<string, unknown>): { id: Buffer, createdAt: number } {
+  return { id: Buffer.from(info.id as string, 'hex'), createdAt: Number(info.createdAt) }
+}
+
+/** The first `size` bytes of a spool. */
+async function readSpool (fd: number, size: number): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(size)
+  for (let at = 0; at < size;) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, data, at, size - at, at, (err, got) => err !== null ? reject(err) : resolve(got)))
+    if (n === 0) throw DdfsError.IO(`the spool ended after ${at} of ${size} bytes`)
+    at += n
+  }
+  return data
 }
 
 function writeAt (fd: number, data: Buffer, pos: number): Promise<void> {

@@ -8,8 +8,10 @@ import { RpcConnection } from '../wire/rpc'
 import type { Frame } from '../wire/connection'
 import {
   MessageType, emptyMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage, idMessage, getMessage,
-  capacityRequest, capacityMessage, okMessage, decodeMeta, MAX_READ, type CapacityMessage
+  capacityRequest, capacityMessage, okMessage, decodeMeta, MAX_READ, putSmallMessage, putSmallReply, MAX_PUT_SMALL,
+  type CapacityMessage, type PutSmallReply
 } from '../wire/messages'
+import { xxh64 } from '../hash'
 import type { CatalogEntry } from '../object/types'
 
 const TIMEOUT_MS = 60_000
@@ -34,8 +36,8 @@ export class NodeLink {
     return await this.connecting
   }
 
-  private async call<T> (type: MessageType, enc: c.Encoder<T>, meta: T): Promise<Frame> {
-    return await (await this.connection()).request(type, enc, meta, null, TIMEOUT_MS)
+  private async call<T> (type: MessageType, enc: c.Encoder<T>, meta: T, payload: Buffer | null = null): Promise<Frame> {
+    return await (await this.connection()).request(type, enc, meta, payload, TIMEOUT_MS)
   }
 
   async ready (): Promise<void> { await this.connection() }
@@ -64,6 +66,16 @@ export class NodeLink {
 
   async capacity (): Promise<CapacityMessage> {
     return decodeMeta(capacityMessage, (await this.call(MessageType.Capacity, capacityRequest, { cluster: true })).meta)
+  }
+
+  /**
+   * A whole object of at most MAX_PUT_SMALL bytes as a new object named `name`, in one request
+   * on the shared connection (many at once); resolves with its id and what the name stood for.
+   */
+  async putSmall (name: string, data: Buffer): Promise<PutSmallReply> {
+    if (data.length > MAX_PUT_SMALL) throw DdfsError.BAD_ARGUMENT(`a small put has at most ${MAX_PUT_SMALL} bytes`)
+    const put = { size: data.length, name, k: 0, m: 0, allowDegraded: false }
+    return decodeMeta(putSmallReply, (await this.call(MessageType.PutSmall, putSmallMessage, { put, hash: xxh64(data) }, data)).meta)
   }
 
   /** A separate connection for one put (it streams, so it cannot share). */

@@ -9,7 +9,7 @@ import {
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
   capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
-  idsMessage, fragmentCountsMessage, drainMessage, rebuildMessage, rebuiltMessage
+  idsMessage, fragmentCountsMessage, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -206,6 +206,22 @@ export class Session {
         const { name } = decodeMeta(nameMessage, f.meta)
         await this.node.objects.removeName(name)
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        return
+      }
+      case MessageType.PutSmall: {
+        // A whole small object in one frame, run beside other requests (the mount commits many
+        // small files at once on one connection). The name's object before this put is asked
+        // beside it: the caller deletes what this one replaces.
+        const { put, hash } = decodeMeta(putSmallMessage, f.meta)
+        if (put.size !== f.payload.length || put.size > MAX_PUT_SMALL || put.follow === true) throw DdfsError.BAD_ARGUMENT(`a small put carries its ${put.size} bytes (at most ${MAX_PUT_SMALL}) in its one frame`)
+        this.node.clients.touch()
+        const replaced = put.name === null ? Promise.resolve(null) : this.node.objects.resolveName(put.name).catch(() => null)
+        const info = await this.node.objects.put(single(f.payload), {
+          size: put.size, name: put.name ?? undefined, schema: put.k === 0 ? undefined : { k: put.k, m: put.m }, allowDegraded: put.allowDegraded, expectedHash: hash
+        })
+        this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer })
+        this.node.metrics.transferred('in', info.size)
+        this.conn.send(MessageType.Data, rid, putSmallReply, { id: Buffer.from(info.id, 'hex'), createdAt: info.createdAt, replaced: await replaced })
         return
       }
       case MessageType.Read: {
@@ -462,6 +478,10 @@ async function * followFile (fh: fs.promises.FileHandle, state: PutState, resume
     await new Promise<void>((resolve) => { state.wake = resolve })
     state.wake = null
   }
+}
+
+async function * single (data: Buffer): AsyncIterable<Buffer> {
+  yield data
 }
 
 function isFollow (meta: Buffer): boolean {

@@ -177,6 +177,7 @@ export function describeObject (id: Buffer, manifest: Manifest, fragments: Fragm
     name: manifest.name,
     version: manifest.version,
     createdAt: manifest.createdAt,
+    ...(manifest.inline !== undefined ? { inline: true } : {}),
     fragments
   }
 }

@@ -30,11 +30,19 @@ export interface Manifest {
   stripeHashes: bigint[]   // per stripe, per fragment: XXH64 of each fragment's data, k + m per stripe
   /** Cluster objects: the public key of the node holding fragment index i (of every stripe). */
   holders?: Buffer[]
+  /**
+   * A small object's data, held in the manifest itself instead of fragments (no stripe hashes,
+   * no holders): the manifest has m+1 copies, so the data survives any m lost nodes as
+   * fragments would, and a read needs the manifest alone. Checked by the manifest's XXH64 and
+   * by `hash`. See INLINE_MAX in src/object/cluster-object-store.ts.
+   */
+  inline?: Buffer
 }
 
 const FLAG_NAME = 1
 const FLAG_TOMBSTONE = 2
 const FLAG_HOLDERS = 4
+const FLAG_INLINE = 8
 const KEY_BYTES = 32
 
 const manifestEncoding: c.Encoder<Manifest> = {
@@ -55,10 +63,11 @@ const manifestEncoding: c.Encoder<Manifest> = {
       c.uint.preencode(state, m.holders.length)
       state.end += KEY_BYTES * m.holders.length
     }
+    if (m.inline !== undefined) c.buffer.preencode(state, m.inline)
   },
   encode (state: c.State, m: Manifest): void {
     c.uint.encode(state, MANIFEST_VERSION)
-    c.uint.encode(state, (m.name !== null ? FLAG_NAME : 0) | (m.tombstone ? FLAG_TOMBSTONE : 0) | (m.holders !== undefined ? FLAG_HOLDERS : 0))
+    c.uint.encode(state, (m.name !== null ? FLAG_NAME : 0) | (m.tombstone ? FLAG_TOMBSTONE : 0) | (m.holders !== undefined ? FLAG_HOLDERS : 0) | (m.inline !== undefined ? FLAG_INLINE : 0))
     c.uint.encode(state, m.version)
     c.uint.encode(state, m.size)
     c.uint.encode(state, m.k)
@@ -78,6 +87,7 @@ const manifestEncoding: c.Encoder<Manifest> = {
         state.start += KEY_BYTES
       }
     }
+    if (m.inline !== undefined) c.buffer.encode(state, m.inline)
   },
   decode (state: c.State): Manifest {
     const format = c.uint.decode(state)
@@ -105,7 +115,13 @@ const manifestEncoding: c.Encoder<Manifest> = {
         state.start += KEY_BYTES
       }
     }
-    if (k < 1 || stripeSize < 1 || (!manifest.tombstone && count !== Math.ceil(size / stripeSize) * (k + m))) throw DdfsError.CORRUPT('manifest fields disagree')
+    if ((flags & FLAG_INLINE) !== 0) {
+      // A view of the record's bytes (no copy): a manifest's buffer is never reused.
+      const data = c.buffer.decode(state)
+      if (data === null || data.length !== size || count !== 0 || manifest.holders !== undefined) throw DdfsError.CORRUPT('manifest inline data is malformed')
+      manifest.inline = data as Buffer
+    }
+    if (k < 1 || stripeSize < 1 || (!manifest.tombstone && manifest.inline === undefined && count !== Math.ceil(size / stripeSize) * (k + m))) throw DdfsError.CORRUPT('manifest fields disagree')
     return manifest
   }
 }

@@ -44,6 +44,8 @@ export interface WrittenObject {
   stripeSize: number
   hash: bigint
   stripeHashes: bigint[]
+  /** A small object's data, kept in its manifest (see Manifest.inline). */
+  inline?: Buffer
 }
 
 /** Bytes of data in stripe `s` and the length of each of its fragments. */
@@ -185,6 +187,8 @@ export async function * readObject (id: Buffer, manifest: Manifest, opts: ReadOb
     throw DdfsError.BAD_ARGUMENT(`range ${offset}+${length} is outside the object (${manifest.size} bytes)`)
   }
   if (length === 0) return
+  // A small object held in its manifest (checked with it): no fragments to fetch.
+  if (manifest.inline !== undefined) { yield manifest.inline.subarray(offset, offset + length); return }
   const first = Math.floor(offset / manifest.stripeSize)
   const last = Math.floor((offset + length - 1) / manifest.stripeSize)
   const ahead = Math.max(1, Math.floor(BUFFERS_IN_FLIGHT / manifest.k))

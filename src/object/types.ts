@@ -59,6 +59,8 @@ export interface ObjectInfo {
   version: number
   createdAt: number // ms since epoch
   fragments: FragmentLocation[]
+  /** The data is held in the manifest (a small object: no fragments). */
+  inline?: boolean
   /** Cluster objects: the nodes (host:port) holding a copy of the manifest. */
   manifestHolders?: string[]
 }

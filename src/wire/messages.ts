@@ -73,15 +73,18 @@ export const enum MessageType {
   Scrub = 34,       // idMessage -> Ack: verify every entry of the id on this node now, repairing bad ones
   Health = 35,      // emptyMessage -> Ok (JSON: this node's durability report and scrub progress)
   NodeDrain = 36,   // drainMessage -> Ok (JSON: what the node still holds); local socket only
-  Rebuild = 37      // rebuildMessage + the object's manifest -> Data (rebuiltMessage): rebuild fragments onto this node
+  Rebuild = 37,     // rebuildMessage + the object's manifest -> Data (rebuiltMessage): rebuild fragments onto this node
+  // A whole small object in one request (the mount's commit of a small file): many in flight on
+  // one connection, no stream, no file for the node to read.
+  PutSmall = 38     // putSmallMessage + the object's bytes -> Data (putSmallReply)
 }
 
-const MAX_TYPE = MessageType.Rebuild
+const MAX_TYPE = MessageType.PutSmall
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
@@ -131,6 +134,28 @@ export const putMessage: c.Encoder<PutMessage> = {
     const name = (flags & 1) !== 0 ? c.string.decode(s) : null
     return { size, k, m, name, allowDegraded: (flags & 2) !== 0, follow: (flags & 4) !== 0 }
   }
+}
+
+/** Largest object a PutSmall carries (its bytes are one frame, held in memory on both sides). */
+export const MAX_PUT_SMALL = 1024 * 1024
+
+/** PutSmall: the put (size = the payload's length) and the client's XXH64 of the payload. */
+export interface PutSmallMessage { put: PutMessage, hash: bigint }
+export const putSmallMessage: c.Encoder<PutSmallMessage> = {
+  preencode (s, m) { putMessage.preencode(s, m.put); hash64.preencode(s, m.hash) },
+  encode (s, m) { putMessage.encode(s, m.put); hash64.encode(s, m.hash) },
+  decode (s) { return { put: putMessage.decode(s), hash: hash64.decode(s) } }
+}
+
+/**
+ * PutSmall's answer: the new object's id and creation time, and for a named put the object the
+ * name pointed at before (asked of the name's holders beside the put: the caller deletes it).
+ */
+export interface PutSmallReply { id: Buffer, createdAt: number, replaced: Buffer | null }
+export const putSmallReply: c.Encoder<PutSmallReply> = {
+  preencode (s, m) { id16.preencode(s, m.id); c.uint.preencode(s, m.createdAt); optionalIdMessage.preencode(s, { id: m.replaced }) },
+  encode (s, m) { id16.encode(s, m.id); c.uint.encode(s, m.createdAt); optionalIdMessage.encode(s, { id: m.replaced }) },
+  decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), createdAt: c.uint.decode(s), replaced: optionalIdMessage.decode(s).id } }
 }
 
 export interface PutEndMessage { hash: bigint }

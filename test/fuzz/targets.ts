@@ -106,7 +106,9 @@ const MESSAGE_ENCODERS: Array<[string, c.Encoder<any>, unknown]> = [
   ['fragment_counts', messages.fragmentCountsMessage, [[0, 3, 5, 3], []]],
   ['drain', messages.drainMessage, { drain: true }],
   ['rebuild', messages.rebuildMessage, { id: ID, indices: [0, 5], first: 64, count: 64, urgent: true }],
-  ['rebuilt', messages.rebuiltMessage, 1 << 30]
+  ['rebuilt', messages.rebuiltMessage, 1 << 30],
+  ['put_small', messages.putSmallMessage, { put: { size: 4096, name: 'a', k: 0, m: 0, allowDegraded: false }, hash: 99n }],
+  ['put_small_reply', messages.putSmallReply, { id: ID, createdAt: 1700000000000, replaced: ID }]
 ]
 
 function encodeWith<T> (enc: c.Encoder<T>, value: T): Buffer {
@@ -174,7 +176,8 @@ export function targets (): Target[] {
   list.push({
     name: 'manifest',
     weight: 3,
-    seeds: () => [encodeManifest(manifest), encodeManifest({ ...manifest, holders: undefined, name: null })],
+    seeds: () => [encodeManifest(manifest), encodeManifest({ ...manifest, holders: undefined, name: null }),
+      encodeManifest({ ...manifest, size: 5, holders: undefined, stripeHashes: [], inline: Buffer.from('small') })],
     run: (input) => { try { decodeManifest(input) } catch (err) { expected(err, ['CORRUPT']) } }
   })
   list.push({

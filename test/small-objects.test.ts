@@ -1,0 +1,98 @@
+// Small objects (up to INLINE_MAX) keep their data in the manifest, on m+1 nodes, and a small
+// file is committed in one request (PutSmall). Real node processes (ddfs up), 6 nodes, 4+2.
+import test from 'brittle'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { ddfs, localCluster, md5, tmpDir, readPid } from './helpers/env'
+import { NodeLink } from '../src/mount/node-link'
+import { INLINE_MAX } from '../src/object/cluster-object-store'
+
+interface Query { inline?: boolean, fragments: unknown[], manifestHolders: string[], size: number }
+
+async function query (at: string[], id: string): Promise<{ code: number, q: Query | null }> {
+  const r = await ddfs(['query', ...at, '-i', id, '--json'])
+  return { code: r.code, q: r.code === 0 ? JSON.parse(r.stdout) as Query : null }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+test('a small object lives in its m+1 manifests: no fragments, readable whole and in ranges with any 2 nodes down, healed to m+1 copies, deleted for good', async (t) => {
+  const c = await localCluster(t, 6, ['--heartbeat', '1000', '--lost-after', '3', '--repair-interval', '1'])
+  const work = tmpDir(t)
+  const small = path.join(work, 'small')
+  fs.writeFileSync(small, crypto.randomBytes(4096))
+  const edge = path.join(work, 'edge')
+  fs.writeFileSync(edge, crypto.randomBytes(INLINE_MAX))
+  const above = path.join(work, 'above')
+  fs.writeFileSync(above, crypto.randomBytes(INLINE_MAX + 1))
+  const ids: string[] = []
+  for (const f of [small, edge, above]) {
+    const r = await ddfs(['put', ...c.at(0), '-f', f, '-q'])
+    t.is(r.code, 0, r.stderr)
+    ids.push(r.stdout.trim())
+  }
+
+  const { q } = await query(c.at(1), ids[0])
+  t.is(q?.inline, true, 'query says the data is inline')
+  t.is(q?.fragments.length, 0, 'no fragments')
+  t.is(q?.manifestHolders.length, 3, 'm+1 = 3 manifest copies')
+  t.is((await query(c.at(1), ids[1])).q?.inline, true, `${INLINE_MAX} bytes is still inline`)
+  const big = (await query(c.at(1), ids[2])).q
+  t.absent(big?.inline, `${INLINE_MAX + 1} bytes is striped`)
+  t.is(big?.fragments.length, 6, 'in 6 fragments')
+  const text = await ddfs(['query', ...c.at(2), '-i', ids[0]])
+  t.ok(/^data : inline in the manifest \(3 copies\)$/m.test(text.stdout), 'ddfs query shows it')
+
+  // Ranged reads through the client protocol the mount uses.
+  const link = new NodeLink({ host: '127.0.0.1', port: c.basePort + 3 })
+  t.teardown(() => link.close())
+  const bytes = fs.readFileSync(small)
+  t.alike(await link.read(Buffer.from(ids[0], 'hex'), 100, 1000), bytes.subarray(100, 1100), 'a range')
+  t.alike(await link.read(Buffer.from(ids[0], 'hex'), 4000, 1000), bytes.subarray(4000), 'a range past the end is cut')
+
+  // Two of the three manifest holders down: the third still serves it.
+  const ports = (q as Query).manifestHolders.map((h) => Number(h.split(':')[1]) - c.basePort)
+  for (const i of ports.slice(0, 2)) process.kill(readPid(c.data(i)) as number, 'SIGKILL')
+  const reader = [0, 1, 2, 3, 4, 5].find((i) => !ports.slice(0, 2).includes(i)) as number
+  const out = path.join(work, 'out')
+  const r = await ddfs(['get', ...c.at(reader), '-i', ids[0], '-f', out])
+  t.is(r.code, 0, `get with 2 holders down: ${r.stderr}`)
+  if (r.code === 0) t.is(md5(out), md5(small), 'same bytes')
+
+  // Healing gives it m+1 copies again among the live nodes.
+  let holders: string[] = []
+  for (let i = 0; i < 60; i++) {
+    holders = (await query(c.at(reader), ids[0])).q?.manifestHolders ?? []
+    if (holders.length >= 3 && holders.every((h) => !ports.slice(0, 2).includes(Number(h.split(':')[1]) - c.basePort))) break
+    await sleep(1000)
+  }
+  t.is(holders.length, 3, `three live copies again: ${holders.join(' ')}`)
+
+  // Delete: gone on every node that answers.
+  t.is((await ddfs(['delete', ...c.at(reader), '-i', ids[0]])).code, 0)
+  for (let i = 0; i < 6; i++) {
+    if (ports.slice(0, 2).includes(i)) continue
+    t.is((await query(c.at(i), ids[0])).code, 3, `NOT_FOUND on node${i}`)
+  }
+})
+
+test('a small file commits in one request: it is named, and the object the name pointed at before is reported', async (t) => {
+  const c = await localCluster(t, 6)
+  const link = new NodeLink({ host: '127.0.0.1', port: c.basePort + 2 })
+  t.teardown(() => link.close())
+  const first = crypto.randomBytes(3000)
+  const a = await link.putSmall('notes.txt', first)
+  t.is(a.replaced, null, 'a new name replaces nothing')
+  t.is(a.id.length, 16)
+  const b = await link.putSmall('notes.txt', crypto.randomBytes(10))
+  t.alike(b.replaced, a.id, 'the second put names the first object as replaced')
+  t.alike(await link.resolve('notes.txt'), b.id, 'the name points at the newest')
+  t.alike(await link.read(a.id, 0, 3000), first, 'the first object is intact until the caller deletes it')
+  const listed = (await link.catalog()).find((e) => e.name === 'notes.txt')
+  t.alike(listed?.id, b.id, 'listed under its name')
+  t.is(listed?.size, 10)
+  const empty = await link.putSmall('empty', Buffer.alloc(0))
+  t.is((await link.query(empty.id)).size, 0, 'an empty file is an object too')
+  await t.exception(link.putSmall('a/b', Buffer.alloc(1)), /BAD_ARGUMENT/, 'names are checked')
+})
