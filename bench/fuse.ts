@@ -3,6 +3,7 @@
 //   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M)
 //   2,000 x 4 KiB files: created, read cold, listed (ls -l, cold), deleted (one process, sync calls)
 // Prints `RESULT <name> <value> <unit>` lines and each ddfs figure as a ratio of ext4's.
+// DDFS_BENCH_SMALL_ONLY=1 runs the small-file part alone.
 // DDFS_BENCH_DIR picks the directory (default /var/tmp), DDFS_BENCH_BASE_PORT the cluster's ports
 // (default 8800). DDFS_BENCH_FUSE_BINDINGS=native,fuse-native measures the mount through each
 // binding in turn on the same cluster in the same run (RESULT ddfs_native_..., ddfs_fuse_native_...);
@@ -18,6 +19,8 @@ const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
 const BASE = Number(process.env.DDFS_BENCH_BASE_PORT ?? 8800)
 const BINDINGS = (process.env.DDFS_BENCH_FUSE_BINDINGS ?? 'native').split(',').map((b) => b.trim()).filter((b) => b !== '')
+/** DDFS_BENCH_SMALL_ONLY=1: the small-file part alone (no 1 GiB write and read). */
+const SMALL_ONLY = process.env.DDFS_BENCH_SMALL_ONLY === '1'
 
 function result (name: string, value: number, unit: string): void {
   console.log(`RESULT ${name} ${value.toFixed(unit === 's' || unit === 'x' ? 3 : 1)} ${unit}`)
@@ -42,13 +45,17 @@ function sh (cmd: string): void {
 interface Figures { write: number, read: number, create: number, readFiles: number, ls: number, del: number }
 
 function measure (dir: string, src: string, settle: () => void): Figures {
-  const big = path.join(dir, 'big.bin')
-  sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
-  const write = GiB / 1e6 / seconds(() => sh(`dd if=${src} of=${big} bs=1M conv=fsync status=none`))
-  dropCaches()
-  settle()
-  const read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
-  fs.rmSync(big)
+  let write = NaN
+  let read = NaN
+  if (!SMALL_ONLY) {
+    const big = path.join(dir, 'big.bin')
+    sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
+    write = GiB / 1e6 / seconds(() => sh(`dd if=${src} of=${big} bs=1M conv=fsync status=none`))
+    dropCaches()
+    settle()
+    read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
+    fs.rmSync(big)
+  }
   const small = crypto.randomBytes(4096)
   const names = Array.from({ length: FILES }, (_, i) => path.join(dir, `small-${i}`))
   const create = FILES / seconds(() => { for (const n of names) fs.writeFileSync(n, small) })
@@ -71,7 +78,7 @@ function main (): void {
   fs.mkdirSync(ext4)
   try {
     const src = path.join(dir, 'src.bin')
-    sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
+    if (!SMALL_ONLY) sh(`head -c 64M /dev/urandom > ${src}.part && for i in $(seq 16); do cat ${src}.part; done > ${src} && rm ${src}.part`)
     const local = measure(ext4, src, () => {})
     execFileSync(process.execPath, [BIN, 'up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
     const rows: Array<[keyof Figures, string, string]> = [
@@ -89,6 +96,7 @@ function main (): void {
       }
     }
     for (const [key, name, unit] of rows) {
+      if (Number.isNaN(local[key])) continue
       result(`ext4_${name}`, local[key], unit)
       for (const [label, ddfs] of results) {
         result(`${label}_${name}`, ddfs[key], unit)

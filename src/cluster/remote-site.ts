@@ -24,6 +24,12 @@ export class RemoteSite implements EntrySite {
     expect(f.type, MessageType.Ack, this.label)
   }
 
+  async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+    const f = await (await this.rpc()).request(MessageType.NamePut, entryKeyMessage, key, record, DATA_TIMEOUT_MS)
+    expect(f.type, MessageType.Data, this.label)
+    return f.payload.length > 0 ? f.payload : null
+  }
+
   async getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }> {
     // A fragment's reader checks it against its trailer and manifest (verified: false says so).
     const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS, key.kind === EntryKind.Fragment)

@@ -471,27 +471,20 @@ export class DdfsFs {
       h.strays.push(...previous.strays.splice(0))
       if (previous.dirty) { previous.unlinked = true; this.cleanup(previous) }
     }
-    // What the name stands for now, asked of its holders: the listing may have missed the name
-    // (its holders unreachable when it was fetched), and an object replaced but not deleted
-    // would be listed under the name again later. Asked beside the put, which names its object
-    // last (an answer that is already the new object is left alone below).
-    let info: { id: Buffer, createdAt: number } | null = null
-    const replacing: Array<Promise<Buffer | null>> = []
+    // What the name stood for, as its holders answer when they take the new record (the put
+    // names its object last): the listing may have missed the name (its holders unreachable
+    // when it was fetched), and an object replaced but not deleted would be listed under the
+    // name again later.
+    let info: { id: Buffer, createdAt: number, replaced: Buffer | null } | null = null
     const follow = h.follow
     h.follow = null
     h.streamable = false  // later writes to this handle commit the whole spool again
     if (follow === null && h.size <= MAX_PUT_SMALL) {
-      // A small file: its bytes in one request on the shared connection, and the node asks the
-      // name's holders itself (no connection per commit, no file for the node to read, no
-      // separate request for the name).
+      // A small file: its bytes in one request on the shared connection (no connection per
+      // commit, no file for the node to read).
       const data = await readSpool(h.fd, h.size)
-      info = await this.retrying(h, async () => {
-        const r = await this.link.putSmall(h.name, data)
-        replacing.push(Promise.resolve(r.replaced))
-        return r
-      })
+      info = await this.retrying(h, async () => await this.link.putSmall(h.name, data))
     } else {
-      replacing.push(this.link.resolve(h.name).catch(() => null))
       if (follow !== null) {
         if (h.seqEnd === h.size && follow.name === h.name) {
           try {
@@ -522,7 +515,7 @@ export class DdfsFs {
     const old = this.entries.get(h.name) ?? null
     this.remember(entry)
     const gone = new Map<string, Buffer>()
-    for (const id of [old?.id, ...await Promise.all(replacing), ...h.strays.splice(0)]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
+    for (const id of [old?.id, info.replaced, ...h.strays.splice(0)]) if (id != null && !id.equals(entry.id)) gone.set(id.toString('hex'), id)
     for (const [hex, id] of gone) {
       this.byId.delete(hex)
       await this.deleteReplaced(id)
@@ -699,9 +692,9 @@ function fileStat (size: number, mtime: number): FsStat {
   return { mode: 0o100644, size, nlink: 1, mtime }
 }
 
-/** A put's answer (the node's JSON object info) as the id and creation time a commit keeps. */
-function parseInfo (info: Record<string, unknown>): { id: Buffer, createdAt: number } {
-  return { id: Buffer.from(info.id as string, 'hex'), createdAt: Number(info.createdAt) }
+/** A put's answer (the node's JSON object info) as what a commit keeps. */
+function parseInfo (info: Record<string, unknown>): { id: Buffer, createdAt: number, replaced: Buffer | null } {
+  return { id: Buffer.from(info.id as string, 'hex'), createdAt: Number(info.createdAt), replaced: typeof info.replaced === 'string' ? Buffer.from(info.replaced, 'hex') : null }
 }
 
 /** The first `size` bytes of a spool. */

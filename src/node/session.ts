@@ -144,6 +144,12 @@ export class Session {
         this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         return
       }
+      case MessageType.NamePut: {
+        const key = decodeMeta(entryKeyMessage, f.meta)
+        const previous = await site.putName(key, f.payload)
+        this.conn.send(MessageType.Data, rid, null, null, previous)
+        return
+      }
       case MessageType.EntryGet: {
         const key = decodeMeta(entryKeyMessage, f.meta)
         // Fragments a client's read or write needs (healing's own carry the background flag).
@@ -210,18 +216,17 @@ export class Session {
       }
       case MessageType.PutSmall: {
         // A whole small object in one frame, run beside other requests (the mount commits many
-        // small files at once on one connection). The name's object before this put is asked
-        // beside it: the caller deletes what this one replaces.
+        // small files at once on one connection). The name's holders answer what it replaces
+        // as they take the new record: the caller deletes that object.
         const { put, hash } = decodeMeta(putSmallMessage, f.meta)
         if (put.size !== f.payload.length || put.size > MAX_PUT_SMALL || put.follow === true) throw DdfsError.BAD_ARGUMENT(`a small put carries its ${put.size} bytes (at most ${MAX_PUT_SMALL}) in its one frame`)
         this.node.clients.touch()
-        const replaced = put.name === null ? Promise.resolve(null) : this.node.objects.resolveName(put.name).catch(() => null)
         const info = await this.node.objects.put(single(f.payload), {
           size: put.size, name: put.name ?? undefined, schema: put.k === 0 ? undefined : { k: put.k, m: put.m }, allowDegraded: put.allowDegraded, expectedHash: hash
         })
         this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer })
         this.node.metrics.transferred('in', info.size)
-        this.conn.send(MessageType.Data, rid, putSmallReply, { id: Buffer.from(info.id, 'hex'), createdAt: info.createdAt, replaced: await replaced })
+        this.conn.send(MessageType.Data, rid, putSmallReply, { id: Buffer.from(info.id, 'hex'), createdAt: info.createdAt, replaced: info.replaced != null ? Buffer.from(info.replaced, 'hex') : null })
         return
       }
       case MessageType.Read: {

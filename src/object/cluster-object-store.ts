@@ -116,9 +116,10 @@ export class ClusterObjectStore implements ObjectStore {
     // died is left out of the placement once its first failure marked it: try again. Should the
     // name still fail, the object stays: whichever record a listing sees names an object that
     // exists (the caller may delete it: STORED_BUT_UNNAMED says which).
+    let replaced: Buffer | null = null
     for (let attempt = 1; opts.name !== undefined; attempt++) {
       try {
-        await this.names.set(opts.name, id)
+        replaced = await this.names.set(opts.name, id)
         break
       } catch (err) {
         if (attempt < NAME_ATTEMPTS) { await new Promise((resolve) => setTimeout(resolve, 200 * attempt)); continue }
@@ -126,7 +127,7 @@ export class ClusterObjectStore implements ObjectStore {
         throw DdfsError.UNAVAILABLE(`${STORED_BUT_UNNAMED} ${id.toString('hex')}: ${e.message.slice(e.code.length + 2)}`)
       }
     }
-    return describeObject(id, manifest, [])
+    return { ...describeObject(id, manifest, []), ...(opts.name !== undefined ? { replaced: replaced?.toString('hex') ?? null } : {}) }
   }
 
   /**
@@ -229,7 +230,7 @@ export class ClusterObjectStore implements ObjectStore {
     return [...found.values()].sort(Buffer.compare).slice(0, limit)
   }
 
-  setName (name: string, id: Buffer): Promise<void> { return this.names.set(name, id) }
+  async setName (name: string, id: Buffer): Promise<void> { await this.names.set(name, id) }
   resolveName (name: string): Promise<Buffer | null> { return this.names.resolve(name) }
   removeName (name: string): Promise<void> { return this.names.remove(name) }
   catalog (): Promise<CatalogEntry[]> { return this.names.catalog() }

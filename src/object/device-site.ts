@@ -57,6 +57,17 @@ export class DeviceSite implements EntrySite {
     throw DdfsError.DEVICE_FULL(`every device of node ${this.label} is full (${full?.message ?? ''})`)
   }
 
+  async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+    if (key.kind !== EntryKind.Name) throw DdfsError.BAD_ARGUMENT(`a name put carries a name record, not kind ${key.kind}`)
+    const had = this.find(key)
+    let previous: Buffer | null = null
+    if (had !== undefined) {
+      try { previous = await had.read(key) } catch {}  // a damaged record replaced: nothing to report
+    }
+    await this.putEntry(key, record)
+    return previous
+  }
+
   /** The node's attached stores (for scrub and orphan collection). */
   stores (): BlockStore[] {
     return this.pool.stores()

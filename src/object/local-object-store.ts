@@ -116,7 +116,7 @@ export class LocalObjectStore implements ObjectStore {
     return this.site.listManifests(after, limit)
   }
 
-  setName (name: string, id: Buffer): Promise<void> { return this.names.set(name, id) }
+  async setName (name: string, id: Buffer): Promise<void> { await this.names.set(name, id) }
   resolveName (name: string): Promise<Buffer | null> { return this.names.resolve(name) }
   removeName (name: string): Promise<void> { return this.names.remove(name) }
   catalog (): Promise<CatalogEntry[]> { return this.names.catalog() }

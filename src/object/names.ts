@@ -17,7 +17,11 @@ export class Names {
    */
   constructor (private readonly sitesFor: (hash: Buffer) => EntrySite[], private readonly all: () => EntrySite[]) {}
 
-  async set (name: string, id: Buffer): Promise<void> {
+  /**
+   * Points `name` at `id` on every holder of the name; resolves with the object the name
+   * pointed at before (the newest record the holders replaced), or null.
+   */
+  async set (name: string, id: Buffer): Promise<Buffer | null> {
     checkName(name)
     const hash = nameHash(name)
     const record = encodeNameRecord({ name, id, version: Date.now() })
@@ -25,11 +29,22 @@ export class Names {
     // Every copy, like a manifest's: a listing or a resolve that reaches any one holder then
     // sees this record. With one copy enough, a listing that missed that holder showed the
     // name's older record, and a mount read the replaced object's bytes (the fault schedule).
-    const results = await Promise.allSettled(sites.map((s) => s.putEntry(keyOf(hash, EntryKind.Name), record)))
+    // Each holder answers with the record it replaced: what the name stood for is learnt in the
+    // round that changes it (a resolve beside the put cost the name's holders another round).
+    const results = await Promise.allSettled(sites.map((s) => s.putName(keyOf(hash, EntryKind.Name), record)))
     const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
     if (failed.length > 0) {
       throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
     }
+    let newest: NameRecord | null = null
+    for (const r of results) {
+      if (r.status !== 'fulfilled' || r.value === null) continue
+      try {
+        const prev = decodeNameRecord(r.value)
+        if (prev.name === name && (newest === null || prev.version > newest.version)) newest = prev
+      } catch {}  // a damaged record it replaced says nothing
+    }
+    return newest === null || newest.id.equals(NO_OBJECT) || newest.id.equals(id) ? null : newest.id
   }
 
   async resolve (name: string): Promise<Buffer | null> {

@@ -63,6 +63,8 @@ export interface ObjectInfo {
   inline?: boolean
   /** Cluster objects: the nodes (host:port) holding a copy of the manifest. */
   manifestHolders?: string[]
+  /** A named put: the object (32 hex) the name pointed at before, as its holders answered, or null. */
+  replaced?: string | null
 }
 
 export interface ObjectHead {
@@ -124,6 +126,11 @@ export interface EntrySite {
   putEntry (key: EntryKey, data: Buffer, opts?: EntryOptions): Promise<void>
   /** The entry, checked against its XXH64; NOT_FOUND when the node has none. */
   getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }>
+  /**
+   * Stores a name record (kind EntryKind.Name, keyed by the name's hash) durably and answers with
+   * the record it replaced on this node, or null.
+   */
+  putName (key: EntryKey, record: Buffer): Promise<Buffer | null>
   /** The id's manifest bytes, 'deleted' when the node holds its tombstone, null when neither. */
   getManifest (id: Buffer): Promise<Buffer | 'deleted' | null>
   /** The id's fragments on this node and where they are. */

@@ -76,15 +76,18 @@ export const enum MessageType {
   Rebuild = 37,     // rebuildMessage + the object's manifest -> Data (rebuiltMessage): rebuild fragments onto this node
   // A whole small object in one request (the mount's commit of a small file): many in flight on
   // one connection, no stream, no file for the node to read.
-  PutSmall = 38     // putSmallMessage + the object's bytes -> Data (putSmallReply)
+  PutSmall = 38,    // putSmallMessage + the object's bytes -> Data (putSmallReply)
+  // Between nodes: a name record put that answers with the record it replaced, so a named put
+  // learns what the name stood for in the same round that changes it.
+  NamePut = 39      // entryKeyMessage + the name record -> Data (the previous record's bytes, or none)
 }
 
-const MAX_TYPE = MessageType.PutSmall
+const MAX_TYPE = MessageType.NamePut
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
