@@ -41,10 +41,12 @@ export class Names {
       if (r.status !== 'fulfilled' || r.value === null) continue
       try {
         const prev = decodeNameRecord(r.value)
-        if (prev.name === name && (newest === null || prev.version > newest.version)) newest = prev
+        // (A record of this very put, left by an attempt that failed on another holder, is not
+        // what the name stood for.)
+        if (prev.name === name && !prev.id.equals(id) && (newest === null || prev.version > newest.version)) newest = prev
       } catch {}  // a damaged record it replaced says nothing
     }
-    return newest === null || newest.id.equals(NO_OBJECT) || newest.id.equals(id) ? null : newest.id
+    return newest === null || newest.id.equals(NO_OBJECT) ? null : newest.id
   }
 
   async resolve (name: string): Promise<Buffer | null> {
