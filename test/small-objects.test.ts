@@ -17,7 +17,7 @@ async function query (at: string[], id: string): Promise<{ code: number, q: Quer
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-test('a small object lives in its m+1 manifests: no fragments, readable whole and in ranges with any 2 nodes down, healed to m+1 copies, deleted for good', async (t) => {
+test('a small object lives in its m+1 manifests: no fragments, readable whole and in ranges with any 2 nodes down, healed to m+1 copies, deleted for good', { timeout: 300_000 }, async (t) => {
   const c = await localCluster(t, 6, ['--heartbeat', '1000', '--lost-after', '3', '--repair-interval', '1'])
   const work = tmpDir(t)
   const small = path.join(work, 'small')
@@ -77,7 +77,7 @@ test('a small object lives in its m+1 manifests: no fragments, readable whole an
   }
 })
 
-test('a small file commits in one request: it is named, and the object the name pointed at before is reported', async (t) => {
+test('a small file commits in one request: it is named, and the object the name pointed at before is reported', { timeout: 120_000 }, async (t) => {
   const c = await localCluster(t, 6)
   const link = new NodeLink({ host: '127.0.0.1', port: c.basePort + 2 })
   t.teardown(() => link.close())
