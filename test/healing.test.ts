@@ -82,7 +82,8 @@ test('a node lost for good is rebuilt elsewhere; a new node takes only its share
   })
   const ids: string[] = []
   for (const f of files) ids.push((await cli(['put', ...c.at(0), '-f', f])).trim())
-  const stripes = [1, 2, 3]
+  // Object 0 (3000 bytes) keeps its data inline in its manifest: no fragments, three copies.
+  const stripes = [0, 2, 3]
   const readAll = async (from: number, what: string): Promise<void> => {
     for (let i = 0; i < ids.length; i++) {
       const out = path.join(work, `out${i}`)
@@ -113,6 +114,10 @@ test('a node lost for good is rebuilt elsewhere; a new node takes only its share
     const q = await query(c, 1, ids[i])
     t.is(q.fragments.length, stripes[i] * 6, `object ${i}: every fragment of every stripe is there`)
     t.absent(q.fragments.some((f) => f.node.endsWith(`:${c.basePort + 5}`)), `object ${i}: nothing is placed on the lost node`)
+    if (i === 0) {
+      t.is(q.manifestHolders.length, 3, 'the inline object has three manifest copies again')
+      t.absent(q.manifestHolders.some((h) => h.endsWith(`:${c.basePort + 5}`)), 'none on the lost node')
+    }
   }
   // The rebuilt fragments are needed now: a second node down leaves only them and the rest.
   kill9(c, 4)
