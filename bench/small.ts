@@ -13,7 +13,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import crypto from 'node:crypto'
 import { execFileSync } from 'node:child_process'
-import type { Ops } from 'fuse-native'
+import { Errno, type FsOps } from '../src/mount/fs-ops'
 import { NodeLink } from '../src/mount/node-link'
 import { DdfsFs } from '../src/mount/ddfs-fs'
 import { Logger } from '../src/log'
@@ -51,29 +51,30 @@ function cpuNow (): { nodes: number, client: number } {
   return { nodes: nodePids.reduce((a, p) => a + cpuOf(p), 0), client: (u.user + u.system) / 1e6 }
 }
 
-/** One FUSE operation as a promise: the callback's first argument is an errno (or a byte count). */
-function call<T> (fn: (cb: (err: number, v?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, v) => { if (err !== 0) reject(new Error(`errno ${err}`)); else resolve(v as T) }))
-}
+type Ops = Required<FsOps>
 
-async function createFile (ops: Required<Ops>, name: string, data: Buffer): Promise<void> {
+async function createFile (ops: Ops, name: string, data: Buffer): Promise<void> {
   const p = `/${name}`
-  await call((cb) => ops.getattr(p, cb)).then(() => { throw new Error(`${name} exists`) }, (err: Error) => { if (err.message !== 'errno -2') throw err })
-  const fd = await call<number>((cb) => ops.create(p, 0o644, cb))
-  const n = await new Promise<number>((resolve) => ops.write(p, fd, data, data.length, 0, resolve))
+  const exists = await Promise.resolve(ops.getattr(p, null)).then(() => true, (err: unknown) => {
+    if (Math.abs(err as number) !== Errno.ENOENT) throw err
+    return false
+  })
+  if (exists) throw new Error(`${name} exists`)
+  const fh = await ops.create(p, 0o644, fs.constants.O_WRONLY)
+  const n = await ops.write(p, fh, data, 0)
   if (n !== data.length) throw new Error(`write of ${name}: ${n}`)
-  await call((cb) => ops.flush(p, fd, cb))
-  await call((cb) => ops.release(p, fd, cb))
+  await ops.flush(p, fh)
+  await ops.release(p, fh)
 }
 
-async function readFile (ops: Required<Ops>, name: string, expect: Buffer): Promise<void> {
+async function readFile (ops: Ops, name: string, expect: Buffer): Promise<void> {
   const p = `/${name}`
-  await call((cb) => ops.getattr(p, cb))
-  const fd = await call<number>((cb) => ops.open(p, 0, cb))
+  await ops.getattr(p, null)
+  const fh = await ops.open(p, fs.constants.O_RDONLY)
   const buf = Buffer.alloc(128 * 1024)
-  const n = await new Promise<number>((resolve) => ops.read(p, fd, buf, buf.length, 0, resolve))
+  const n = await ops.read(p, fh, buf, 0)
   if (n !== expect.length || !buf.subarray(0, n).equals(expect)) throw new Error(`${name} read back ${n} bytes, not what was written`)
-  await call((cb) => ops.release(p, fd, cb))
+  await ops.release(p, fh)
 }
 
 /** Runs `fn` over every name with `inflight` at once; returns files/s and CPU s per 1,000 files. */
@@ -119,7 +120,7 @@ async function main (): Promise<void> {
       link = new NodeLink({ host: '127.0.0.1', port: BASE })
       await link.ready()
       const files = new DdfsFs(link, spool, log)
-      const ops = files.ops() as Required<Ops>
+      const ops = files.ops() as Ops
       const names = Array.from({ length: FILES }, (_, i) => `small-${inflight}-${i}`)
       await phase(`create_4k_q${inflight}`, names, inflight, (n) => createFile(ops, n, data))
       // Cold: every node restarted (no manifest cache, no catalog in memory, no connections),
@@ -129,13 +130,13 @@ async function main (): Promise<void> {
       link = new NodeLink({ host: '127.0.0.1', port: BASE })
       await link.ready()
       const cold = new DdfsFs(link, spool, log)
-      const readOps = cold.ops() as Required<Ops>
+      const readOps = cold.ops() as Ops
       await phase(`read_4k_cold_q${inflight}`, names, inflight, (n) => readFile(readOps, n, data))
       const t0 = process.hrtime.bigint()
-      const listed = await new Promise<string[]>((resolve, reject) => readOps.readdir('/', (err: number, list?: string[]) => err !== 0 ? reject(new Error(`readdir: ${err}`)) : resolve(list as string[])))
+      const listed = (await readOps.readdir('/')).names
       result(`list_q${inflight}`, Number(process.hrtime.bigint() - t0) / 1e9, 's')
       if (listed.filter((n) => n.startsWith(`small-${inflight}-`)).length !== FILES) throw new Error(`listed ${listed.length} files, ${FILES} created`)
-      await phase(`delete_4k_q${inflight}`, names, inflight, (n) => call((cb) => readOps.unlink(`/${n}`, cb)))
+      await phase(`delete_4k_q${inflight}`, names, inflight, async (n) => { await readOps.unlink(`/${n}`) })
       link.close()
       link = null
     }

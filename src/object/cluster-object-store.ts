@@ -194,8 +194,6 @@ export class ClusterObjectStore implements ObjectStore {
     return { ...describeObject(id, manifest, fragments), manifestHolders }
   }
 
-
-
   /**
    * A delete is acknowledged once every one of the first m+1 manifest holders in this node's
    * view has recorded its tombstone: whatever the membership is later, a node with a stale copy
