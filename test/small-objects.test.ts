@@ -96,3 +96,30 @@ test('a small file commits in one request: it is named, and the object the name 
   t.is((await link.query(empty.id)).size, 0, 'an empty file is an object too')
   await t.exception(link.putSmall('a/b', Buffer.alloc(1)), /BAD_ARGUMENT/, 'names are checked')
 })
+
+test('status tells the truth about a small object: a manifest copy out of reach counts as below n, with its bytes to copy', { timeout: 120_000 }, async (t) => {
+  // A long grace period: the holder stays "down" (not lost, so not replaced) while we look.
+  const c = await localCluster(t, 6, ['--heartbeat', '1000', '--lost-after', '300', '--repair-interval', '1'])
+  const file = path.join(tmpDir(t), 'small')
+  fs.writeFileSync(file, crypto.randomBytes(4096))
+  const put = await ddfs(['put', ...c.at(0), '-f', file, '-q'])
+  t.is(put.code, 0, put.stderr)
+  const id = put.stdout.trim()
+  const holders = (await query(c.at(0), id)).q?.manifestHolders ?? []
+  t.is(holders.length, 3)
+  const durability = async (from: number): Promise<{ objectsBelowN: number, bytesToRepair: number }> =>
+    JSON.parse((await ddfs(['status', ...c.at(from), '--json'])).stdout).durability
+  let d = await durability(0)
+  for (let i = 0; i < 30 && d.objectsBelowN !== 0; i++) { await sleep(1000); d = await durability(0) }
+  t.alike([d.objectsBelowN, d.bytesToRepair], [0, 0], 'all three copies: nothing below n')
+
+  const killed = Number(holders[0].split(':')[1]) - c.basePort
+  process.kill(readPid(c.data(killed)) as number, 'SIGKILL')
+  const from = [0, 1, 2, 3, 4, 5].find((i) => i !== killed) as number
+  for (let i = 0; i < 30; i++) {
+    try { d = await durability(from) } catch {}
+    if (d.objectsBelowN === 1) break
+    await sleep(1000)
+  }
+  t.alike([d.objectsBelowN, d.bytesToRepair], [1, 4096], 'one copy out of reach: below n, 4096 bytes to copy')
+})

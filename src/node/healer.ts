@@ -78,7 +78,11 @@ const TOMBSTONES_PER_SCAN = MAX_IDS
  */
 const TOMBSTONE_WALK_MS = 60_000
 
-interface Led { id: Buffer, manifest: Manifest }
+/**
+ * An object this node leads. `copies`: of an object inline in its manifest (no fragments), how
+ * many of its m+1 manifest holders have the current copy, as last asked: its durability.
+ */
+interface Led { id: Buffer, manifest: Manifest, copies?: number }
 
 interface Plan {
   id: Buffer
@@ -231,7 +235,8 @@ export class Healer {
             this.log.info('manifest-handed-off', { id: hex })
           }
         } else if (mine === firstHolder) {
-          led.push({ id, manifest })
+          const copies = answers.filter((a) => a !== undefined && a >= ENTRY_VERSION_BASE + manifest.version).length
+          led.push(manifest.inline !== undefined ? { id, manifest, copies } : { id, manifest })
         }
       } catch (err) {
         this.log.warn('heal-object-failed', { id: hex, error: DdfsError.from(err).message })
@@ -329,7 +334,15 @@ export class Healer {
     let belowK1 = 0
     let unreadable = 0
     let bytes = 0
-    for (const { id, manifest } of led) {
+    for (const { id, manifest, copies } of led) {
+      if (copies !== undefined) {
+        // Inline: the manifest's copies are the object (tendManifests has just copied it to
+        // the holders that lacked it; what is missing now is a holder that did not answer).
+        const wanted = manifest.m + 1
+        if (copies < wanted) { belowN++; bytes += (wanted - copies) * manifest.size }
+        if (copies < 2) belowK1++
+        continue
+      }
       const plan = this.plan(id, manifest, members, live, counts)
       if (plan === null) continue
       const { k, m } = manifest
