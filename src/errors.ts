@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'NODE_NOT_RUNNING'  // nothing answers at the given address
   | 'NODE_RUNNING'      // the node is already running
   | 'PROTOCOL'          // a malformed or unexpected message
+  | 'UNSUPPORTED'       // a well-formed request this node does not know (it runs an older ddfs)
   | 'PERMISSION'        // the caller may not do this (admin over TCP, missing secret)
   | 'UNAVAILABLE'       // too few fragments or nodes reachable
   | 'CLOSED'            // the resource was closed under the operation
@@ -29,6 +30,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   NODE_NOT_RUNNING: 8,
   NODE_RUNNING: 8,
   PROTOCOL: 9,
+  UNSUPPORTED: 9,
   PERMISSION: 10,
   UNAVAILABLE: 11,
   CLOSED: 12,
@@ -55,6 +57,7 @@ export class DdfsError extends Error {
   static NODE_NOT_RUNNING (msg: string): DdfsError { return new DdfsError('NODE_NOT_RUNNING', msg, DdfsError.NODE_NOT_RUNNING) }
   static NODE_RUNNING (msg: string): DdfsError { return new DdfsError('NODE_RUNNING', msg, DdfsError.NODE_RUNNING) }
   static PROTOCOL (msg: string): DdfsError { return new DdfsError('PROTOCOL', msg, DdfsError.PROTOCOL) }
+  static UNSUPPORTED (msg: string): DdfsError { return new DdfsError('UNSUPPORTED', msg, DdfsError.UNSUPPORTED) }
   static PERMISSION (msg: string): DdfsError { return new DdfsError('PERMISSION', msg, DdfsError.PERMISSION) }
   static UNAVAILABLE (msg: string): DdfsError { return new DdfsError('UNAVAILABLE', msg, DdfsError.UNAVAILABLE) }
   static CLOSED (msg: string): DdfsError { return new DdfsError('CLOSED', msg, DdfsError.CLOSED) }

@@ -4,7 +4,9 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { Client } from '../src/client/client'
+import { Client, connectFrames } from '../src/client/client'
+import { RpcConnection } from '../src/wire/rpc'
+import { MessageType, capacityRequest } from '../src/wire/messages'
 import { socketPath } from '../src/node/paths'
 import { tmpDir, deviceFile, loopDevice, isRoot, ddfs, startNode, stopNode, md5, testPort, readPid } from './helpers/env'
 
@@ -263,6 +265,13 @@ test('TCP needs the cluster secret; admin commands over TCP are refused; malform
   const chunks: Buffer[] = []
   await tcp.get(Buffer.from(info.id as string, 'hex'), (p) => { chunks.push(Buffer.from(p)) })
   t.is(Buffer.concat(chunks).toString(), 'over tcp')
+  // A request of a type this version does not know (a newer node's) is answered UNSUPPORTED,
+  // and the connection stays up for the requests beside it.
+  const rpc = new RpcConnection((await connectFrames({ host: node.host, port: node.port })).conn, 'node')
+  t.teardown(() => rpc.close())
+  await t.exception(rpc.request(100 as MessageType, capacityRequest, { cluster: false }, null, 5000), /UNSUPPORTED: .*message type 100 is not known/)
+  const capacity = await rpc.request(MessageType.Capacity, capacityRequest, { cluster: false }, null, 5000)
+  t.is(capacity.type, MessageType.Data, 'the same connection answers the next request')
 })
 
 test('help for every command, and --json output', async (t) => {

@@ -25,7 +25,16 @@ export class RemoteSite implements EntrySite {
   }
 
   async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
-    const f = await (await this.rpc()).request(MessageType.NamePut, entryKeyMessage, key, record, DATA_TIMEOUT_MS)
+    let f
+    try {
+      f = await (await this.rpc()).request(MessageType.NamePut, entryKeyMessage, key, record, DATA_TIMEOUT_MS)
+    } catch (err) {
+      if (DdfsError.from(err).code !== 'UNSUPPORTED') throw err
+      // A node of an older ddfs (mid-upgrade): the record goes in as a plain entry, and what it
+      // replaced there stays unknown (the other holders may tell).
+      await this.putEntry(key, record)
+      return null
+    }
     expect(f.type, MessageType.Data, this.label)
     return f.payload.length > 0 ? f.payload : null
   }

@@ -9,7 +9,7 @@ import {
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
   capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
-  idsMessage, fragmentCountsMessage, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL
+  idsMessage, fragmentCountsMessage, knownType, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
@@ -48,6 +48,12 @@ export class Session {
   }
 
   private onFrame (f: Frame): void {
+    if (!knownType(f.type)) {
+      // A newer node's request: answered, so it can fall back; the connection stays up.
+      this.node.log.warn('unsupported-request', { peer: this.peer, type: f.type })
+      this.conn.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node (it runs an older ddfs): upgrade it, or use what it supports`))
+      return
+    }
     // Frames of a put in progress feed its stream directly; everything else is a new request.
     if (this.put !== null && f.requestId === this.put.requestId && (f.type === MessageType.Data || f.type === MessageType.PutEnd || f.type === MessageType.PutGrow)) {
       this.onPutFrame(this.put, f)

@@ -97,9 +97,14 @@ export function messageTypeName (t: number): string {
 /** Largest ranged read answered in one DATA frame. */
 export const MAX_READ = 4 * 1024 * 1024
 
-export function checkType (t: number): MessageType {
-  if (t > MAX_TYPE) throw DdfsError.PROTOCOL(`unknown message type ${t}`)
-  return t as MessageType
+/**
+ * Whether this version knows a message type. A frame of a type it does not know is still
+ * delivered (its framing and XXH64 are checked like any other): a newer node's request is
+ * answered UNSUPPORTED, so the sender can fall back, and the connection (with the other
+ * requests in flight on it) stays up through a rolling upgrade.
+ */
+export function knownType (t: number): t is MessageType {
+  return t <= MAX_TYPE
 }
 
 const id16 = c.fixed(16)
