@@ -123,6 +123,25 @@ test('a node whose device fails writes puts new entries on its other device', as
   await t.exception(site.putEntry({ id: crypto.randomBytes(16), kind: EntryKind.Fragment, stripe: 0, index: 9 }, Buffer.from('x')), /IO: /, 'with none left it fails cleanly')
 })
 
+test('a manifest whose write was still in flight when its id got a tombstone does not stay live', async (t) => {
+  // A put that failed on one holder leaves tombstones on the others while its writes there may
+  // still be on their way: the mount listed such an object by id after its rm.
+  const store = new MemoryStore('m')
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const put = store.put.bind(store)
+  store.put = async (k, d) => { if (k.kind === EntryKind.Manifest) await gate; return await put(k, d) }
+  const site = new DeviceSite({ stores: () => [store] } as unknown as DevicePool, 'n')
+  const id = crypto.randomBytes(16)
+  const writing = site.putEntry({ id, kind: EntryKind.Manifest, stripe: 0, index: 0 }, Buffer.from('a manifest'))
+  await site.removeId(id, true)
+  release()
+  await t.exception(writing, /NOT_FOUND: .*was deleted/, 'the late write is refused')
+  t.is(store.stat({ id, kind: EntryKind.Manifest, stripe: 0, index: 0 }), null, 'and gone from the device')
+  t.is(await site.getManifest(id), 'deleted', 'readers see the delete')
+  t.absent((await site.listCatalog()).objects.some((o) => o.id.equals(id)), 'not listed')
+})
+
 test('a removed name stays removed when a holder that missed the removal keeps its older record', async (t) => {
   const stores = Array.from({ length: 4 }, (_, i) => new MemoryStore(`m${i}`))
   const all = stores.map((st, i) => new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `s${i}`))

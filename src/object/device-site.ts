@@ -33,6 +33,7 @@ export class DeviceSite implements EntrySite {
     const had = this.find(key)
     if (had !== undefined) {
       await had.put(key, data)
+      await this.undoIfDeleted(key, had)
       this.noteEntry(key, data)
       return
     }
@@ -43,6 +44,7 @@ export class DeviceSite implements EntrySite {
       const store = stores[(start + i) % stores.length]
       try {
         await store.put(key, data)
+        await this.undoIfDeleted(key, store)
         this.noteEntry(key, data)
         return
       } catch (err) {
@@ -55,6 +57,18 @@ export class DeviceSite implements EntrySite {
     }
     if (failed !== null) throw DdfsError.IO(`no device of node ${this.label} took the entry: ${failed.message}${full !== null ? `; ${full.message}` : ''}`)
     throw DdfsError.DEVICE_FULL(`every device of node ${this.label} is full (${full?.message ?? ''})`)
+  }
+
+  /**
+   * The id was deleted while this entry was being written (a failed put's clean-up leaves its
+   * tombstones beside the put's slower writes; the tombstone check above ran before): the entry
+   * goes again, so a deleted id never keeps a live entry. A tombstone that lands later removes
+   * it itself (removeId takes every entry of the id).
+   */
+  private async undoIfDeleted (key: EntryKey, store: BlockStore): Promise<void> {
+    if (key.kind === EntryKind.Name || this.find(keyOf(key.id, TOMBSTONE_KIND)) === undefined) return
+    await store.remove(key).catch(() => {})  // (a failing device: the tombstone still hides it from listings and readers)
+    throw DdfsError.NOT_FOUND(`object ${key.id.toString('hex')} was deleted`)
   }
 
   async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {

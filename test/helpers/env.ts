@@ -12,7 +12,8 @@ export const isRoot = process.getuid?.() === 0
 
 export function tmpDir (t: Test, prefix = 'ddfs-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Infinity })
+  // DDFS_TEST_KEEP=1 keeps it (node logs, mount logs) for a look after a failure.
+  if (process.env.DDFS_TEST_KEEP === undefined) t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }), { order: Infinity })
   return dir
 }
 
