@@ -17,6 +17,7 @@ import { MemoryStore } from '../src/store/memory-store'
 import { Names } from '../src/object/names'
 import { ClusterObjectStore, type HealingView } from '../src/object/cluster-object-store'
 import { Healer } from '../src/node/healer'
+import { Scrubber } from '../src/node/scrubber'
 import { manifestRank } from '../src/cluster/placement'
 import { ENTRY_DELETED, ENTRY_VERSION_BASE } from '../src/wire/messages'
 import { Logger } from '../src/log'
@@ -268,4 +269,34 @@ test('healing does not hand a manifest to a holder that lacks it while another m
   for (const h of holders) t.alike(await h.site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], `${h.site.label} holds the tombstone`)
   await t.exception(store.query(id), /NOT_FOUND/, 'the object stays deleted')
   t.absent((await store.list(null, 100)).some((x) => x.equals(id)), 'and is not listed')
+})
+
+test('scrub applies a delete to a damaged manifest copy whose object the other holders deleted', async (t) => {
+  const { members } = sixMembers()
+  const view = (self: number): HealingView => ({
+    self: members[self],
+    members: () => members,
+    siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null,
+    stateOf: () => 'live',
+    describe: () => members.map((m, i) => ({ address: m.site.label, publicKey: m.publicKey.toString('hex'), self: i === self, state: 'live' as const }))
+  })
+  const objects = new ClusterObjectStore(view(0))
+  const data = crypto.randomBytes(100_000)
+  const id = Buffer.from((await objects.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
+  const holders = manifestRank(id, members).slice(0, 3)
+  // The first holder's copy is damaged (its block fails its hash), and it was away while the
+  // object was deleted on the others: healing cannot read it, and there is no copy to restore.
+  const damaged = holders[0].site.stores()[0]
+  const read = damaged.read.bind(damaged)
+  damaged.read = async (k, offset, length) => {
+    if (k.kind === EntryKind.Manifest && k.id.equals(id)) throw new Error('CORRUPT: block hash mismatch')
+    return await read(k, offset, length)
+  }
+  for (const h of holders.slice(1)) await h.site.removeId(id, true)
+  const self = members.indexOf(holders[0])
+  const scrubber = new Scrubber(holders[0].site, view(self), new ClusterObjectStore(view(self)), new Logger(null, 'test'), { rate: 1e9, intervalMs: 60_000 })
+  await scrubber.checkId(id)
+  t.alike(await holders[0].site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], 'the damaged copy is gone, the tombstone is here')
+  t.is(damaged.list(id).filter((e) => e.key.kind === EntryKind.Manifest).length, 0, 'no manifest left on the device')
+  t.is(scrubber.progress().repairFailures, 0, 'not a failed repair')
 })

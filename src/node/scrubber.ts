@@ -102,7 +102,16 @@ export class Scrubber {
         this.report.damagedFound++
         this.log.warn('scrub-damaged', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index, error: error.message })
         try {
-          await store.put(e.key, await this.intactCopy(e.key))
+          const copy = await this.intactCopy(e.key)
+          if (copy === 'deleted') {
+            // Deleted while this copy was damaged (or while this node was away): no copy to
+            // restore, and healing skips a manifest it cannot read, so the delete is applied here.
+            await this.site.removeId(id, true)
+            this.report.repaired++
+            this.log.info('scrub-applied-delete', { device: store.path, id: id.toString('hex') })
+            return
+          }
+          await store.put(e.key, copy)
           this.report.repaired++
           this.log.info('scrub-repaired', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index })
         } catch (err2) {
@@ -113,8 +122,11 @@ export class Scrubber {
     }
   }
 
-  /** The entry's bytes, rebuilt or fetched from another holder and checked. */
-  private async intactCopy (key: EntryKey): Promise<Buffer> {
+  /**
+   * The entry's bytes, rebuilt or fetched from another holder and checked; 'deleted' when a
+   * holder of the manifest has the object's tombstone.
+   */
+  private async intactCopy (key: EntryKey): Promise<Buffer | 'deleted'> {
     const selfKey = this.view.self.publicKey
     if (key.kind === EntryKind.Fragment) {
       const manifest = await this.objects.currentManifest(key.id)
@@ -127,7 +139,8 @@ export class Scrubber {
       try {
         if (key.kind === EntryKind.Manifest) {
           const body = await other.site.getManifest(key.id)
-          if (body === null || body === 'deleted') continue
+          if (body === 'deleted') return 'deleted'
+          if (body === null) continue
           decodeManifest(body)
           return body
         }
