@@ -228,6 +228,17 @@ function sixMembers (): { members: Array<{ publicKey: Buffer, site: DeviceSite }
   return { members, failing }
 }
 
+/** Member `self`'s view of `members`, every one of them live. */
+function liveView (members: Array<{ publicKey: Buffer, site: DeviceSite }>, self: number): HealingView {
+  return {
+    self: members[self],
+    members: () => members,
+    siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null,
+    stateOf: () => 'live',
+    describe: () => members.map((m, i) => ({ address: m.site.label, publicKey: m.publicKey.toString('hex'), self: i === self, state: 'live' as const }))
+  }
+}
+
 test('a delete is acknowledged only once every manifest holder recorded it; a holder whose device fails keeps its manifest, never neither', async (t) => {
   const { members, failing } = sixMembers()
   const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
@@ -246,13 +257,7 @@ test('a delete is acknowledged only once every manifest holder recorded it; a ho
 
 test('healing does not hand a manifest to a holder that lacks it while another member holds the tombstone', async (t) => {
   const { members } = sixMembers()
-  const view = (self: number): HealingView => ({
-    self: members[self],
-    members: () => members,
-    siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null,
-    stateOf: () => 'live',
-    describe: () => members.map((m, i) => ({ address: m.site.label, publicKey: m.publicKey.toString('hex'), self: i === self, state: 'live' as const }))
-  })
+  const view = (self: number): HealingView => liveView(members, self)
   const store = new ClusterObjectStore(view(0))
   const data = crypto.randomBytes(100_000)
   const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
@@ -273,13 +278,7 @@ test('healing does not hand a manifest to a holder that lacks it while another m
 
 test('scrub applies a delete to a damaged manifest copy whose object the other holders deleted', async (t) => {
   const { members } = sixMembers()
-  const view = (self: number): HealingView => ({
-    self: members[self],
-    members: () => members,
-    siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null,
-    stateOf: () => 'live',
-    describe: () => members.map((m, i) => ({ address: m.site.label, publicKey: m.publicKey.toString('hex'), self: i === self, state: 'live' as const }))
-  })
+  const view = (self: number): HealingView => liveView(members, self)
   const objects = new ClusterObjectStore(view(0))
   const data = crypto.randomBytes(100_000)
   const id = Buffer.from((await objects.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
