@@ -5,8 +5,10 @@
 // Prints `RESULT <name> <value> <unit>` lines and each ddfs figure as a ratio of ext4's.
 // DDFS_BENCH_SMALL_ONLY=1 runs the small-file part alone.
 // DDFS_BENCH_DIR picks the directory (default /var/tmp), DDFS_BENCH_BASE_PORT the cluster's ports
-// (default 8800). DDFS_BENCH_FUSE_BINDINGS=native,fuse-native measures the mount through each
-// binding in turn on the same cluster in the same run (RESULT ddfs_native_..., ddfs_fuse_native_...);
+// (default 8800). DDFS_BENCH_FUSE_BINDINGS=in-node,native,fuse-native measures each kind of mount
+// in turn on the same cluster in the same run (RESULT ddfs_in_node_..., ddfs_native_...): in-node
+// (the default) is served by node 0 itself (ddfs mount --in-node, the libfuse 3 binding), native a
+// mount process of its own through the libfuse 3 binding, fuse-native one through fuse-native;
 // the VM's speed drifts within the hour, so only figures of one run compare.
 import fs from 'node:fs'
 import path from 'node:path'
@@ -18,7 +20,7 @@ const FILES = 2000
 const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'ddfs')
 const BASE = Number(process.env.DDFS_BENCH_BASE_PORT ?? 8800)
-const BINDINGS = (process.env.DDFS_BENCH_FUSE_BINDINGS ?? 'native').split(',').map((b) => b.trim()).filter((b) => b !== '')
+const BINDINGS = (process.env.DDFS_BENCH_FUSE_BINDINGS ?? 'in-node').split(',').map((b) => b.trim()).filter((b) => b !== '')
 /** DDFS_BENCH_SMALL_ONLY=1: the small-file part alone (no 1 GiB write and read). */
 const SMALL_ONLY = process.env.DDFS_BENCH_SMALL_ONLY === '1'
 
@@ -87,7 +89,8 @@ function main (): void {
     ]
     const results: Array<[string, Figures]> = []
     for (const binding of BINDINGS) {
-      execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), '--log', path.join(cluster, `mount-${binding}.log`)], { env: { ...process.env, DDFS_MOUNT_BINDING: binding } })
+      const how = binding === 'in-node' ? ['--in-node'] : ['--log', path.join(cluster, `mount-${binding}.log`)]
+      execFileSync(process.execPath, [BIN, 'mount', mnt, '-p', String(BASE), ...how], { env: { ...process.env, DDFS_MOUNT_BINDING: binding === 'in-node' ? 'native' : binding } })
       try {
         // The mount keeps its listing for 1 s: wait that out so "cold" is cold for it too.
         results.push([BINDINGS.length === 1 ? 'ddfs' : `ddfs_${binding.replace(/-/g, '_')}`, measure(mnt, src, () => sh('sleep 1.1'))])

@@ -167,3 +167,55 @@ test('through the libfuse 3 binding: 1 MiB write requests, and ls -l with no get
   t.is(ops.filter((o) => o === 'getattr').length <= 1, true, `at most the directory's own getattr (ops: ${ops.join(',')})`)
   t.is(ops.filter((o) => o === 'getxattr').length, 0, 'no getxattr reaches the file system (security.*, system.* are answered by the binding)')
 })
+
+test('ddfs up --mount: node 0 serves the mount itself; umount leaves it serving, a busy mount is refused, node stop unmounts', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 6)
+  const mp = fs.mkdtempSync(path.join(c.dir, 'mnt-'))
+  t.teardown(() => { spawnSync('fusermount3', ['-uz', mp]) }, { order: 1 })  // after ddfs down, if anything is left
+  const up = await ddfs(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--mount', mp])
+  t.is(up.code, 0, up.stderr)
+  const node0 = readPid(c.data(0))
+  t.ok(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} fuse`), 'mounted')
+  const owners = (await sh(`grep -l ' node$' /run/ddfs/mount-*.pid | xargs cat`)).stdout
+  t.ok(owners.split('\n').includes(`${node0 as number} node`), 'the pid file names node 0 as the mount\'s server')
+
+  const work = tmpDir(t)
+  await sh(`dd if=/dev/urandom of=${work}/big bs=1M count=24 status=none && echo hello > ${work}/small`)
+  t.is((await sh(`cp ${work}/big ${work}/small ${mp}/ && mv ${mp}/small ${mp}/greeting`)).code, 0, 'cp and mv')
+  t.is((await sh(`cat ${mp}/greeting`)).stdout, 'hello\n')
+  t.is((await sh(`md5sum < ${mp}/big`)).stdout, (await sh(`md5sum < ${work}/big`)).stdout, 'md5 equal')
+  const id = (await sh(`getfattr --only-values -n user.ddfs.id ${mp}/big`)).stdout.trim()
+  const got = path.join(work, 'got')
+  t.is((await ddfs(['get', ...c.at(4), '-i', id, '-f', got])).code, 0, 'the object is in the cluster')
+  t.is((await sh(`cmp ${got} ${work}/big`)).code, 0)
+  t.is((await sh(`rm ${mp}/greeting && ls ${mp}`)).stdout, 'big\n', 'rm')
+
+  // A file open there keeps the mount: umount says so and changes nothing.
+  const holder = spawnSync('bash', ['-c', `sleep 20 < ${mp}/big > /dev/null 2>&1 & echo $!`]).stdout.toString().trim()
+  const busy = await ddfs(['umount', mp])
+  t.is(busy.code, 4, 'busy: DEVICE_IN_USE')
+  t.ok(busy.stderr.includes('fuser -vm'), busy.stderr)
+  process.kill(Number(holder), 'SIGKILL')
+  await sh('sleep 0.3')
+  t.is((await sh(`ls ${mp}`)).stdout, 'big\n', 'still mounted and served')
+
+  const um = await ddfs(['umount', mp])
+  t.is(um.code, 0, um.stderr)
+  t.absent(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} `), 'unmounted')
+  t.is(readPid(c.data(0)), node0, 'node 0 still runs')
+  t.is((await ddfs(['status', ...c.at(0)])).code, 0, 'and serves')
+
+  // Mounted again by hand; stopping the node unmounts (nothing stale is left behind).
+  t.is((await ddfs(['mount', mp, '--in-node', ...c.at(0)])).code, 0)
+  t.is((await sh(`echo later > ${mp}/later`)).code, 0)
+  t.is((await ddfs(['node', 'stop', ...c.at(0)])).code, 0)
+  await sh(`for i in $(seq 100); do grep -q ' ${mp} ' /proc/mounts || exit 0; sleep 0.1; done`)
+  t.absent(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} `), 'node stop unmounted it')
+  t.is(fs.readdirSync(mp).length, 0, 'the mount point is a plain empty directory again')
+  const list = JSON.parse((await ddfs(['ls', '-l', ...c.at(2), '--json'])).stdout) as Array<{ name: string | null }>
+  t.ok(list.some((e) => e.name === 'later'), 'what was written before the stop is in the cluster')
+
+  const nowhere = await ddfs(['mount', mp, '--in-node', '-p', String(c.basePort + 19)])
+  t.is(nowhere.code, 8, 'no node there: NODE_NOT_RUNNING')
+  t.ok(nowhere.stderr.includes('--in-node needs one here'), nowhere.stderr)
+})

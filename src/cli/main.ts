@@ -16,7 +16,9 @@ import { startDetached, reportReady, reportCrashBeforeReady, waitExit } from './
 import { up, down, addNode, readConfig, secretFile, mergedLogTail, type NodeReport } from './local-cluster'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { startBootstrap, parseAddress } from '../cluster/discovery'
-import { Mount, mountPidFile, forceUnmount, isMounted } from '../mount/mount'
+import { Mount } from '../mount/mount'
+import { NodeLink } from '../mount/node-link'
+import { unmount } from './unmount'
 import { Logger } from '../log'
 
 const ADDRESS: FlagSpec[] = [
@@ -157,8 +159,9 @@ const COMMANDS: Command[] = [
     name: 'mount',
     summary: 'show the store as a directory (FUSE): ls lists objects by name or id, cp/cat/rm/mv work',
     flags: [...ADDRESS, LOG, { name: 'foreground', type: 'boolean', help: 'stay attached (do not daemonize)' },
-      { name: 'writeback', type: 'boolean', help: 'close() returns before the file is committed (fsync waits): faster small files; other mounts see a file once its commit lands' }, ...COMMON],
-    examples: ['ddfs mount /mnt/ddfs', 'ddfs mount /mnt/ddfs -s 10.0.0.2 -p 8000 --cluster /etc/ddfs/cluster.secret'],
+      { name: 'writeback', type: 'boolean', help: 'close() returns before the file is committed (fsync waits): faster small files; other mounts see a file once its commit lands' },
+      { name: 'in-node', type: 'boolean', help: 'the node itself serves the mount (a node on this machine): no mount process, no socket between mount and node' }, ...COMMON],
+    examples: ['ddfs mount /mnt/ddfs', 'ddfs mount /mnt/ddfs --in-node -p 8000', 'ddfs mount /mnt/ddfs -s 10.0.0.2 -p 8000 --cluster /etc/ddfs/cluster.secret'],
     run: mount,
     positional: 'MOUNTPOINT'
   },
@@ -702,6 +705,19 @@ function mountpointArg (rest: string[], cmd: string): string {
 
 async function mount (flags: Flags, rest: string[]): Promise<void> {
   const mp = mountpointArg(rest, 'mount')
+  if (flags['in-node'] === true) {
+    if (flags.foreground === true) throw DdfsError.BAD_ARGUMENT('--in-node and --foreground do not go together: the node serves the mount, no process stays attached')
+    const { host, port } = address(flags)
+    if (!fs.existsSync(socketPath(host, port))) throw DdfsError.NODE_NOT_RUNNING(`no node at ${host}:${port} runs on this machine: --in-node needs one here (ddfs node start -s ${host} -p ${port}), or mount without --in-node`)
+    const c = await Client.connect({ host, port })
+    try {
+      const { pid } = await c.mount(mp, flags.writeback === true) as { pid: number }
+      out(flags, { mountpoint: mp, pid, node: `${host}:${port}` }, `mounted ${mp} (served by the node at ${host}:${port}, pid ${pid}); unmount with: ddfs umount ${mp}\n`)
+    } finally {
+      c.close()
+    }
+    return
+  }
   if (flags.foreground !== true) {
     const args = ['mount', mp, '--foreground', '-s', String(flags.server), '-p', String(flags.port)]
     if (typeof flags.cluster === 'string') args.push('--cluster', path.resolve(flags.cluster))
@@ -714,13 +730,13 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
   reportCrashBeforeReady()
   const { host, port } = address(flags)
   const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
-  const m = await Mount.start({ mountpoint: mp, node: { host, port, secret: secret(flags) }, log, writeback: flags.writeback === true })
-  let stopping = false
   const stop = (): void => {
     if (stopping) return
     stopping = true
     m.stop().then(() => log.close()).then(() => process.exit(0), () => process.exit(1))
   }
+  let stopping = false
+  const m = await Mount.start({ mountpoint: mp, link: new NodeLink({ host, port, secret: secret(flags) }), log, writeback: flags.writeback === true, onEnded: stop })
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
   process.on('uncaughtException', (err) => { log.error('uncaught-exception', { error: err.stack ?? err.message }) })
@@ -731,16 +747,7 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
 
 async function umount (flags: Flags, rest: string[]): Promise<void> {
   const mp = mountpointArg(rest, 'umount')
-  const pidFile = mountPidFile(mp)
-  let pid: number | null = null
-  try { pid = Number(fs.readFileSync(pidFile, 'utf8').trim()) } catch {}
-  if (pid !== null && pid > 0) {
-    try { process.kill(pid, 'SIGTERM') } catch { pid = null }
-    if (pid !== null && !await waitExit(pid, 60_000)) throw DdfsError.INTERNAL(`the mount process ${pid} did not exit; kill it and run ddfs umount ${mp} again`)
-  }
-  fs.rmSync(pidFile, { force: true })
-  if (isMounted(mp)) forceUnmount(mp)
-  else if (pid === null) throw DdfsError.NOT_FOUND(`${mp} is not a ddfs mount`)
+  if (!await unmount(mp)) throw DdfsError.NOT_FOUND(`${mp} is not a ddfs mount`)
   out(flags, { mountpoint: mp }, `unmounted ${mp}\n`)
 }
 

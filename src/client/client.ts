@@ -12,7 +12,7 @@ import { Xxh64Stream } from '../hash'
 import { FrameConnection, type Frame } from '../wire/connection'
 import {
   MessageType, putMessage, putEndMessage, getMessage, getHeadMessage, idMessage, deviceMessage, listMessage,
-  errorMessage, emptyMessage, drainMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, catalogMessage, type PutMessage
+  errorMessage, emptyMessage, drainMessage, mountMessage, okMessage, decodeMeta, putLocalMessage, getLocalMessage, putGrowMessage, catalogMessage, type PutMessage
 } from '../wire/messages'
 import type c from 'compact-encoding'
 import { socketPath } from '../node/paths'
@@ -98,6 +98,8 @@ export class Client {
   stopNode (): Promise<unknown> { return this.call(MessageType.NodeStop, emptyMessage, null) }
   /** Starts (or cancels) moving everything off the node; answers with what it still holds. */
   drain (drain: boolean): Promise<unknown> { return this.call(MessageType.NodeDrain, drainMessage, { drain }) }
+  /** Local socket only: the node mounts the store at `mountpoint` in its own process. */
+  mount (mountpoint: string, writeback: boolean): Promise<unknown> { return this.call(MessageType.NodeMount, mountMessage, { mountpoint, writeback }) }
   /** The node's own durability report, scrub progress and what it holds. */
   health (): Promise<unknown> { return this.call(MessageType.Health, emptyMessage, null) }
   /** Every live object with its size, time and name (what a mount lists). */

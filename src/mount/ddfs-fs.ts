@@ -12,8 +12,7 @@ import { STORED_BUT_UNNAMED } from '../object/cluster-object-store'
 import { FRAGMENT_DATA } from '../object/stripes'
 import { MAX_PUT_SMALL } from '../wire/messages'
 import type { CatalogEntry } from '../object/types'
-import type { NodeLink } from './node-link'
-import type { Client } from '../client/client'
+import type { CommitInfo, SpoolFollow, StoreLink } from './store-link'
 import type { Logger } from '../log'
 import { Errno as errno, type FsDir, type FsOps, type FsStat, type FsStatfs } from './fs-ops'
 
@@ -62,8 +61,7 @@ interface WriteHandle {
 }
 
 interface Follow {
-  client: Client
-  put: ReturnType<Client['putLocalFollow']>
+  put: SpoolFollow
   announced: number
   name: string
 }
@@ -110,7 +108,7 @@ export class DdfsFs {
   private nextFd = 10
   private spoolSeq = 0
 
-  constructor (private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger, private readonly writeback = false) {}
+  constructor (private readonly link: StoreLink, private readonly spoolDir: string, private readonly log: Logger, private readonly writeback = false) {}
 
   // ---- the listing --------------------------------------------------------------------------
 
@@ -407,10 +405,10 @@ export class DdfsFs {
     h.seqEnd += n
     if (h.follow === null && !h.starting && h.seqEnd >= FOLLOW_START && this.link.local && FOLLOW) {
       h.starting = true  // until the client is there, writes only extend seqEnd
-      this.link.client().then((client) => {
+      this.link.follow(h.spool, h.name).then((put) => {
         h.starting = false
-        if (!h.streamable || h.seqEnd !== h.size || !h.dirty) { client.close(); return }
-        h.follow = { client, put: client.putLocalFollow(h.spool, { size: 0, name: h.name, k: 0, m: 0, allowDegraded: false }), announced: 0, name: h.name }
+        if (!h.streamable || h.seqEnd !== h.size || !h.dirty) { put.abandon(); return }
+        h.follow = { put, announced: 0, name: h.name }
         this.announce(h)
       }, () => { h.starting = false; h.streamable = false })
       return
@@ -426,7 +424,7 @@ export class DdfsFs {
 
   private stopFollow (h: WriteHandle): void {
     h.streamable = false
-    h.follow?.client.close()  // the node drops the partial object
+    h.follow?.put.abandon()
     h.follow = null
   }
 
@@ -475,7 +473,7 @@ export class DdfsFs {
     // names its object last): the listing may have missed the name (its holders unreachable
     // when it was fetched), and an object replaced but not deleted would be listed under the
     // name again later.
-    let info: { id: Buffer, createdAt: number, replaced: Buffer | null } | null = null
+    let info: CommitInfo | null = null
     const follow = h.follow
     h.follow = null
     h.streamable = false  // later writes to this handle commit the whole spool again
@@ -488,26 +486,16 @@ export class DdfsFs {
       if (follow !== null) {
         if (h.seqEnd === h.size && follow.name === h.name) {
           try {
-            info = parseInfo(await follow.put.end(h.size))
+            info = await follow.put.end(h.size)
           } catch (err) {
             const stray = strayOf(err)
             if (stray !== null) h.strays.push(stray)
             this.log.warn('follow-put-failed', { name: h.name, error: DdfsError.from(err).message })
           }
         }
-        follow.client.close()
+        follow.put.abandon()  // no-op after end()
       }
-      info ??= await this.retrying(h, async () => {
-        const client = await this.link.client()
-        try {
-          const meta = { size: h.size, name: h.name, k: 0, m: 0, allowDegraded: false }
-          return parseInfo(client.local
-            ? await client.putLocal(h.spool, meta) as Record<string, unknown>
-            : await client.put(fs.createReadStream(h.spool, { highWaterMark: 1024 * 1024 }), meta))
-        } finally {
-          client.close()
-        }
-      })
+      info ??= await this.retrying(h, async () => await this.link.putFile(h.spool, h.size, h.name))
     }
     const hex = info.id.toString('hex')
     this.log.info('committed', { name: h.name, id: hex, size: h.size, writeRequests: h.writes })
@@ -693,9 +681,6 @@ function fileStat (size: number, mtime: number): FsStat {
 }
 
 /** A put's answer (the node's JSON object info) as what a commit keeps. */
-function parseInfo (info: Record<string, unknown>): { id: Buffer, createdAt: number, replaced: Buffer | null } {
-  return { id: Buffer.from(info.id as string, 'hex'), createdAt: Number(info.createdAt), replaced: typeof info.replaced === 'string' ? Buffer.from(info.replaced, 'hex') : null }
-}
 
 /** The first `size` bytes of a spool. */
 async function readSpool (fd: number, size: number): Promise<Buffer> {

@@ -195,7 +195,7 @@ export class Fuse3 {
 
   private ended (): void {
     if (this.closing !== null) return
-    this.log('warn', 'fuse-unmounted-outside', { mountpoint: this.mountpoint })
+    this.log('info', 'fuse-unmounted-outside', { mountpoint: this.mountpoint })
     this.close().catch(() => {})
     this.init.onEnded?.()
   }

@@ -9,9 +9,8 @@ import crypto from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import { DdfsError } from '../errors'
 import { runtimeDir } from '../node/paths'
-import type { ConnectOptions } from '../client/client'
 import type { Logger } from '../log'
-import { NodeLink } from './node-link'
+import type { StoreLink } from './store-link'
 import { DdfsFs } from './ddfs-fs'
 import { Fuse3 } from './fuse3'
 
@@ -38,18 +37,35 @@ const REQUEST_TIMEOUT_MS = Number(process.env.DDFS_MOUNT_REQUEST_TIMEOUT_MS ?? 6
 
 export interface MountOptions {
   mountpoint: string
-  node: ConnectOptions
+  /** The cluster: a NodeLink (a mount process of its own) or an InNodeLink (inside a node). */
+  link: StoreLink
   log: Logger
   /** Where files being written are spooled (default a private dir under os.tmpdir()). */
   spoolDir?: string
   /** close() returns before the commit (fsync waits): faster, without close-to-open across mounts. */
   writeback?: boolean
+  /** Served inside a node's process (`ddfs umount` unmounts it without stopping the process). */
+  inNode?: boolean
+  /** Called once after the mount went away from outside (fusermount -u) and was cleaned up. */
+  onEnded?: () => void
 }
 
 /** The pid file of the mount process of `mountpoint`. */
 export function mountPidFile (mountpoint: string): string {
   const h = crypto.createHash('sha256').update(path.resolve(mountpoint)).digest('hex').slice(0, 16)
   return path.join(runtimeDir(), `mount-${h}.pid`)
+}
+
+/** The process that serves the mount at `mountpoint` (from its pid file), and whether it is a node. */
+export function mountOwner (mountpoint: string): { pid: number, inNode: boolean } | null {
+  let text: string
+  try {
+    text = fs.readFileSync(mountPidFile(mountpoint), 'utf8')
+  } catch {
+    return null
+  }
+  const m = /^(\d+)( node)?\n?$/.exec(text)
+  return m === null ? null : { pid: Number(m[1]), inNode: m[2] !== undefined }
 }
 
 /** True when `mountpoint` is a FUSE mount whose process is gone ("Transport endpoint is not connected"). */
@@ -73,8 +89,10 @@ export function forceUnmount (mountpoint: string): void {
 }
 
 export class Mount {
+  private stopping: Promise<void> | null = null
+
   private constructor (readonly mountpoint: string, private readonly fuse: FuseBinding, private readonly files: DdfsFs,
-    private readonly link: NodeLink, private readonly spoolDir: string, private readonly log: Logger) {}
+    private readonly link: StoreLink, private readonly spoolDir: string, private readonly log: Logger) {}
 
   static async start (opts: MountOptions): Promise<Mount> {
     const mp = path.resolve(opts.mountpoint)
@@ -90,7 +108,7 @@ export class Mount {
     }
     if (!st.isDirectory()) throw DdfsError.BAD_ARGUMENT(`mount point ${mp} is not a directory`)
     if (fs.readdirSync(mp).length > 0) throw DdfsError.BAD_ARGUMENT(`mount point ${mp} is not empty (or already mounted); unmount it with: ddfs umount ${mp}`)
-    const link = new NodeLink(opts.node)
+    const link = opts.link
     await link.ready()
     // Every FUSE request waits for this process: on a machine whose cores the nodes keep busy,
     // answering promptly matters more than the nodes' throughput (measured: 1 GiB written
@@ -102,6 +120,7 @@ export class Mount {
     const files = new DdfsFs(link, spoolDir, opts.log, opts.writeback === true)
     const binding = mountBinding()
     let fuse: FuseBinding
+    let mount: Mount | null = null
     let options: Record<string, unknown> = {}
     if (binding === 'fuse-native') {
       // Loaded only when asked for: its prebuilt binary needs the system's libfuse.so.2.
@@ -117,21 +136,28 @@ export class Mount {
         // Off unless asked for (for measurement): with it the kernel trusts its own size of a
         // cached file over getattr's, so a file another mount replaced keeps its old size here.
         writebackCache: process.env.DDFS_MOUNT_WRITEBACK_CACHE === '1',
-        log: (level, event, fields) => opts.log[level](event, { mountpoint: mp, ...fields })
+        log: (level, event, fields) => opts.log[level](event, { mountpoint: mp, ...fields }),
+        // What was written is committed, and the spool and pid file go, as at `ddfs umount`.
+        onEnded: () => { mount?.stop().then(opts.onEnded, (err) => opts.log.error('unmount-failed', { mountpoint: mp, error: String(err) })) }
       })
       fuse = f3
       const info = await f3.ready()
       options = { maxWrite: info.maxWrite, readAheadKb: info.readAheadKb, readdirplus: info.readdirplus, writebackCache: info.writebackCache, atomicOTrunc: info.atomicOTrunc, threads: info.maxThreads }
     }
-    const mount = new Mount(mp, fuse, files, link, spoolDir, opts.log)
+    mount = new Mount(mp, fuse, files, link, spoolDir, opts.log)
     fs.mkdirSync(path.dirname(mountPidFile(mp)), { recursive: true, mode: 0o700 })
-    fs.writeFileSync(mountPidFile(mp), `${process.pid}\n`)
+    fs.writeFileSync(mountPidFile(mp), `${process.pid}${opts.inNode === true ? ' node' : ''}\n`)
     opts.log.info('mounted', { mountpoint: mp, node: link.address, local: link.local, binding, ...options })
     return mount
   }
 
   /** Commits open files, unmounts, removes the spool and pid file. */
-  async stop (): Promise<void> {
+  stop (): Promise<void> {
+    this.stopping ??= this.release()
+    return this.stopping
+  }
+
+  private async release (): Promise<void> {
     await this.files.closeAll()
     await this.fuse.close()
     if (isStale(this.mountpoint) || fs.existsSync(mountPidFile(this.mountpoint))) forceUnmountIfMounted(this.mountpoint)

@@ -1,6 +1,8 @@
-// The mount's line to its node: the client protocol with many requests in flight (the kernel
-// sends reads of several files at once), over the node's local socket or the cluster transport.
-// Commits of written files go through their own Client (a put streams over one connection).
+// The mount's line to its node when the mount runs in a process of its own: the client protocol
+// with many requests in flight (the kernel sends reads of several files at once), over the node's
+// local socket or the cluster transport. Commits of written files go through their own Client (a
+// put streams over one connection).
+import fs from 'node:fs'
 import type c from 'compact-encoding'
 import { DdfsError } from '../errors'
 import { Client, connectFrames, type ConnectOptions } from '../client/client'
@@ -9,14 +11,15 @@ import type { Frame } from '../wire/connection'
 import {
   MessageType, emptyMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage, idMessage, getMessage,
   capacityRequest, capacityMessage, okMessage, decodeMeta, MAX_READ, putSmallMessage, putSmallReply, MAX_PUT_SMALL,
-  type CapacityMessage, type PutSmallReply
+  type CapacityMessage
 } from '../wire/messages'
 import { xxh64 } from '../hash'
 import type { CatalogEntry } from '../object/types'
+import { commitInfo, type CommitInfo, type SpoolFollow, type StoreLink } from './store-link'
 
 const TIMEOUT_MS = 60_000
 
-export class NodeLink {
+export class NodeLink implements StoreLink {
   private rpc: RpcConnection | null = null
   private connecting: Promise<RpcConnection> | null = null
   local = false
@@ -72,15 +75,39 @@ export class NodeLink {
    * A whole object of at most MAX_PUT_SMALL bytes as a new object named `name`, in one request
    * on the shared connection (many at once); resolves with its id and what the name stood for.
    */
-  async putSmall (name: string, data: Buffer): Promise<PutSmallReply> {
+  async putSmall (name: string, data: Buffer): Promise<CommitInfo> {
     if (data.length > MAX_PUT_SMALL) throw DdfsError.BAD_ARGUMENT(`a small put has at most ${MAX_PUT_SMALL} bytes`)
     const put = { size: data.length, name, k: 0, m: 0, allowDegraded: false }
     return decodeMeta(putSmallReply, (await this.call(MessageType.PutSmall, putSmallMessage, { put, hash: xxh64(data) }, data)).meta)
   }
 
-  /** A separate connection for one put (it streams, so it cannot share). */
-  async client (): Promise<Client> {
-    return await Client.connect(this.opts)
+  /** Over a connection of its own (a put streams, so it cannot share). */
+  async putFile (spool: string, size: number, name: string): Promise<CommitInfo> {
+    const client = await Client.connect(this.opts)
+    try {
+      const meta = { size, name, k: 0, m: 0, allowDegraded: false }
+      return commitInfo(client.local
+        ? await client.putLocal(spool, meta) as Record<string, unknown>
+        : await client.put(fs.createReadStream(spool, { highWaterMark: 1024 * 1024 }), meta))
+    } finally {
+      client.close()
+    }
+  }
+
+  async follow (spool: string, name: string): Promise<SpoolFollow> {
+    const client = await Client.connect(this.opts)
+    const put = client.putLocalFollow(spool, { size: 0, name, k: 0, m: 0, allowDegraded: false })
+    return {
+      grow: put.grow,
+      end: async (size) => {
+        try {
+          return commitInfo(await put.end(size))
+        } finally {
+          client.close()
+        }
+      },
+      abandon: () => client.close()  // the node drops the partial object
+    }
   }
 
   close (): void {

@@ -12,6 +12,7 @@ import { LocalObjectStore } from '../object/local-object-store'
 import { ClusterObjectStore } from '../object/cluster-object-store'
 import { DeviceSite } from '../object/device-site'
 import type { ObjectStore } from '../object/types'
+import type { CapacityMessage } from '../wire/messages'
 import { listen as listenSecure, type SecureServer } from '../cluster/transport'
 import { secureStream } from '../cluster/stream'
 import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
@@ -28,6 +29,8 @@ import { idPages } from '../store/walk'
 import { enableFaultLayer, faultLayer, type FaultRules } from '../cluster/fault-layer'
 import { DeviceFiller } from './device-filler'
 import { EntryKind } from '../store/types'
+import { Mount } from '../mount/mount'
+import { InNodeLink } from '../mount/in-node-link'
 import type { BlockStore, DeviceInfo } from '../store/types'
 
 export interface NodeOptions {
@@ -95,6 +98,8 @@ export class Node {
   private tcp: SecureServer | null = null
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
+  /** Mounts this node serves itself (`ddfs mount --in-node`), by mount point. */
+  private readonly mounts = new Map<string, Mount>()
   private stopping: Promise<void> | null = null
   private onFaultRules: ((rules: FaultRules) => void) | null = null
   private socketIno = -1
@@ -319,6 +324,17 @@ export class Node {
    * This node's status; in a cluster also every member's state and the cluster's durability
    * debt, summed over the reports of every reachable member (each leads its own objects).
    */
+  /** Size and free bytes of this node's devices, or summed over every member that answers. */
+  async capacity (cluster: boolean): Promise<CapacityMessage> {
+    const sites = cluster && this.cluster !== null ? this.cluster.members().map((m) => m.site) : [this.site]
+    const parts = await Promise.allSettled(sites.map((s) => s.capacity()))
+    let size = 0
+    let free = 0
+    let nodes = 0
+    for (const p of parts) if (p.status === 'fulfilled') { size += p.value.size; free += p.value.free; nodes++ }
+    return { size, free, nodes }
+  }
+
   async status (): Promise<Record<string, unknown>> {
     return { ...this.ownStatus(), durability: this.cluster === null ? null : await this.clusterDurability() }
   }
@@ -448,6 +464,21 @@ export class Node {
     return g
   }
 
+  /**
+   * Mounts the store at `mountpoint` in this process: the mount reads and commits through this
+   * node's object store directly. It lasts until `ddfs umount` (or fusermount -u) or the node stops.
+   */
+  async mount (mountpoint: string, writeback: boolean): Promise<void> {
+    if (this.stopping !== null) throw DdfsError.UNAVAILABLE('the node is stopping')
+    const mp = path.resolve(mountpoint)
+    if (this.mounts.has(mp)) throw DdfsError.BAD_ARGUMENT(`this node already serves a mount at ${mp}`)
+    const m = await Mount.start({
+      mountpoint: mp, link: new InNodeLink(this), log: this.log, writeback, inNode: true,
+      onEnded: () => { if (this.mounts.get(mp) === m) this.mounts.delete(mp) }
+    })
+    this.mounts.set(mp, m)
+  }
+
   /** Stops serving, closes the devices (each writes a checkpoint), removes socket and pid file. */
   stop (reason: string): Promise<void> {
     if (this.stopping === null) {
@@ -461,6 +492,9 @@ export class Node {
   }
 
   private async release (): Promise<void> {
+    // Mounts first: they commit what is being written while the cluster is still reachable.
+    await Promise.all([...this.mounts.values()].map(async (m) => await m.stop().catch((err) => this.log.error('unmount-failed', { mountpoint: m.mountpoint, error: String(err) }))))
+    this.mounts.clear()
     if (this.onFaultRules !== null) faultLayer?.off('rules', this.onFaultRules)
     const closeServer = (s: net.Server | null): Promise<void> => new Promise((resolve) => { if (s === null) resolve(); else s.close(() => resolve()) })
     const servers = Promise.all([this.tcp?.close(), closeServer(this.local)])

@@ -9,12 +9,13 @@ import {
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
   capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
-  idsMessage, fragmentCountsMessage, knownType, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL
+  idsMessage, fragmentCountsMessage, knownType, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL, mountMessage
 } from '../wire/messages'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
 import { Xxh64Stream } from '../hash'
 import { OutputFile } from '../client/output-file'
+import { readFile, followFile, single } from './file-sources'
 import type { Node } from './node'
 
 /** DATA frames of a put queued before the connection is paused: bounds memory per put. */
@@ -61,7 +62,7 @@ export class Session {
     }
     if (f.requestId === this.discardRequest && (f.type === MessageType.Data || f.type === MessageType.PutEnd || f.type === MessageType.PutGrow)) return
     // Another node's entry requests run side by side (a put keeps several stripes in flight).
-    if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || (f.type >= MessageType.CatalogList && f.type !== MessageType.NodeDrain)) {
+    if ((f.type >= MessageType.EntryPut && f.type <= MessageType.ManifestList) || (f.type >= MessageType.CatalogList && f.type !== MessageType.NodeDrain && f.type !== MessageType.NodeMount)) {
       if (++this.entryRequests === ENTRY_REQUESTS_HIGH) this.conn.pause()
       this.timed(f, () => this.entryRequest(f)).catch((err) => {
         const e = DdfsError.from(err)
@@ -118,6 +119,7 @@ export class Session {
       case MessageType.DevQuery:
       case MessageType.NodeStop:
       case MessageType.NodeDrain:
+      case MessageType.NodeMount:
         return this.adminRequest(f)
       default:
         throw DdfsError.PROTOCOL(`unexpected message type ${f.type}`)
@@ -251,13 +253,7 @@ export class Session {
       }
       case MessageType.Capacity: {
         const { cluster } = decodeMeta(capacityRequest, f.meta)
-        const sites = cluster && this.node.cluster !== null ? this.node.cluster.members().map((m) => m.site) : [site]
-        const parts = await Promise.allSettled(sites.map((s) => s.capacity()))
-        let size = 0
-        let free = 0
-        let nodes = 0
-        for (const p of parts) if (p.status === 'fulfilled') { size += p.value.size; free += p.value.free; nodes++ }
-        this.conn.send(MessageType.Data, rid, capacityMessage, { size, free, nodes })
+        this.conn.send(MessageType.Data, rid, capacityMessage, await this.node.capacity(cluster))
         return
       }
       case MessageType.EntryStates: {
@@ -303,6 +299,12 @@ export class Session {
     if (f.type === MessageType.NodeDrain) {
       const { drain } = decodeMeta(drainMessage, f.meta)
       this.conn.send(MessageType.Ok, rid, okMessage, await this.node.setDraining(drain))
+      return
+    }
+    if (f.type === MessageType.NodeMount) {
+      const { mountpoint, writeback } = decodeMeta(mountMessage, f.meta)
+      await this.node.mount(mountpoint, writeback)
+      this.conn.send(MessageType.Ok, rid, okMessage, { mountpoint, pid: process.pid })
       return
     }
     const { path, format, force } = decodeMeta(deviceMessage, f.meta)
@@ -456,43 +458,6 @@ export class Session {
     this.node.log.info('get', { id: req.id.toString('hex'), bytes: length, peer: this.peer })
     this.node.metrics.transferred('out', length)
   }
-}
-
-/** A file's bytes through one reused 4 MiB buffer (the object store copies each chunk at once). */
-async function * readFile (fh: fs.promises.FileHandle, size: number): AsyncIterable<Buffer> {
-  const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
-  for (let pos = 0; pos < size;) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos)
-    if (bytesRead === 0) throw DdfsError.IO(`the file ended after ${pos} of ${size} bytes`)
-    pos += bytesRead
-    yield buf.subarray(0, bytesRead)
-  }
-}
-
-/**
- * A file that is still being written (by the mount, on this machine): read up to what the client
- * announced, wait for more, end at the final size.
- */
-async function * followFile (fh: fs.promises.FileHandle, state: PutState, resume: () => void): AsyncIterable<Buffer> {
-  const buf = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
-  for (let pos = 0; ;) {
-    if (state.failed !== null) throw state.failed
-    if (pos < state.grown) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, state.grown - pos), pos)
-      if (bytesRead === 0) throw DdfsError.IO(`the file ended after ${pos} of the ${state.grown} bytes announced`)
-      pos += bytesRead
-      yield buf.subarray(0, bytesRead)
-      continue
-    }
-    if (state.ended) return
-    resume()
-    await new Promise<void>((resolve) => { state.wake = resolve })
-    state.wake = null
-  }
-}
-
-async function * single (data: Buffer): AsyncIterable<Buffer> {
-  yield data
 }
 
 function isFollow (meta: Buffer): boolean {

@@ -79,15 +79,17 @@ export const enum MessageType {
   PutSmall = 38,    // putSmallMessage + the object's bytes -> Data (putSmallReply)
   // Between nodes: a name record put that answers with the record it replaced, so a named put
   // learns what the name stood for in the same round that changes it.
-  NamePut = 39      // entryKeyMessage + the name record -> Data (the previous record's bytes, or none)
+  NamePut = 39,     // entryKeyMessage + the name record -> Data (the previous record's bytes, or none)
+  // The node mounts the store itself (no mount process, no socket between mount and node).
+  NodeMount = 40    // mountMessage -> Ok (JSON: mountpoint, pid); local socket only
 }
 
-const MAX_TYPE = MessageType.NamePut
+const MAX_TYPE = MessageType.NodeMount
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put', 'node_mount']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
@@ -334,6 +336,13 @@ export const drainMessage: c.Encoder<DrainMessage> = {
   preencode (s) { c.uint.preencode(s, 0) },
   encode (s, m) { c.uint.encode(s, m.drain ? 1 : 0) },
   decode (s) { return { drain: (c.uint.decode(s) & 1) !== 0 } }
+}
+
+export interface MountMessage { mountpoint: string, writeback: boolean }
+export const mountMessage: c.Encoder<MountMessage> = {
+  preencode (s, m) { c.string.preencode(s, m.mountpoint); c.uint.preencode(s, 0) },
+  encode (s, m) { c.string.encode(s, m.mountpoint); c.uint.encode(s, m.writeback ? 1 : 0) },
+  decode (s) { return { mountpoint: c.string.decode(s), writeback: (c.uint.decode(s) & 1) !== 0 } }
 }
 
 export interface NameMessage { name: string }

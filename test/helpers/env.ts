@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import type { Test } from 'brittle'
+import { socketPath } from '../../src/node/paths'
 
 export const ROOT = path.join(__dirname, '..', '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'ddfs')
@@ -144,6 +145,8 @@ export async function localCluster (t: Test, nodes: number, nodeArgs: string[] =
   t.teardown(async () => {
     await ddfs(['down', '--dir', dir])
     killCluster(dir)
+    // The local sockets of nodes the test killed with -9 (a node removes its own as it stops).
+    for (let i = 0; i < 20; i++) fs.rmSync(socketPath('127.0.0.1', basePort + i), { force: true })
     liveClusters.delete(dir)
   }, { order: 0 })
   const r = await ddfs(['up', '--nodes', String(nodes), '--dir', dir, '--base-port', String(basePort), '--device-size', deviceSize, '--no-mount', '--', ...nodeArgs])
@@ -163,8 +166,11 @@ export function sh (cmd: string, timeoutSeconds = 300): Promise<CliResult> {
   })
 }
 
-/** `ddfs mount` of node i at a fresh mount point; unmounted (forcibly if need be) in teardown. */
-export async function mountNode (t: Test, c: TestCluster, i: number): Promise<{ mp: string, log: string }> {
+/**
+ * `ddfs mount` of node i at a fresh mount point (inNode: served by the node itself); unmounted
+ * (forcibly if need be) in teardown.
+ */
+export async function mountNode (t: Test, c: TestCluster, i: number, opts: { inNode?: boolean } = {}): Promise<{ mp: string, log: string }> {
   const mp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mnt-'))
   const log = path.join(c.dir, `mount-${i}-${path.basename(mp)}.log`)
   liveMounts.add(mp)
@@ -174,7 +180,7 @@ export async function mountNode (t: Test, c: TestCluster, i: number): Promise<{ 
     fs.rmSync(mp, { recursive: true, force: true })
     liveMounts.delete(mp)
   }, { order: -1 })
-  const r = await ddfs(['mount', mp, ...c.at(i), '--log', log])
+  const r = await ddfs(['mount', mp, ...c.at(i), ...(opts.inNode === true ? ['--in-node'] : ['--log', log])])
   if (r.code !== 0) throw new Error(`ddfs mount failed: ${r.stderr}`)
   return { mp, log }
 }
