@@ -117,6 +117,11 @@ test('a mount unmounts on SIGTERM, and a stale mount point is recovered by the n
   const again = await ddfs(['mount', mp, ...c.at(2)])
   t.is(again.code, 0, again.stderr)
   t.is((await sh(`cat ${mp}/k.txt`)).stdout, 'keep\n', 'the next mount recovered the mount point')
+
+  // Unmounted from outside: the mount process cleans up and exits.
+  const pid3 = Number((await sh(`cat /run/ddfs/mount-*.pid | while read p; do grep -q ${mp} /proc/$p/cmdline 2>/dev/null && echo $p; done`)).stdout.trim())
+  t.is((await sh(`fusermount3 -u ${mp}`)).code, 0)
+  t.is((await sh(`for i in $(seq 100); do [ -e /proc/${pid3} ] || exit 0; sleep 0.1; done; exit 1`)).code, 0, 'the mount process exited after fusermount -u')
 })
 
 test('2 GiB through a mount: md5 equal, and the mount process memory stays bounded', { timeout: 900_000 }, async (t) => {
