@@ -33,7 +33,7 @@ const RENAME_NOREPLACE = 1
 
 interface Entry { id: Buffer, hex: string, name: string | null, size: number, mtime: number }
 
-interface ReadHandle { kind: 'read', entry: Entry, windows: Map<number, Promise<Buffer>>, next: number }
+interface ReadHandle { kind: 'read', entry: Entry, windows: Map<number, Promise<Buffer[]>>, next: number }
 interface WriteHandle {
   kind: 'write'
   name: string          // the file name it will be committed under
@@ -369,11 +369,8 @@ export class DdfsFs {
     let done = 0
     for (let at = pos; at < end;) {
       const w = Math.floor(at / WINDOW)
-      const data = await this.window(h, w)
-      const from = at - w * WINDOW
-      const n = Math.min(end - at, data.length - from)
+      const n = copyFrom(await this.window(h, w), at - w * WINDOW, buf, done, end - at)
       if (n <= 0) throw DdfsError.UNAVAILABLE('short read from the node')
-      data.copy(buf, done, from, from + n)
       done += n
       at += n
     }
@@ -384,9 +381,9 @@ export class DdfsFs {
     return done
   }
 
-  private window (h: ReadHandle, w: number): Promise<Buffer> {
+  private window (h: ReadHandle, w: number): Promise<Buffer[]> {
     const start = w * WINDOW
-    if (start >= h.entry.size) return Promise.resolve(Buffer.alloc(0))
+    if (start >= h.entry.size) return Promise.resolve([])
     let p = h.windows.get(w)
     if (p === undefined) {
       p = this.link.read(h.entry.id, start, Math.min(WINDOW, h.entry.size - start))
@@ -693,6 +690,22 @@ async function readSpool (fd: number, size: number): Promise<Buffer> {
   return data
 }
 
-function writeAt (fd: number, data: Buffer, pos: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.write(fd, data, 0, data.length, pos, (err) => err !== null ? reject(err) : resolve()))
+function writeAt (fd: number, pieces: Buffer[], pos: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.writev(fd, pieces, pos, (err) => err !== null ? reject(err) : resolve()))
+}
+
+/**
+ * Copies up to `max` bytes from `from` bytes into consecutive pieces to `buf` at `at` (a window
+ * stays in the pieces it was read as: no copy to join them); returns how many.
+ */
+function copyFrom (pieces: Buffer[], from: number, buf: Buffer, at: number, max: number): number {
+  let done = 0
+  for (const p of pieces) {
+    if (done === max) break
+    if (from >= p.length) { from -= p.length; continue }
+    const n = p.copy(buf, at + done, from, Math.min(p.length, from + max - done))
+    done += n
+    from = 0
+  }
+  return done
 }

@@ -33,17 +33,17 @@ export class InNodeLink implements StoreLink {
     return await this.node.objects.query(id)
   }
 
-  async read (id: Buffer, offset: number, length: number): Promise<Buffer> {
+  async read (id: Buffer, offset: number, length: number): Promise<Buffer[]> {
     if (length > MAX_READ) throw DdfsError.BAD_ARGUMENT(`reads are at most ${MAX_READ} bytes`)
     this.node.clients.touch()
     const head = await this.node.objects.head(id)
     const n = Math.max(0, Math.min(length, head.size - offset))
-    if (n === 0) return Buffer.alloc(0)
     const pieces: Buffer[] = []
+    if (n === 0) return pieces
+    // The fragments' own buffers (no copy to join them: the mount copies each into its reply).
     for await (const piece of this.node.objects.get(id, { offset, length: n })) pieces.push(piece)
     this.node.metrics.transferred('out', n)
-    // One piece (an inline object, a single fragment's range) is passed on as it is.
-    return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, n)
+    return pieces
   }
 
   async capacity (): Promise<CapacityMessage> { return await this.node.capacity(true) }

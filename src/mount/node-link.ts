@@ -62,9 +62,9 @@ export class NodeLink implements StoreLink {
   }
 
   /** Up to MAX_READ bytes at `offset` (fewer at the end of the object). */
-  async read (id: Buffer, offset: number, length: number): Promise<Buffer> {
+  async read (id: Buffer, offset: number, length: number): Promise<Buffer[]> {
     if (length > MAX_READ) throw DdfsError.BAD_ARGUMENT(`reads are at most ${MAX_READ} bytes`)
-    return (await this.call(MessageType.Read, getMessage, { id, offset, length })).payload
+    return [(await this.call(MessageType.Read, getMessage, { id, offset, length })).payload]
   }
 
   async capacity (): Promise<CapacityMessage> {

@@ -30,8 +30,8 @@ export interface StoreLink {
   removeName: (name: string) => Promise<void>
   delete: (id: Buffer) => Promise<void>
   query: (id: Buffer) => Promise<{ size: number, schema: { k: number, m: number }, createdAt: number }>
-  /** Up to MAX_READ bytes at `offset` (fewer at the end of the object). */
-  read: (id: Buffer, offset: number, length: number) => Promise<Buffer>
+  /** Up to MAX_READ bytes at `offset` (fewer at the end of the object), as consecutive pieces. */
+  read: (id: Buffer, offset: number, length: number) => Promise<Buffer[]>
   capacity: () => Promise<CapacityMessage>
   /** A whole object of at most MAX_PUT_SMALL bytes, named `name`; many may run at once. */
   putSmall: (name: string, data: Buffer) => Promise<CommitInfo>
