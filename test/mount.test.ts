@@ -181,6 +181,7 @@ test('ddfs up --mount: node 0 serves the mount itself; umount leaves it serving,
   t.is(up.code, 0, up.stderr)
   const node0 = readPid(c.data(0))
   t.ok(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} fuse`), 'mounted')
+  t.ok((await ddfs(['status', ...c.at(0)])).stdout.includes(`serves the mount at ${mp}`), 'ddfs status of node 0 says it serves the mount')
   const owners = (await sh(`grep -l ' node$' /run/ddfs/mount-*.pid | xargs cat`)).stdout
   t.ok(owners.split('\n').includes(`${node0 as number} node`), 'the pid file names node 0 as the mount\'s server')
 
@@ -208,7 +209,9 @@ test('ddfs up --mount: node 0 serves the mount itself; umount leaves it serving,
   t.is(um.code, 0, um.stderr)
   t.absent(fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mp} `), 'unmounted')
   t.is(readPid(c.data(0)), node0, 'node 0 still runs')
-  t.is((await ddfs(['status', ...c.at(0)])).code, 0, 'and serves')
+  const after = await ddfs(['status', ...c.at(0)])
+  t.is(after.code, 0, 'and serves')
+  t.absent(after.stdout.includes('serves the mount'), 'without the mount')
 
   // Mounted again by hand; stopping the node unmounts (nothing stale is left behind).
   t.is((await ddfs(['mount', mp, '--in-node', ...c.at(0)])).code, 0)

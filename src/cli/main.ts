@@ -514,12 +514,13 @@ async function waitHealed (flags: Flags): Promise<void> {
 
 async function statusOnce (flags: Flags): Promise<void> {
   const s = await withClient(flags, (c) => c.status()) as {
-    address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string, draining: boolean,
+    address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string, draining: boolean, mounts?: string[],
     members: Array<{ address: string, publicKey: string, self: boolean, state: string }> | null,
     devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>,
     durability: Record<string, any> | null
   }
   let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}${s.draining ? ' DRAINING' : ''}\n`
+  for (const mp of s.mounts ?? []) text += `  serves the mount at ${mp}\n`
   if (s.members === null) text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
   else {
     const inView = s.members.filter((m) => m.state === 'live' || m.state === 'draining').length
@@ -730,12 +731,13 @@ async function mount (flags: Flags, rest: string[]): Promise<void> {
   reportCrashBeforeReady()
   const { host, port } = address(flags)
   const log = new Logger(typeof flags.log === 'string' ? path.resolve(flags.log) : DEFAULT_LOG, `mount:${mp}`)
+  let stopping = false
   const stop = (): void => {
     if (stopping) return
     stopping = true
     m.stop().then(() => log.close()).then(() => process.exit(0), () => process.exit(1))
   }
-  let stopping = false
+  // (unmounted from outside, the mount cleans up and this process ends as on SIGTERM)
   const m = await Mount.start({ mountpoint: mp, link: new NodeLink({ host, port, secret: secret(flags) }), log, writeback: flags.writeback === true, onEnded: stop })
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)

@@ -50,7 +50,7 @@ export interface MountOptions {
   onEnded?: () => void
 }
 
-/** The pid file of the mount process of `mountpoint`. */
+/** The pid file of the process that serves the mount at `mountpoint` (a mount process, or a node). */
 export function mountPidFile (mountpoint: string): string {
   const h = crypto.createHash('sha256').update(path.resolve(mountpoint)).digest('hex').slice(0, 16)
   return path.join(runtimeDir(), `mount-${h}.pid`)

@@ -320,10 +320,6 @@ export class Node {
     return moved
   }
 
-  /**
-   * This node's status; in a cluster also every member's state and the cluster's durability
-   * debt, summed over the reports of every reachable member (each leads its own objects).
-   */
   /** Size and free bytes of this node's devices, or summed over every member that answers. */
   async capacity (cluster: boolean): Promise<CapacityMessage> {
     const sites = cluster && this.cluster !== null ? this.cluster.members().map((m) => m.site) : [this.site]
@@ -335,6 +331,10 @@ export class Node {
     return { size, free, nodes }
   }
 
+  /**
+   * This node's status; in a cluster also every member's state and the cluster's durability
+   * debt, summed over the reports of every reachable member (each leads its own objects).
+   */
   async status (): Promise<Record<string, unknown>> {
     return { ...this.ownStatus(), durability: this.cluster === null ? null : await this.clusterDurability() }
   }
@@ -351,7 +351,8 @@ export class Node {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       devices: this.devices.stores().map((s) => s.info()),
       failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error })),
-      draining: this.cluster?.draining ?? false
+      draining: this.cluster?.draining ?? false,
+      mounts: [...this.mounts.keys()]
     }
   }
 
