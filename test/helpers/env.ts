@@ -2,6 +2,7 @@
 // when the test fails).
 import fs from 'node:fs'
 import os from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import type { Test } from 'brittle'
@@ -130,6 +131,17 @@ process.on('exit', () => {
   for (const dir of liveClusters) killCluster(dir)
 })
 
+/** Removes a Unix socket file that nothing listens on any more. */
+async function removeStaleSocket (file: string): Promise<void> {
+  if (!fs.existsSync(file)) return
+  const refused = await new Promise<boolean>((resolve) => {
+    const s = net.connect(file)
+    s.once('connect', () => { s.destroy(); resolve(false) })
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'))
+  })
+  if (refused) fs.rmSync(file, { force: true })
+}
+
 /** `ddfs up` of a local cluster; `ddfs down` and kill -9 of anything left in teardown. */
 export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000'], deviceSize = '1G'): Promise<TestCluster> {
   const dir = tmpDir(t, 'ddfs-cluster-')
@@ -145,8 +157,9 @@ export async function localCluster (t: Test, nodes: number, nodeArgs: string[] =
   t.teardown(async () => {
     await ddfs(['down', '--dir', dir])
     killCluster(dir)
-    // The local sockets of nodes the test killed with -9 (a node removes its own as it stops).
-    for (let i = 0; i < 20; i++) fs.rmSync(socketPath('127.0.0.1', basePort + i), { force: true })
+    // The local sockets of nodes the test killed with -9 (a node removes its own as it stops);
+    // only those nobody listens on: a node the test started beside the cluster may still run.
+    await Promise.all(Array.from({ length: 20 }, async (_, i) => await removeStaleSocket(socketPath('127.0.0.1', basePort + i))))
     liveClusters.delete(dir)
   }, { order: 0 })
   const r = await ddfs(['up', '--nodes', String(nodes), '--dir', dir, '--base-port', String(basePort), '--device-size', deviceSize, '--no-mount', '--', ...nodeArgs])
