@@ -677,8 +677,6 @@ function fileStat (size: number, mtime: number): FsStat {
   return { mode: 0o100644, size, nlink: 1, mtime }
 }
 
-/** A put's answer (the node's JSON object info) as what a commit keeps. */
-
 /** The first `size` bytes of a spool. */
 async function readSpool (fd: number, size: number): Promise<Buffer> {
   const data = Buffer.allocUnsafe(size)
