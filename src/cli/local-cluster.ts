@@ -10,7 +10,7 @@ import path from 'node:path'
 import { DdfsError } from '../errors'
 import { Client } from '../client/client'
 import { DataDir } from '../node/data-dir'
-import { socketPath } from '../node/paths'
+import { socketPath, removeStaleSocket } from '../node/paths'
 import { formatDevice } from '../store/native-store'
 import { createClusterSecret } from '../cluster/secret'
 import { startDetached, waitExit, processAlive } from './daemon'
@@ -142,7 +142,8 @@ export async function down (dir: string): Promise<{ stopped: string[] }> {
         c.close()
       }
     } catch {
-      // Not running (a stale socket): nothing to stop.
+      // Not running: a node killed with -9 left its socket file behind.
+      await removeStaleSocket(socketPath(HOST, port))
     }
   }))
   const boot = readPid(bootstrapPidFile(dir))

@@ -19,7 +19,7 @@ import { createClusterSecret, loadClusterSecret } from '../cluster/secret'
 import { NodeDevicePool } from './device-pool'
 import { DataDir } from './data-dir'
 import { ClusterLink } from './cluster-link'
-import { socketPath } from './paths'
+import { socketPath, removeStaleSocket } from './paths'
 import { Session } from './session'
 import { Metrics, type Sample } from './metrics'
 import { Healer } from './healer'
@@ -209,16 +209,8 @@ export class Node {
 
   private async listenLocal (): Promise<void> {
     fs.mkdirSync(path.dirname(this.socket), { recursive: true, mode: 0o700 })
-    // A socket file left by a node that died: remove it if nothing answers there.
-    if (fs.existsSync(this.socket)) {
-      const alive = await new Promise<boolean>((resolve) => {
-        const probe = net.connect(this.socket)
-        probe.on('connect', () => { probe.destroy(); resolve(true) })
-        probe.on('error', () => resolve(false))
-      })
-      if (alive) throw DdfsError.NODE_RUNNING(`a node already serves ${this.opts.host}:${this.opts.port} (socket ${this.socket})`)
-      fs.rmSync(this.socket, { force: true })
-    }
+    // A socket file left by a node that died goes; one that answers is a running node's.
+    if (!await removeStaleSocket(this.socket)) throw DdfsError.NODE_RUNNING(`a node already serves ${this.opts.host}:${this.opts.port} (socket ${this.socket})`)
     this.local = net.createServer((sock) => {
       sock.on('error', () => {})
       this.serve(new FrameConnection(sock), true, 'local')

@@ -2,11 +2,10 @@
 // when the test fails).
 import fs from 'node:fs'
 import os from 'node:os'
-import net from 'node:net'
 import path from 'node:path'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import type { Test } from 'brittle'
-import { socketPath } from '../../src/node/paths'
+import { socketPath, removeStaleSocket } from '../../src/node/paths'
 
 export const ROOT = path.join(__dirname, '..', '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'ddfs')
@@ -130,17 +129,6 @@ process.on('exit', () => {
   for (const mp of liveMounts) spawnSync('fusermount3', ['-uz', mp])
   for (const dir of liveClusters) killCluster(dir)
 })
-
-/** Removes a Unix socket file that nothing listens on any more. */
-async function removeStaleSocket (file: string): Promise<void> {
-  if (!fs.existsSync(file)) return
-  const refused = await new Promise<boolean>((resolve) => {
-    const s = net.connect(file)
-    s.once('connect', () => { s.destroy(); resolve(false) })
-    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'))
-  })
-  if (refused) fs.rmSync(file, { force: true })
-}
 
 /** `ddfs up` of a local cluster; `ddfs down` and kill -9 of anything left in teardown. */
 export async function localCluster (t: Test, nodes: number, nodeArgs: string[] = ['--heartbeat', '1000'], deviceSize = '1G'): Promise<TestCluster> {
