@@ -818,15 +818,23 @@ void Store::Close() {
     std::lock_guard<std::mutex> g(mu_);
     closed_ = true;
   }
+  const std::string closed_error = "CLOSED: the store on " + io_->path() + " closed before the write was durable";
   std::vector<std::function<void(const std::string&)>> orphans;  // queued during the close
   {
     std::lock_guard<std::mutex> lk(commit_mu_);
     flushing_ = false;
     queue_.clear();
     orphans.swap(queue_done_);
+    // A synchronous commit that passed CheckOpen before closed_ was set may have queued during
+    // the checkpoint; failing every batch from here on wakes it with CLOSED instead of leaving
+    // it waiting for a flush that will never come.
+    if (failed_batch_ == 0) {
+      failed_batch_ = queued_batch_;
+      batch_error_ = closed_error;
+    }
     commit_cv_.notify_all();
   }
-  for (auto& d : orphans) d("CLOSED: the store on " + io_->path() + " closed before the write was durable");
+  for (auto& d : orphans) d(closed_error);
   io_.reset();
   if (!error.empty()) throw StoreError(error);
 }
