@@ -8,8 +8,10 @@
 // libfuse 3 takes 1 MiB requests (max_pages) and answers `ls -l` from readdir alone
 // (platform.md, "FUSE ceilings": 1.0-2.2 GB/s for a C file system on libfuse 3).
 //
-// Data path: a write's bytes reach JS as a Buffer over libfuse's own receive buffer, a read's
-// answer is written by JS into libfuse's reply buffer; no copy here. Each such Buffer is
+// Data path: a write to a handle JS gave a descriptor for (open/create's answer) is written
+// there by the FUSE thread itself and reported to JS afterwards (see "direct writes"); any other
+// write's bytes reach JS as a Buffer over libfuse's own receive buffer, and a read's answer is
+// written by JS into libfuse's reply buffer; no copy here. Each such Buffer is
 // detached on the JS thread before its request is answered, so JS can never touch that memory
 // once libfuse reuses or frees it (a late write into it would be heap corruption).
 //
@@ -23,6 +25,7 @@
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -33,6 +36,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -49,13 +53,14 @@ enum Op : int {
   kMkdir, kRmdir, kSymlink, kLink, kMknod, kSetxattr, kRemovexattr,
   kEnded,     // event: the loop ended (unmounted from outside, or closed)
   kTimedOut,  // event: a request JS did not answer in time was answered EIO
+  kWritten,   // event: a FUSE thread wrote a request's bytes to the handle's descriptor itself
   kOpCount
 };
 
 const char* const kOpNames[kOpCount] = {
   "init", "getattr", "readdir", "open", "create", "read", "write", "flush", "fsync", "release",
   "truncate", "unlink", "rename", "getxattr", "listxattr", "statfs", "utimens", "chmod", "chown",
-  "mkdir", "rmdir", "symlink", "link", "mknod", "setxattr", "removexattr", "ended", "timedout"};
+  "mkdir", "rmdir", "symlink", "link", "mknod", "setxattr", "removexattr", "ended", "timedout", "written"};
 
 // A stat travels as 9 numbers: mode, nlink, uid, gid, size, atime ms, mtime ms, ctime ms, ino.
 constexpr size_t kStatFields = 9;
@@ -81,6 +86,7 @@ struct Request {
   std::vector<double> stats;
   std::string bytes;
   bool has_bytes = false;
+  int write_fd = -1;  // open/create: the descriptor the handle's writes may go to directly
 
   // Synchronization (all under Fuse3Mount::mu_).
   std::condition_variable cv;
@@ -91,8 +97,13 @@ struct Request {
 };
 
 // What the thread-safe function carries: a job kind in the low bits, a request id above them.
-enum Job : uintptr_t { kCallJob = 0, kReleaseJob = 1, kInitJob = 2, kEndedJob = 3 };
-inline void* Encode(Job job, uint64_t id) { return reinterpret_cast<void*>(static_cast<uintptr_t>((id << 2) | job)); }
+enum Job : uintptr_t { kCallJob = 0, kReleaseJob = 1, kInitJob = 2, kEndedJob = 3, kWrittenJob = 4 };
+constexpr unsigned kJobBits = 3;
+constexpr uintptr_t kJobMask = (1u << kJobBits) - 1;
+inline void* Encode(Job job, uint64_t id) { return reinterpret_cast<void*>(static_cast<uintptr_t>((id << kJobBits) | job)); }
+
+// A write a FUSE thread did itself (direct writes), reported to JS afterwards.
+struct Written { uint64_t fh; off_t off; size_t size; };
 
 class Fuse3Mount;
 void CallJs(Napi::Env env, Napi::Function fn, Fuse3Mount* mount, void* data);
@@ -255,6 +266,62 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     return r.result;
   }
 
+  // ---- direct writes ----------------------------------------------------------------------------
+  // A write handle's bytes go to its descriptor (the mount's spool file) from the FUSE thread
+  // that received them: a 1 MiB write no longer waits for the JS thread (busy encoding and
+  // sending the file's stripes while it is written) nor costs it the copy into the page cache.
+  // JS learns of each write afterwards (kWritten), in order with the requests that follow it:
+  // the report is queued before the write is answered, so before any later request.
+
+  static constexpr int kNotDirect = INT32_MIN;
+
+  // fd >= 0: fh's writes go to fd from now on; -1: no more (the descriptor may close).
+  void DirectWrites(uint64_t fh, int fd) {
+    std::unique_lock<std::shared_mutex> g(direct_mu_);
+    if (fd >= 0) direct_fds_[fh] = fd;
+    else direct_fds_.erase(fh);
+  }
+
+  // The write's result (bytes, or -errno), or kNotDirect when JS serves fh's writes.
+  int WriteDirect(uint64_t fh, const char* buf, size_t size, off_t off) {
+    int cancel_state;  // pwrite is a cancellation point: never cancelled holding the lock
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    int result = kNotDirect;
+    {
+      std::shared_lock<std::shared_mutex> g(direct_mu_);
+      auto it = direct_fds_.find(fh);
+      if (it != direct_fds_.end()) {
+        size_t done = 0;
+        int error = 0;
+        while (done < size && error == 0) {
+          ssize_t n = pwrite(it->second, buf + done, size - done, off + static_cast<off_t>(done));
+          if (n > 0) done += static_cast<size_t>(n);
+          else if (n < 0 && errno != EINTR) error = errno;
+          else if (n == 0) error = EIO;
+        }
+        if (error == 0) {
+          NoteWritten({fh, off, size});
+          result = static_cast<int>(size);
+        } else {
+          result = error == ENOSPC || error == EDQUOT ? -ENOSPC : -EIO;
+        }
+      }
+    }
+    pthread_setcancelstate(cancel_state, nullptr);
+    return result;
+  }
+
+  void NoteWritten(const Written& w) {
+    bool first;
+    {
+      std::lock_guard<std::mutex> g(written_mu_);
+      first = written_.empty();
+      written_.push_back(w);
+    }
+    // One job drains every report queued until it runs.
+    if (first) tsfn_.NonBlockingCall(Encode(kWrittenJob, 0));
+  }
+
   static void* OpInit(struct fuse_conn_info* conn, struct fuse_config* cfg) {
     Fuse3Mount* m = Self();
     cfg->attr_timeout = m->attr_timeout_;
@@ -367,6 +434,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
+    Self()->DirectWrites(fi->fh, r.write_fd);
     return 0;
   }
 
@@ -379,6 +447,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
+    Self()->DirectWrites(fi->fh, r.write_fd);
     return 0;
   }
 
@@ -394,6 +463,8 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   }
 
   static int OpWrite(const char* path, const char* buf, size_t size, off_t off, struct fuse_file_info* fi) {
+    int direct = Self()->WriteDirect(fi->fh, buf, size, off);
+    if (direct != kNotDirect) return direct;
     Request r;
     r.op = kWrite;
     r.path = Str(path);
@@ -413,7 +484,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     return Self()->Call(r);
   }
   static int OpFlush(const char* path, struct fuse_file_info* fi) { return OpFh(kFlush, path, fi); }
-  static int OpRelease(const char* path, struct fuse_file_info* fi) { return OpFh(kRelease, path, fi); }
+  static int OpRelease(const char* path, struct fuse_file_info* fi) {
+    Self()->DirectWrites(fi->fh, -1);  // before JS may close the descriptor
+    return OpFh(kRelease, path, fi);
+  }
   static int OpFsync(const char* path, int datasync, struct fuse_file_info* fi) { return OpFh(kFsync, path, fi, datasync); }
   static int OpTruncate(const char* path, off_t size, struct fuse_file_info* fi) { return OpFh(kTruncate, path, fi, static_cast<double>(size)); }
   static int OpChmod(const char* path, mode_t mode, struct fuse_file_info* fi) { return OpFh(kChmod, path, fi, mode); }
@@ -542,8 +616,22 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
 
   // A job from a FUSE thread, on the JS thread.
   void OnJob(Napi::Env env, Napi::Function dispatch, uintptr_t job) {
-    Job kind = static_cast<Job>(job & 3);
-    uint64_t id = job >> 2;
+    Job kind = static_cast<Job>(job & kJobMask);
+    uint64_t id = job >> kJobBits;
+    if (kind == kWrittenJob) {
+      std::vector<Written> done;
+      {
+        std::lock_guard<std::mutex> g(written_mu_);
+        done.swap(written_);
+      }
+      if (env == nullptr) return;
+      Napi::HandleScope scope(env);
+      for (const Written& w : done) {
+        CallDispatch(env, dispatch, {Napi::Number::New(env, kWritten), Napi::Number::New(env, 0), Napi::String::New(env, ""),
+          Napi::Number::New(env, static_cast<double>(w.fh)), Napi::Number::New(env, static_cast<double>(w.off)), Napi::Number::New(env, static_cast<double>(w.size))});
+      }
+      return;
+    }
     if (kind == kInitJob || kind == kEndedJob) {
       if (env != nullptr) CallDispatch(env, dispatch, {Napi::Number::New(env, kind == kInitJob ? kInit : kEnded), Napi::Number::New(env, loop_result_)});
       return;
@@ -674,6 +762,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         return static_cast<size_t>(result) <= r.size ? result : -EIO;
       case kOpen:
       case kCreate:
+        if (v.IsNumber()) {
+          double fd = v.As<Napi::Number>().DoubleValue();
+          if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd)) r.write_fd = static_cast<int>(fd);
+        }
         return result;
       default:
         return 0;
@@ -818,6 +910,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   int loop_result_ = 0;
   std::mutex mu_;
   std::unordered_map<uint64_t, Request*> live_;
+  std::shared_mutex direct_mu_;
+  std::unordered_map<uint64_t, int> direct_fds_;  // fh -> descriptor (direct writes)
+  std::mutex written_mu_;
+  std::vector<Written> written_;                  // direct writes JS has not heard of yet
   uint64_t next_id_ = 1;
   bool closing_ = false;  // under mu_
   bool closed_ = false;   // JS thread
@@ -840,7 +936,7 @@ void CallJs(Napi::Env env, Napi::Function fn, Fuse3Mount* mount, void* data) {
     // Nothing may escape into the event loop (it would abort the process); the request, if it
     // is one, is answered.
     fprintf(stderr, "ddfs fuse3: %s\n", e.what());
-    if ((job & 3) == kCallJob && env != nullptr) mount->Answer(env, job >> 2, -EIO);
+    if ((job & kJobMask) == kCallJob && env != nullptr) mount->Answer(env, job >> kJobBits, -EIO);
   }
 }
 

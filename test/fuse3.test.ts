@@ -127,6 +127,42 @@ test('a write larger than 128 KiB arrives as one request (max_write 1 MiB took e
   t.is(h.calls.get(`write-size:${1024 * 1024}`), 4, 'each of 1 MiB')
 })
 
+test('a handle with a write target is written by the binding itself, each write reported before the flush that follows it; a failing target is EIO', async (t) => {
+  const dir = tmpDir(t, 'ddfs-fuse3-target-')
+  const targets = new Map<number, number>()   // fh -> descriptor
+  const reported = new Map<number, number>()  // fh -> bytes reported through written()
+  const atFlush: number[] = []
+  let nextFh = 100
+  const files = new Map<string, Buffer>()
+  const h = await mountMem(t, {
+    getattr: (p) => {
+      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
+      if (!files.has(p)) throw Errno.ENOENT
+      return { mode: 0o100644, size: 0, mtime: Date.now() }
+    },
+    create: (p) => {
+      files.set(p, Buffer.alloc(0))
+      const fh = nextFh++
+      // 'bad': a read-only descriptor, so the binding's own write fails.
+      const fd = fs.openSync(`${dir}/${p.slice(1)}`, p === '/bad' ? 'a+' : 'w+')
+      targets.set(fh, p === '/bad' ? fs.openSync(`${dir}/${p.slice(1)}`, 'r') : fd)
+      return fh
+    },
+    writeTarget: (fh) => targets.get(fh) ?? null,
+    written: (fh, _pos, n) => { reported.set(fh, (reported.get(fh) ?? 0) + n) },
+    flush: (_p, fh) => { atFlush.push(reported.get(fh) ?? 0) },
+    release: (_p, fh) => { fs.closeSync(targets.get(fh) as number); targets.delete(fh) }
+  })
+  const r = await sh(`dd if=/dev/urandom of=${dir}/src bs=1M count=8 status=none && dd if=${dir}/src of=${h.mp}/f bs=1M status=none && cmp ${dir}/src ${dir}/f`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.absent(h.calls.has('write'), 'no write request reached JS')
+  t.is(atFlush[atFlush.length - 1], 8 * 1024 * 1024, `every byte was reported before the last flush (flushes saw ${atFlush.join(', ')})`)
+  t.is(targets.size, 0, 'released')
+  const bad = await sh(`echo x > ${h.mp}/bad`, 20)
+  t.not(bad.code, 0)
+  t.ok(bad.stderr.includes('Input/output error'), `the failed write is EIO (${bad.stderr.trim()})`)
+})
+
 test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
   const h = await mountMem(t, {
     getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }

@@ -232,7 +232,6 @@ export class DdfsFs {
       write: (_p, fd, buf, pos) => {
         const h = this.handles.get(fd)
         if (h === undefined || h.kind !== 'write') throw errno.EBADF
-        h.writes++
         // Synchronously: a copy into the page cache costs less than a thread-pool hop.
         let n: number
         try {
@@ -240,11 +239,17 @@ export class DdfsFs {
         } catch (err) {
           throw (err as NodeJS.ErrnoException).code === 'ENOSPC' ? errno.ENOSPC : errno.EIO
         }
-        h.size = Math.max(h.size, pos + n)
-        h.dirty = true
-        h.mtime = Date.now()
-        this.streamWrite(h, pos, n)
+        this.written(h, pos, n)
         return n
+      },
+      // The libfuse 3 binding writes into the spool itself (off this thread) and reports it.
+      writeTarget: (fd) => {
+        const h = this.handles.get(fd)
+        return h !== undefined && h.kind === 'write' ? h.fd : null
+      },
+      written: (fd, pos, n) => {
+        const h = this.handles.get(fd)
+        if (h !== undefined && h.kind === 'write') this.written(h, pos, n)
       },
       flush: async (_p, fd) => await run('flush', async () => await this.flush(fd)),
       fsync: async (_p, fd) => await run('fsync', async () => await this.fsync(fd)),
@@ -396,6 +401,15 @@ export class DdfsFs {
   }
 
   /** Keeps a following put up with appends; anything else stops it. */
+  /** Bytes written into the spool at `pos`. */
+  private written (h: WriteHandle, pos: number, n: number): void {
+    h.writes++
+    h.size = Math.max(h.size, pos + n)
+    h.dirty = true
+    h.mtime = Date.now()
+    this.streamWrite(h, pos, n)
+  }
+
   private streamWrite (h: WriteHandle, pos: number, n: number): void {
     if (!h.streamable) return
     if (pos !== h.seqEnd) { this.stopFollow(h); return }

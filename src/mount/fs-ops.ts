@@ -45,6 +45,15 @@ export interface FsOps {
   read?: (path: string, fh: number, buf: Buffer, pos: number) => R<number>
   /** `buf` is valid until the handler returns (or its promise settles); returns the bytes written. */
   write?: (path: string, fh: number, buf: Buffer, pos: number) => R<number>
+  /**
+   * The OS descriptor an open file's writes may go to without a request (null: every write
+   * comes to `write`). A binding that can (the libfuse 3 one) then writes them there on its own
+   * threads and reports each through `written`, before any request that follows it; it stops
+   * writing to the descriptor before it delivers the handle's `release`.
+   */
+  writeTarget?: (fh: number) => number | null
+  /** A write the binding did into writeTarget(fh)'s descriptor. */
+  written?: (fh: number, pos: number, bytes: number) => void
   flush?: (path: string, fh: number) => R<void>
   fsync?: (path: string, fh: number, datasync: boolean) => R<void>
   release?: (path: string, fh: number) => R<void>

@@ -70,7 +70,8 @@ export interface Fuse3Init {
 const OP = {
   init: 0, getattr: 1, readdir: 2, open: 3, create: 4, read: 5, write: 6, flush: 7, fsync: 8, release: 9,
   truncate: 10, unlink: 11, rename: 12, getxattr: 13, listxattr: 14, statfs: 15, utimens: 16, chmod: 17, chown: 18,
-  mkdir: 19, rmdir: 20, symlink: 21, link: 22, mknod: 23, setxattr: 24, removexattr: 25, ended: 26, timedout: 27
+  mkdir: 19, rmdir: 20, symlink: 21, link: 22, mknod: 23, setxattr: 24, removexattr: 25, ended: 26, timedout: 27,
+  written: 28
 } as const
 const OP_NAMES = Object.keys(OP) as Array<keyof typeof OP>
 
@@ -175,6 +176,14 @@ export class Fuse3 {
   private readonly dispatch: Dispatch = (op, id, p, fh, a, b, path2, data) => {
     if (op === OP.init) { this.initDone?.(); return }
     if (op === OP.ended) { this.ended(); return }
+    if (op === OP.written) {
+      try {
+        this.ops.written?.(fh, a, b)
+      } catch (err) {
+        this.log('error', 'fuse-handler-failed', { op: 'written', error: err instanceof Error ? err.stack ?? err.message : String(err) })
+      }
+      return
+    }
     if (op === OP.timedout) {
       this.log('error', 'fuse-request-timeout', { op: path2, path: p, ms: this.init.requestTimeoutMs ?? 300_000 })
       return
@@ -250,7 +259,11 @@ export class Fuse3 {
           return
         }
         case OP.open:
-        case OP.create:
+        case OP.create: {
+          const fh = checkCount(v)
+          native.reply(id, fh, this.ops.writeTarget?.(fh) ?? -1)
+          return
+        }
         case OP.read:
         case OP.write:
           native.reply(id, checkCount(v))
