@@ -132,3 +132,50 @@ test('status tells the truth about a small object: a manifest copy out of reach 
   d = await durability(0)
   t.alike([d.objectsBelowN, d.bytesToRepair], [1, 4096], 'and it stays so while the holder is down (nowhere to copy it)')
 })
+
+test('bits flipped in a small object\'s manifest copy on a device are never read back, and scrub rewrites the copy', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 6, ['--heartbeat', '1000', '--lost-after', '300', '--repair-interval', '1', '--scrub-interval', '1', '--scrub-rate', '500'], '256M')
+  const work = tmpDir(t)
+  const file = path.join(work, 'small')
+  fs.writeFileSync(file, crypto.randomBytes(4096))
+  const put = await ddfs(['put', ...c.at(0), '-f', file, '-q'])
+  t.is(put.code, 0, put.stderr)
+  const id = put.stdout.trim()
+  const holders = ((await query(c.at(0), id)).q?.manifestHolders ?? []).map((h) => Number(h.split(':')[1]) - c.basePort)
+  t.is(holders.length, 3)
+  const [victim, ...others] = holders
+
+  // The data is inline in the manifest: find those bytes where they lie on the victim's device
+  // file, and flip one bit in them (the node reads its device with O_DIRECT, which sees it).
+  const data = fs.readFileSync(file)
+  const device = path.join(c.data(victim), 'dev0.img')
+  const image = fs.readFileSync(device)
+  const at = image.indexOf(data.subarray(1000, 1064))
+  t.ok(at > 0, 'the object\'s bytes are on the victim\'s device')
+  t.is(image.indexOf(data.subarray(1000, 1064), at + 1), -1, 'once')
+  const fd = fs.openSync(device, 'r+')
+  fs.writeSync(fd, Buffer.from([image[at + 10] ^ 0x04]), 0, 1, at + 10)
+  fs.closeSync(fd)
+
+  // The other two copies out of reach: the damaged one is all there is, and it is refused.
+  const kill = (i: number): void => { process.kill(readPid(c.data(i)) as number, 'SIGKILL') }
+  others.forEach(kill)
+  const out = path.join(work, 'out')
+  const damaged = await ddfs(['get', ...c.at(victim), '-i', id, '-f', out, '-q'])
+  t.not(damaged.code, 0, `no read from the damaged copy alone (${damaged.stderr.trim()})`)
+  t.absent(fs.existsSync(out) && fs.readFileSync(out).length > 0 && !fs.readFileSync(out).equals(data), 'no wrong bytes written out')
+
+  // Back with the others: scrub finds the damage and rewrites the copy from an intact one.
+  const up = await ddfs(['up', '--dir', c.dir, '--base-port', String(c.basePort), '--no-mount'])
+  t.is(up.code, 0, up.stderr)
+  let repaired = 0
+  for (let i = 0; i < 90 && repaired < 1; i++) {
+    await sleep(1000)
+    try { repaired = JSON.parse((await ddfs(['status', ...c.at(victim), '--json'])).stdout).durability.scrub.repaired } catch {}
+  }
+  t.ok(repaired >= 1, `scrub repaired it (repaired: ${repaired})`)
+  others.forEach(kill)
+  const healed = await ddfs(['get', ...c.at(victim), '-i', id, '-f', out, '-q'])
+  t.is(healed.code, 0, `the victim's own copy serves it again: ${healed.stderr}`)
+  if (healed.code === 0) t.alike(fs.readFileSync(out), data, 'the right bytes')
+})
