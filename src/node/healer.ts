@@ -209,14 +209,15 @@ export class Healer {
           continue
         }
         const mine = desired.findIndex((d) => d.publicKey.equals(selfKey))
-        const body = encodeManifest(manifest)
         // Holders without this version get it (the leader, or a copy that is handing off).
         const firstHolder = answers.findIndex((a) => a !== undefined && a >= ENTRY_VERSION_BASE)
         if (mine < 0 || mine === firstHolder) {
+          let body: Buffer | null = null  // encoded only when a holder lacks it (rare; every scan comes here)
           await Promise.all(desired.map(async (d, j) => {
             const a = answers[j]
             if (a === undefined || a >= ENTRY_VERSION_BASE + manifest.version) return
             try {
+              body ??= encodeManifest(manifest)
               await d.site.putEntry(keyOf(id, EntryKind.Manifest), body)
               answers[j] = ENTRY_VERSION_BASE + manifest.version
             } catch (err) {
@@ -593,10 +594,12 @@ export class Healer {
       if (mine >= 0 && mine !== firstHolder) continue
       try {
         const key = keyOf(h, EntryKind.Name)
-        const { entry } = await this.site.getEntry(key)
-        for (let d = 0; d < desired.length; d++) {
-          const a = answers[d]
-          if (a !== undefined && a < own[j]) {
+        // The record is read only for holders that lack this version: every scan visits every
+        // name this node leads, and nearly always each holder has it already.
+        const behind = desired.flatMap((_, d) => { const a = answers[d]; return a !== undefined && a < own[j] ? [d] : [] })
+        if (behind.length > 0) {
+          const { entry } = await this.site.getEntry(key)
+          for (const d of behind) {
             try { await desired[d].site.putEntry(key, entry); answers[d] = own[j] } catch {}
           }
         }
