@@ -148,6 +148,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
       InstanceMethod("reply", &Fuse3Mount::Reply),
       InstanceMethod("close", &Fuse3Mount::Close),
       InstanceMethod("info", &Fuse3Mount::Info),
+      InstanceMethod("stopDirectWrites", &Fuse3Mount::StopDirectWrites),
     });
   }
 
@@ -278,7 +279,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // fd >= 0: fh's writes go to fd from now on; -1: no more (the descriptor may close).
   void DirectWrites(uint64_t fh, int fd) {
     std::unique_lock<std::shared_mutex> g(direct_mu_);
-    if (fd >= 0) direct_fds_[fh] = fd;
+    if (fd >= 0 && !stop_direct_) direct_fds_[fh] = fd;
     else direct_fds_.erase(fh);
   }
 
@@ -783,6 +784,15 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     return Napi::Boolean::New(env, Answer(env, static_cast<uint64_t>(idd), result, &info));
   }
 
+  // stopDirectWrites(): every later write goes to JS; returns once no direct write is running.
+  // For a file system about to close its descriptors while the mount is still up.
+  Napi::Value StopDirectWrites(const Napi::CallbackInfo& info) {
+    std::unique_lock<std::shared_mutex> g(direct_mu_);
+    direct_fds_.clear();
+    stop_direct_ = true;
+    return info.Env().Undefined();
+  }
+
   // info(): what the kernel and libfuse settled on at init (null before init).
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -912,6 +922,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   std::unordered_map<uint64_t, Request*> live_;
   std::shared_mutex direct_mu_;
   std::unordered_map<uint64_t, int> direct_fds_;  // fh -> descriptor (direct writes)
+  bool stop_direct_ = false;                      // under direct_mu_
   std::mutex written_mu_;
   std::vector<Written> written_;                  // direct writes JS has not heard of yet
   uint64_t next_id_ = 1;

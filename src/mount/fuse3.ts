@@ -81,6 +81,7 @@ interface NativeMount {
   reply: (id: number, result: number, value?: unknown, value2?: unknown) => boolean
   close: () => Promise<number>
   info: () => Omit<Fuse3Info, 'readAheadKb'> | null
+  stopDirectWrites: () => void
 }
 type NativeMountCtor = new (mountpoint: string, options: Record<string, unknown>, ops: string[], dispatch: Dispatch) => NativeMount
 const NativeFuse3Mount = addon.Fuse3Mount as NativeMountCtor
@@ -154,6 +155,15 @@ export class Fuse3 {
     const want = this.init.readAheadKb ?? 1024
     try { fs.writeFileSync(file, String(want)) } catch {}
     try { return Number(fs.readFileSync(file, 'utf8').trim()) } catch { return null }
+  }
+
+  /**
+   * Every later write goes to the `write` handler (FsOps.writeTarget no longer applies); returns
+   * once no write of the binding's own is running. For a file system about to close descriptors
+   * while the mount is still up.
+   */
+  stopDirectWrites (): void {
+    this.native?.stopDirectWrites()
   }
 
   /** Answers requests in flight with EIO, unmounts, joins libfuse's threads. Idempotent. */

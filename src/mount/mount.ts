@@ -18,6 +18,8 @@ import { Fuse3 } from './fuse3'
 interface FuseBinding {
   ready: () => Promise<unknown>
   close: () => Promise<void>
+  /** Writes the binding does itself (FsOps.writeTarget) stop: the descriptors are about to close. */
+  stopDirectWrites?: () => void
 }
 
 export type MountBinding = 'native' | 'fuse-native'
@@ -162,6 +164,9 @@ export class Mount {
   }
 
   private async release (): Promise<void> {
+    // closeAll closes the spools while the mount is still up: a write arriving meanwhile must
+    // not go to a closed descriptor (or one reused since) but to JS, which answers EBADF.
+    this.fuse.stopDirectWrites?.()
     await this.files.closeAll()
     await this.fuse.close()
     if (isStale(this.mountpoint) || fs.existsSync(mountPidFile(this.mountpoint))) forceUnmountIfMounted(this.mountpoint)
