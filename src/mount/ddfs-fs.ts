@@ -400,8 +400,7 @@ export class DdfsFs {
     return p
   }
 
-  /** Keeps a following put up with appends; anything else stops it. */
-  /** Bytes written into the spool at `pos`. */
+  /** Bytes written into the spool at `pos` (by `write`, or by the binding itself). */
   private written (h: WriteHandle, pos: number, n: number): void {
     h.writes++
     h.size = Math.max(h.size, pos + n)
@@ -410,6 +409,7 @@ export class DdfsFs {
     this.streamWrite(h, pos, n)
   }
 
+  /** Keeps a following put up with appends; anything else stops it. */
   private streamWrite (h: WriteHandle, pos: number, n: number): void {
     if (!h.streamable) return
     if (pos !== h.seqEnd) { this.stopFollow(h); return }
