@@ -435,7 +435,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
-    Self()->DirectWrites(fi->fh, r.write_fd);
+    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd);
     return 0;
   }
 
@@ -448,7 +448,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
-    Self()->DirectWrites(fi->fh, r.write_fd);
+    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd);
     return 0;
   }
 

@@ -145,8 +145,9 @@ test('a handle with a write target is written by the binding itself, each write 
       files.set(p, Buffer.alloc(0))
       const fh = nextFh++
       // 'bad': a read-only descriptor, so the binding's own write fails.
-      const fd = fs.openSync(`${dir}/${p.slice(1)}`, p === '/bad' ? 'a+' : 'w+')
-      targets.set(fh, p === '/bad' ? fs.openSync(`${dir}/${p.slice(1)}`, 'r') : fd)
+      const file = `${dir}/${p.slice(1)}`
+      if (p === '/bad') fs.writeFileSync(file, '')
+      targets.set(fh, fs.openSync(file, p === '/bad' ? 'r' : 'w+'))
       return fh
     },
     write: (_p, _fh, buf) => { jsWrites++; return buf.length },

@@ -73,10 +73,9 @@ export function mountOwner (mountpoint: string): { pid: number, inNode: boolean 
 /** True when `mountpoint` is a FUSE mount whose process is gone ("Transport endpoint is not connected"). */
 export function isStale (mountpoint: string): boolean {
   try {
-    // stat alone can be answered from the kernel's attribute cache for a second after the
-    // process died (a mount right after a kill -9 then failed in readdir with ENOTCONN);
-    // statfs always goes to the file system.
-    fs.statSync(mountpoint)
+    // statfs, not stat: stat can be answered from the kernel's attribute cache for a second
+    // after the process died (a mount right after a kill -9 then failed in readdir with
+    // ENOTCONN); statfs always goes to the file system.
     fs.statfsSync(mountpoint)
     return false
   } catch (err) {
