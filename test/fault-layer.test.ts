@@ -1,7 +1,8 @@
 // The fault layer the fault schedule drives (src/cluster/fault-layer.ts), in one process: cut
 // peers, delayed frames, failing and full devices, each turned on and off through the rules
-// file. And two behaviours the schedule found wanting: removed names stay removed, and a put
-// keeps the cluster's parity when few members are reachable.
+// file. And behaviours the schedule found wanting, on in-process members: removed names stay
+// removed, a put keeps the cluster's parity when few members are reachable, and a delete holds
+// (refused when too few members are reachable; a stray tombstone completes it).
 import test from 'brittle'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -214,10 +215,10 @@ test('a name is acknowledged once every holder has it; a put whose name failed k
   t.alike(Buffer.concat(chunks), data, 'the object stays whole and readable: any record of the name points at an object that exists')
 })
 
-/** Six in-process members, one memory device each; `failing` members' devices refuse writes (marks included). */
-function sixMembers (): { members: Array<{ publicKey: Buffer, site: DeviceSite }>, failing: Set<number> } {
+/** Six (or `count`) in-process members, one memory device each; `failing` members' devices refuse writes (marks included). */
+function sixMembers (count = 6): { members: Array<{ publicKey: Buffer, site: DeviceSite }>, failing: Set<number> } {
   const failing = new Set<number>()
-  const members = Array.from({ length: 6 }, (_, i) => {
+  const members = Array.from({ length: count }, (_, i) => {
     const st = new MemoryStore(`m${i}`)
     const put = st.put.bind(st)
     const removeId = st.removeId.bind(st)
@@ -253,6 +254,74 @@ test('a delete is acknowledged only once every manifest holder recorded it; a ho
   const fragments = await Promise.all(notHolders.map(async (m) => (await m.site.listFragments(id)).length))
   t.ok(fragments.every((n) => n > 0), 'fragments are not removed before the delete is acknowledged')
   failing.clear()
+})
+
+test('a delete from a node that sees more than m members fewer than the cluster has is refused and deletes nothing', async (t) => {
+  const { members } = sixMembers()
+  let reachable = members.length
+  const store = new ClusterObjectStore({ members: () => members.slice(0, reachable), siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null, knownMembers: () => 6 })
+  const data = crypto.randomBytes(100_000)
+  const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
+  // Cut off from three of six (a 4+2 object, m = 2): the first m+1 holders of its view could all
+  // be nodes that the full cluster does not make holders, and the delete would not hold.
+  reachable = 3
+  await t.exception(store.delete(id), /UNAVAILABLE: only 3 of the cluster's 6 nodes are reachable from this node, and a delete needs all but 2; nothing was deleted/)
+  const states = await Promise.all(members.map(async (m) => (await m.site.entryStates(EntryKind.Manifest, [id]))[0]))
+  t.absent(states.includes(ENTRY_DELETED), 'no tombstone anywhere')
+  t.is(states.filter((st) => st >= ENTRY_VERSION_BASE).length, 3, 'every manifest copy stays')
+  reachable = 4
+  await store.delete(id)
+  await t.exception(store.query(id), /NOT_FOUND/, 'with m members away it is deleted')
+})
+
+/** A healer for member `self` of `members`, every one of them live. */
+function healerOf (members: Array<{ publicKey: Buffer, site: DeviceSite }>, self: number): Healer {
+  const view = liveView(members, self)
+  return new Healer(view, new ClusterObjectStore(view), members[self].site, new Logger(null, 'test'),
+    { intervalMs: 60_000, repairRate: 1e9, orphanGraceMs: 60_000, tombstoneTtlMs: 7 * 86400_000, settleMs: 0 })
+}
+
+test('a tombstone on a node that holds no copy reaches the manifest holders, and the object is deleted everywhere', async (t) => {
+  const { members } = sixMembers(7)
+  const store = new ClusterObjectStore(liveView(members, 0))
+  const fragmentsOn = async (id: Buffer): Promise<number[]> => await Promise.all(members.map(async (m) => (await m.site.listFragments(id)).length))
+  // The delete reached one node only, one that holds neither a fragment nor a manifest copy now
+  // (it was a manifest holder in the deleting node's view). No holder's scan asks it. Objects
+  // are put until one has such a member (placement is by id).
+  let id = Buffer.alloc(0)
+  let holders: typeof members = []
+  let bystander = -1
+  for (let i = 0; i < 50 && bystander < 0; i++) {
+    const data = crypto.randomBytes(100_000)
+    id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length, schema: { k: 4, m: 2 } })).id, 'hex')
+    holders = manifestRank(id, members).slice(0, 3)
+    bystander = (await fragmentsOn(id)).findIndex((n, j) => n === 0 && !holders.includes(members[j]))
+  }
+  if (bystander < 0) { t.fail('no object with a member that holds nothing of it'); return }
+  await members[bystander].site.removeId(id, true)
+  const leader = members.indexOf(holders[0])
+  await healerOf(members, leader).scan()
+  t.alike(await holders[0].site.entryStates(EntryKind.Manifest, [id]), [ENTRY_VERSION_BASE + 1], 'the leader alone does not see it')
+  await healerOf(members, bystander).scan()
+  for (const h of holders) t.alike(await h.site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], `${h.site.label} holds the tombstone`)
+  t.alike(await fragmentsOn(id), [0, 0, 0, 0, 0, 0, 0], 'and its fragments are gone')
+  await t.exception(store.query(id), /NOT_FOUND/, 'the object stays deleted')
+})
+
+test('a leader whose rebuilt fragment is refused as deleted applies the delete', async (t) => {
+  const { members } = sixMembers()
+  const store = new ClusterObjectStore(liveView(members, 0))
+  const data = crypto.randomBytes(100_000)
+  const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
+  // A tombstone (and nothing else of the object) on a fragment holder that is no manifest holder:
+  // the leader rebuilds that fragment there, and the node refuses it.
+  const holders = manifestRank(id, members).slice(0, 3)
+  const marked = members.find((m) => !holders.includes(m)) as typeof members[number]
+  await marked.site.removeId(id, true)
+  await healerOf(members, members.indexOf(holders[0])).scan()
+  for (const h of holders) t.alike(await h.site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], `${h.site.label} holds the tombstone`)
+  const fragments = await Promise.all(members.map(async (m) => (await m.site.listFragments(id)).length))
+  t.alike(fragments, [0, 0, 0, 0, 0, 0], 'no fragment left')
 })
 
 test('healing does not hand a manifest to a holder that lacks it while another member holds the tombstone', async (t) => {

@@ -29,7 +29,7 @@ test('a small object lives in its m+1 manifests: no fragments, readable whole an
   const ids: string[] = []
   for (const f of [small, edge, above]) {
     const r = await ddfs(['put', ...c.at(0), '-f', f, '-q'])
-    t.is(r.code, 0, r.stderr)
+    t.is(r.code, 0, `put ${path.basename(f)}: ${r.stderr}`)
     ids.push(r.stdout.trim())
   }
 
@@ -69,8 +69,18 @@ test('a small object lives in its m+1 manifests: no fragments, readable whole an
   }
   t.is(holders.length, 3, `three live copies again: ${holders.join(' ')}`)
 
-  // Delete: gone on every node that answers.
-  t.is((await ddfs(['delete', ...c.at(reader), '-i', ids[0]])).code, 0)
+  // Delete: gone on every node that answers. A delete waits for every one of the first m+1
+  // holders in the deleting node's view, so first the reader must see the killed nodes as down
+  // (the copies above were placed by the leader's view, which may have dropped them earlier).
+  const killedKeys = async (): Promise<string[]> => {
+    const members = JSON.parse((await ddfs(['status', ...c.at(reader), '--json'])).stdout).members as Array<{ address: string, state: string }>
+    return members.filter((m) => m.state === 'live' && ports.slice(0, 2).includes(Number(m.address.split(':')[1]) - c.basePort)).map((m) => m.address)
+  }
+  let stillLive = await killedKeys()
+  for (let i = 0; i < 30 && stillLive.length > 0; i++) { await sleep(1000); stillLive = await killedKeys() }
+  t.alike(stillLive, [], 'the reader sees the killed nodes as down')
+  const del = await ddfs(['delete', ...c.at(reader), '-i', ids[0]])
+  t.is(del.code, 0, `delete with 2 nodes down: ${del.stderr}`)
   for (let i = 0; i < 6; i++) {
     if (ports.slice(0, 2).includes(i)) continue
     t.is((await query(c.at(i), ids[0])).code, 3, `NOT_FOUND on node${i}`)
@@ -84,14 +94,14 @@ test('a small file commits in one request: it is named, and the object the name 
   const first = crypto.randomBytes(3000)
   const a = await link.putSmall('notes.txt', first)
   t.is(a.replaced, null, 'a new name replaces nothing')
-  t.is(a.id.length, 16)
+  t.is(a.id.length, 16, 'a 128-bit id')
   const b = await link.putSmall('notes.txt', crypto.randomBytes(10))
   t.alike(b.replaced, a.id, 'the second put names the first object as replaced')
   t.alike(await link.resolve('notes.txt'), b.id, 'the name points at the newest')
   t.alike(Buffer.concat(await link.read(a.id, 0, 3000)), first, 'the first object is intact until the caller deletes it')
   const listed = (await link.catalog()).find((e) => e.name === 'notes.txt')
   t.alike(listed?.id, b.id, 'listed under its name')
-  t.is(listed?.size, 10)
+  t.is(listed?.size, 10, 'with its size')
   const empty = await link.putSmall('empty', Buffer.alloc(0))
   t.is((await link.query(empty.id)).size, 0, 'an empty file is an object too')
   await t.exception(link.putSmall('a/b', Buffer.alloc(1)), /BAD_ARGUMENT/, 'names are checked')
@@ -107,7 +117,7 @@ test('status tells the truth about a small object: a manifest copy out of reach 
   const file = path.join(tmpDir(t), 'small')
   fs.writeFileSync(file, crypto.randomBytes(4096))
   const put = await ddfs(['put', ...c.at(0), '-f', file, '-n', '4', '-k', '1', '-q'])
-  t.is(put.code, 0, put.stderr)
+  t.is(put.code, 0, `put: ${put.stderr}`)
   const id = put.stdout.trim()
   const holders = (await query(c.at(0), id)).q?.manifestHolders ?? []
   t.is(holders.length, 4, 'a copy on every node')
@@ -139,10 +149,10 @@ test('bits flipped in a small object\'s manifest copy on a device are never read
   const file = path.join(work, 'small')
   fs.writeFileSync(file, crypto.randomBytes(4096))
   const put = await ddfs(['put', ...c.at(0), '-f', file, '-q'])
-  t.is(put.code, 0, put.stderr)
+  t.is(put.code, 0, `put: ${put.stderr}`)
   const id = put.stdout.trim()
   const holders = ((await query(c.at(0), id)).q?.manifestHolders ?? []).map((h) => Number(h.split(':')[1]) - c.basePort)
-  t.is(holders.length, 3)
+  t.is(holders.length, 3, 'three manifest copies')
   const [victim, ...others] = holders
 
   // The data is inline in the manifest: find those bytes where they lie on the victim's device

@@ -13,7 +13,8 @@
 // No coordinator: whoever holds the first copy leads, and placement is deterministic, so two
 // nodes that briefly both lead write the same fragments to the same places. Name records are
 // handed on the same way. Fragments that no manifest points at (a delete this node missed, a
-// move it missed) are removed after --orphan-grace. Tombstones are removed once every member has
+// move it missed) are removed after --orphan-grace. A node gives its tombstones to members that
+// still hold a manifest of the object (spreadTombstones), and removes them once every member has
 // applied them (collectTombstones).
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
@@ -267,6 +268,13 @@ export class Healer {
     return out
   }
 
+  /** Whether any of `members` holds a tombstone of the object. */
+  private async tombstoneAmong (id: Buffer, members: ViewMember[]): Promise<boolean> {
+    const states = await this.askStates(EntryKind.Manifest, [id], () => members)
+    const hex = id.toString('hex')
+    return members.some((mb) => states.get(`${hex}/${mb.publicKey.toString('hex')}`) === ENTRY_DELETED)
+  }
+
   /** This node's copy of a manifest (cached by version); null when it is damaged (scrub repairs it). */
   private async ownManifest (id: Buffer, state: number): Promise<Manifest | null> {
     const hex = id.toString('hex')
@@ -368,7 +376,14 @@ export class Healer {
           if (plan.healthy < plan.manifest.k + plan.manifest.m) this.report.objectsBelowN--
           if (plan.healthy < plan.manifest.k + 1) this.report.objectsBelowK1--
         } catch (err) {
-          this.log.warn('repair-failed', { id: plan.id.toString('hex'), error: DdfsError.from(err).message })
+          const e = DdfsError.from(err)
+          // A target that refuses the fragment as deleted holds a tombstone this node's view of
+          // the manifest holders did not show (the delete was recorded by another view).
+          if (e.code === 'NOT_FOUND' && await this.tombstoneAmong(plan.id, members)) {
+            await this.applyDelete(plan.id, plan.manifest, manifestRank(plan.id, members).slice(0, plan.manifest.m + 1))
+            continue
+          }
+          this.log.warn('repair-failed', { id: plan.id.toString('hex'), error: e.message })
         }
       }
     }
@@ -626,6 +641,7 @@ export class Healer {
     if (now - this.tombstonesWalkedAt >= Math.min(this.opts.tombstoneTtlMs / 10, TOMBSTONE_WALK_MS)) {
       await this.walkTombstones(now)
       this.tombstonesWalkedAt = now
+      await this.spreadTombstones()
     }
     const roster = this.view.describe()
     if (roster.some((m) => m.state !== 'live' && m.state !== 'draining')) return
@@ -676,6 +692,35 @@ export class Healer {
       }
     }
     this.report.tombstones = this.tombstones.size
+  }
+
+  /**
+   * Gives this node's tombstones to every member that still holds a manifest of the object. A
+   * delete that reached only some of the holders (the deleting node was told UNAVAILABLE), or
+   * whose holders ranked differently in the deleting node's view, can leave its tombstones on
+   * nodes that are no manifest holders now; the holders' scans would never meet them, and the
+   * object would stay, half deleted (reads that ask a tombstone holder answer NOT_FOUND). Once
+   * a holder has the tombstone, its object's leader applies the delete everywhere. Object ids
+   * are never reused, so a tombstone is always right to spread.
+   */
+  private async spreadTombstones (): Promise<void> {
+    if (this.tombstones.size === 0) return
+    const members = this.view.members().filter((m) => !m.publicKey.equals(this.view.self.publicKey))
+    const ids = [...this.tombstones.keys()].map((hex) => Buffer.from(hex, 'hex'))
+    const states = await this.askStates(EntryKind.Manifest, ids, () => members)
+    for (const id of ids) {
+      const hex = id.toString('hex')
+      const behind = members.filter((m) => (states.get(`${hex}/${m.publicKey.toString('hex')}`) ?? 0) >= ENTRY_VERSION_BASE)
+      if (behind.length === 0) continue
+      // Its fragments go too (else they wait for --orphan-grace): the holders' manifest names them.
+      const sites = new Set<EntrySite>(behind.map((m) => m.site))
+      try {
+        const body = await behind[0].site.getManifest(id)
+        if (body !== null && body !== 'deleted') for (const s of this.objects.fragmentSites(decodeManifest(body))) if (s !== null) sites.add(s)
+      } catch {}
+      const results = await Promise.allSettled([...sites].map((s) => s.removeId(id, true)))
+      this.log.info('tombstone-spread', { id: hex, to: behind.map((m) => m.site.label).join(' '), sites: sites.size, failed: results.filter((r) => r.status === 'rejected').length })
+    }
   }
 
   /** Notes when each tombstone on this node's devices was first seen; forgets those gone. */

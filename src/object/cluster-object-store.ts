@@ -201,10 +201,21 @@ export class ClusterObjectStore implements ObjectStore {
    * as one of them was in this view. (Acknowledging on any one tombstone let an object come
    * back: the nodes with tombstones ranked below the ones that kept stale copies.) Fragments
    * are removed only then; nodes that are down now learn of the delete when they return.
+   *
+   * That holds while this view misses at most m of the cluster's members: the first m+1 holders
+   * of any later view then include at least one of this view's, and the first of those has a
+   * tombstone. A node that sees fewer (itself cut off) could put every tombstone on nodes that
+   * hold no copy once the others are back, and a read would find the object whole (the fault
+   * schedule read one back after its acknowledged delete), so it refuses and deletes nothing.
    */
   async delete (id: Buffer): Promise<void> {
     const manifest = await this.load(id)
-    const manifestSites = manifestRank(id, this.view.members()).slice(0, manifest.m + 1).map((h) => h.site)
+    const members = this.view.members()
+    const known = Math.max(members.length, this.view.knownMembers?.() ?? members.length)
+    if (known - members.length > manifest.m) {
+      throw DdfsError.UNAVAILABLE(`only ${members.length} of the cluster's ${known} nodes are reachable from this node, and a delete needs all but ${manifest.m}; nothing was deleted; try again when the nodes are back, or through another node`)
+    }
+    const manifestSites = manifestRank(id, members).slice(0, manifest.m + 1).map((h) => h.site)
     this.manifests.delete(id.toString('hex'))
     const results = await Promise.allSettled(manifestSites.map((s) => s.removeId(id, true)))
     const failures = results.flatMap((r, i) => r.status === 'rejected' ? [`${manifestSites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
