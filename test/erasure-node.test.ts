@@ -3,7 +3,7 @@ import test from 'brittle'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tmpDir, deviceFile, ddfs, startNode, stopNode, md5 } from './helpers/env'
+import { tmpDir, deviceFile, ddfs, startNode, stopNode, md5, testPort } from './helpers/env'
 
 const MiB = 1024 * 1024
 
@@ -46,4 +46,69 @@ test('one node with 6 devices, 4+2: wipe 2 device files, restart, and every obje
     t.is(r.code, 0, r.stderr)
     t.is(md5(out), sum, `${id} reads back with 2 of 6 devices wiped`)
   }
+})
+
+test('a standalone node scrubs its devices: a flipped bit in a fragment is found and the fragment rebuilt from the stripe\'s others, in the background and when a read meets it', { timeout: 300_000 }, async (t) => {
+  const dir = tmpDir(t)
+  const devs = Array.from({ length: 4 }, (_, i) => deviceFile(dir, `dev${i}.img`, 64 * MiB))
+  const port = testPort()
+  const data = path.join(dir, 'node')
+  const log = path.join(dir, 'node.log')
+  const args = ['-s', '127.0.0.1', '-p', String(port), '--data', data]
+  for (const d of devs) t.is((await ddfs(['dev', 'add', '-d', d, '-f', ...args])).code, 0)
+  const start = async (scrub: string[]): Promise<void> => {
+    const r = await ddfs(['node', 'start', ...args, '--log', log, ...scrub])
+    t.is(r.code, 0, `node start: ${r.stderr}`)
+  }
+  t.teardown(() => stopNode({ host: '127.0.0.1', port, data, log, args }), { order: 0 })
+  // A long interval first: only reads ask for a check.
+  await start([])
+  const file = path.join(dir, 'in')
+  fs.writeFileSync(file, crypto.randomBytes(3 * MiB))
+  const put = await ddfs(['put', ...args.slice(0, 4), '-f', file, '-n', '4', '-k', '2', '-q'])
+  t.is(put.code, 0, `put: ${put.stderr}`)
+  const id = put.stdout.trim()
+  interface Frag { stripe: number, index: number, device: string, block: number }
+  const fragment = async (index: number): Promise<Frag> =>
+    (JSON.parse((await ddfs(['query', ...args.slice(0, 4), '-i', id, '--json'])).stdout).fragments as Frag[]).find((f) => f.stripe === 0 && f.index === index) as Frag
+  const firstBlock = (f: Frag): Buffer => {
+    const fd = fs.openSync(f.device, 'r')
+    try { const b = Buffer.alloc(4096); fs.readSync(fd, b, 0, 4096, f.block * 4096); return b } finally { fs.closeSync(fd) }
+  }
+  const flip = (f: Frag): void => {
+    const fd = fs.openSync(f.device, 'r+')
+    try { const b = Buffer.alloc(1); fs.readSync(fd, b, 0, 1, f.block * 4096 + 100); b[0] ^= 0x08; fs.writeSync(fd, b, 0, 1, f.block * 4096 + 100) } finally { fs.closeSync(fd) }
+  }
+  const scrub = async (): Promise<{ damagedFound: number, repaired: number, passes: number }> =>
+    JSON.parse((await ddfs(['status', ...args.slice(0, 4), '--json'])).stdout).scrub
+  const repairedOnce = async (): Promise<number> => {
+    let s = await scrub()
+    for (let i = 0; i < 60 && s.repaired < 1; i++) { await new Promise((resolve) => setTimeout(resolve, 1000)); s = await scrub() }
+    return s.repaired
+  }
+
+  // A read meets a damaged data fragment: it still returns the right bytes (from the others),
+  // and the node rebuilds that fragment.
+  const data0 = await fragment(0)
+  const intact0 = firstBlock(data0)
+  flip(data0)
+  const out = path.join(dir, 'out')
+  const got = await ddfs(['get', ...args.slice(0, 4), '-i', id, '-f', out, '-q'])
+  t.is(got.code, 0, `get with a damaged fragment: ${got.stderr}`)
+  t.is(md5(out), md5(file), 'the right bytes')
+  t.is(await repairedOnce(), 1, 'the read had the fragment rebuilt')
+  t.alike(firstBlock(await fragment(0)), intact0, 'its bytes on the device are the intact ones again')
+
+  // The background pass finds a damaged parity fragment that no read touches.
+  const parity = await fragment(3)
+  const intact3 = firstBlock(parity)
+  await stopNode({ host: '127.0.0.1', port, data, log, args })
+  flip(parity)
+  await start(['--scrub-interval', '1', '--scrub-rate', '200'])
+  t.is(await repairedOnce(), 1, 'scrub rebuilt it')
+  const s = await scrub()
+  t.is(s.damagedFound, 1, 'one damaged entry found')
+  t.alike(firstBlock(await fragment(3)), intact3, 'the parity fragment\'s bytes are the intact ones again')
+  const text = await ddfs(['status', ...args.slice(0, 4)])
+  t.ok(/scrub: .* checked in \d+ passes, 1 damaged found, 1 repaired/.test(text.stdout), `status says so: ${text.stdout.split('\n').find((l) => l.includes('scrub')) ?? ''}`)
 })

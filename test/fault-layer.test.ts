@@ -18,7 +18,7 @@ import { MemoryStore } from '../src/store/memory-store'
 import { Names } from '../src/object/names'
 import { ClusterObjectStore, type HealingView } from '../src/object/cluster-object-store'
 import { Healer } from '../src/node/healer'
-import { Scrubber } from '../src/node/scrubber'
+import { Scrubber, ClusterCopies } from '../src/node/scrubber'
 import { manifestRank } from '../src/cluster/placement'
 import { ENTRY_DELETED, ENTRY_VERSION_BASE } from '../src/wire/messages'
 import { Logger } from '../src/log'
@@ -258,18 +258,20 @@ test('a delete is acknowledged only once every manifest holder recorded it; a ho
 
 test('a delete from a node that sees more than m members fewer than the cluster has is refused and deletes nothing', async (t) => {
   const { members } = sixMembers()
-  let reachable = members.length
-  const store = new ClusterObjectStore({ members: () => members.slice(0, reachable), siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null, knownMembers: () => 6 })
+  let visible = members
+  const store = new ClusterObjectStore({ members: () => visible, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null, knownMembers: () => 6 })
   const data = crypto.randomBytes(100_000)
   const id = Buffer.from((await store.put((async function * () { yield data })(), { size: data.length })).id, 'hex')
-  // Cut off from three of six (a 4+2 object, m = 2): the first m+1 holders of its view could all
-  // be nodes that the full cluster does not make holders, and the delete would not hold.
-  reachable = 3
+  // Cut off from three of six (a 4+2 object, m = 2), the manifest holders among those it sees:
+  // in another view the first m+1 holders of its view could all be nodes that the full cluster
+  // does not make holders, and the delete would not hold.
+  const holders = manifestRank(id, members).slice(0, 3)
+  visible = holders
   await t.exception(store.delete(id), /UNAVAILABLE: only 3 of the cluster's 6 nodes are reachable from this node, and a delete needs all but 2; nothing was deleted/)
   const states = await Promise.all(members.map(async (m) => (await m.site.entryStates(EntryKind.Manifest, [id]))[0]))
   t.absent(states.includes(ENTRY_DELETED), 'no tombstone anywhere')
   t.is(states.filter((st) => st >= ENTRY_VERSION_BASE).length, 3, 'every manifest copy stays')
-  reachable = 4
+  visible = [...holders, members.find((m) => !holders.includes(m)) as typeof members[number]]
   await store.delete(id)
   await t.exception(store.query(id), /NOT_FOUND/, 'with m members away it is deleted')
 })
@@ -362,7 +364,7 @@ test('scrub applies a delete to a damaged manifest copy whose object the other h
   }
   for (const h of holders.slice(1)) await h.site.removeId(id, true)
   const self = members.indexOf(holders[0])
-  const scrubber = new Scrubber(holders[0].site, view(self), new ClusterObjectStore(view(self)), new Logger(null, 'test'), { rate: 1e9, intervalMs: 60_000 })
+  const scrubber = new Scrubber(holders[0].site, new ClusterCopies(view(self), new ClusterObjectStore(view(self))), new Logger(null, 'test'), { rate: 1e9, intervalMs: 60_000 })
   await scrubber.checkId(id)
   t.alike(await holders[0].site.entryStates(EntryKind.Manifest, [id]), [ENTRY_DELETED], 'the damaged copy is gone, the tombstone is here')
   t.is(damaged.list(id).filter((e) => e.key.kind === EntryKind.Manifest).length, 0, 'no manifest left on the device')

@@ -346,14 +346,16 @@ async function devQuery (flags: Flags): Promise<void> {
 
 // ---- node commands ---------------------------------------------------------------------------
 
+/** The detached node's arguments: every node option given (healing ones too; defaults apply again there), paths made absolute. */
 function nodeArgs (flags: Flags): string[] {
-  const a = ['-s', String(flags.server), '-p', String(flags.port), '--heartbeat', String(flags.heartbeat)]
+  const a = ['-s', String(flags.server), '-p', String(flags.port)]
   if (typeof flags.data === 'string') a.push('--data', path.resolve(flags.data))
   if (typeof flags.log === 'string') a.push('--log', path.resolve(flags.log))
   if (typeof flags.cluster === 'string') a.push('--cluster', path.resolve(flags.cluster))
-  if (typeof flags.bootstrap === 'string') a.push('--bootstrap', flags.bootstrap)
-  if (typeof flags['dht-port'] === 'number') a.push('--dht-port', String(flags['dht-port']))
-  if (typeof flags['metrics-port'] === 'number') a.push('--metrics-port', String(flags['metrics-port']))
+  for (const spec of NODE) {
+    const v = flags[spec.name]
+    if ((typeof v === 'number' || typeof v === 'string') && v !== spec.default) a.push(`--${spec.name}`, String(v))
+  }
   return a
 }
 
@@ -517,12 +519,14 @@ async function statusOnce (flags: Flags): Promise<void> {
     address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string, draining: boolean, mounts?: string[],
     members: Array<{ address: string, publicKey: string, self: boolean, state: string }> | null,
     devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>,
-    durability: Record<string, any> | null
+    durability: Record<string, any> | null, scrub?: { bytesChecked: number, damagedFound: number, repaired: number, passes: number } | null
   }
   let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}${s.draining ? ' DRAINING' : ''}\n`
   for (const mp of s.mounts ?? []) text += `  serves the mount at ${mp}\n`
-  if (s.members === null) text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
-  else {
+  if (s.members === null) {
+    text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
+    if (s.scrub != null) text += `  scrub: ${mibText(s.scrub.bytesChecked)} checked in ${String(s.scrub.passes)} passes, ${String(s.scrub.damagedFound)} damaged found, ${String(s.scrub.repaired)} repaired\n`
+  } else {
     const inView = s.members.filter((m) => m.state === 'live' || m.state === 'draining').length
     text += `  cluster: ${inView} member${inView === 1 ? '' : 's'} in view\n`
     for (const m of s.members) text += `    ${m.address.padEnd(22)} ${m.state.padEnd(9)} ${m.publicKey.slice(0, 16)}${m.self ? '  (this node)' : ''}\n`

@@ -23,7 +23,7 @@ import { socketPath, removeStaleSocket } from './paths'
 import { Session } from './session'
 import { Metrics, type Sample } from './metrics'
 import { Healer } from './healer'
-import { Scrubber } from './scrubber'
+import { Scrubber, ClusterCopies, LocalCopies, type CopySource } from './scrubber'
 import { ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
 import { enableFaultLayer, faultLayer, type FaultRules } from '../cluster/fault-layer'
@@ -182,18 +182,19 @@ export class Node {
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
         this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, tombstoneTtlMs: healing.tombstoneTtlMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
-        this.scrubber = new Scrubber(this.site, this.cluster, objects, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
-        const scrubber = this.scrubber
-        this.site.scrubber = (id) => scrubber.checkId(id)
+        this.startScrubber(new ClusterCopies(this.cluster, objects), healing)
         // One healing scan before the node reports ready: a node back from downtime applies the
         // deletes it missed before anyone lists its stale manifests (bounded: peers may be starting too).
         const healer = this.healer
         await new Promise<void>((resolve) => { const timer = setTimeout(resolve, 5000); healer.scan().finally(() => { clearTimeout(timer); resolve() }).catch(() => {}) })
         this.healer.start()
-        this.scrubber.start()
+        this.scrubber?.start()
         this.objects = objects
       } else {
-        this.objects = new LocalObjectStore(this.devices, this.site)
+        const objects = new LocalObjectStore(this.devices, this.site)
+        this.startScrubber(new LocalCopies(this.site, objects), { ...DEFAULT_HEALING, ...this.opts.healing })
+        this.scrubber?.start()
+        this.objects = objects
       }
       if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
         await this.metrics.listen(this.opts.host, this.opts.metricsPort, { gauges: () => this.gauges() })
@@ -205,6 +206,13 @@ export class Node {
       await this.release()
       throw err
     }
+  }
+
+  /** The background scrub, and the check a read that met a damaged fragment asks for. */
+  private startScrubber (copies: CopySource, healing: HealingOptions): void {
+    const scrubber = new Scrubber(this.site, copies, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
+    this.site.scrubber = (id) => scrubber.checkId(id)
+    this.scrubber = scrubber
   }
 
   private async listenLocal (): Promise<void> {
@@ -344,7 +352,9 @@ export class Node {
       devices: this.devices.stores().map((s) => s.info()),
       failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error })),
       draining: this.cluster?.draining ?? false,
-      mounts: [...this.mounts.keys()]
+      mounts: [...this.mounts.keys()],
+      // A cluster's scrub is summed over its members in durability; a standalone node's is here.
+      ...(this.cluster === null ? { scrub: this.scrubber?.progress() ?? null } : {})
     }
   }
 

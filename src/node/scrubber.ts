@@ -1,8 +1,10 @@
 // Scrub: every entry on this node's devices is read back and checked against its XXH64s, in the
 // background at --scrub-rate, one pass every --scrub-interval. A damaged entry is rebuilt in
 // place: a fragment from k other fragments of its stripe, a manifest or name record from an
-// intact copy on another holder. A reader that meets a damaged fragment asks for the same
-// check of that object at once (Scrub request).
+// intact copy. In a cluster those come from the other holders (ClusterCopies); on a standalone
+// node from its other devices (LocalCopies), which hold the other fragments of each stripe and
+// m more copies of each manifest. A reader that meets a damaged fragment asks for the same
+// check of that object at once (Scrub request, or the standalone store's onCorrupt).
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
@@ -10,10 +12,20 @@ import { manifestRank, nameRank } from '../cluster/placement'
 import { decodeManifest, decodeNameRecord, TOMBSTONE_KIND } from '../object/records'
 import { rebuildOne } from '../object/repair'
 import type { ClusterObjectStore, HealingView } from '../object/cluster-object-store'
+import type { LocalObjectStore } from '../object/local-object-store'
 import type { DeviceSite } from '../object/device-site'
 import type { Logger } from '../log'
 import { RateLimiter, type ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
+
+/** Where a damaged entry's intact bytes come from. */
+export interface CopySource {
+  /**
+   * The bytes of the entry `key` (damaged on `damaged`), rebuilt or copied and checked;
+   * 'deleted' when the object was deleted meanwhile.
+   */
+  intactCopy (key: EntryKey, damaged: BlockStore): Promise<Buffer | 'deleted'>
+}
 
 export interface ScrubberOptions {
   /** Bytes per second read by the background pass. */
@@ -43,7 +55,7 @@ export class Scrubber {
     passes: 0, entriesChecked: 0, bytesChecked: 0, damagedFound: 0, repaired: 0, repairFailures: 0, passProgress: 0, lastPassAt: null
   }
 
-  constructor (private readonly site: DeviceSite, private readonly view: HealingView, private readonly objects: ClusterObjectStore,
+  constructor (private readonly site: DeviceSite, private readonly copies: CopySource,
     private readonly log: Logger, private readonly opts: ScrubberOptions, clients?: ClientActivity) {
     this.limiter = new RateLimiter(opts.rate, clients)
   }
@@ -102,7 +114,7 @@ export class Scrubber {
         this.report.damagedFound++
         this.log.warn('scrub-damaged', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index, error: error.message })
         try {
-          const copy = await this.intactCopy(e.key)
+          const copy = await this.copies.intactCopy(e.key, store)
           if (copy === 'deleted') {
             // Deleted while this copy was damaged (or while this node was away): no copy to
             // restore, and healing skips a manifest it cannot read, so the delete is applied here.
@@ -121,12 +133,14 @@ export class Scrubber {
       }
     }
   }
+}
 
-  /**
-   * The entry's bytes, rebuilt or fetched from another holder and checked; 'deleted' when a
-   * holder of the manifest has the object's tombstone.
-   */
-  private async intactCopy (key: EntryKey): Promise<Buffer | 'deleted'> {
+/** A cluster node's copies: fragments rebuilt from the other holders, records from another holder. */
+export class ClusterCopies implements CopySource {
+  constructor (private readonly view: HealingView, private readonly objects: ClusterObjectStore) {}
+
+  /** 'deleted' when a holder of the manifest has the object's tombstone. */
+  async intactCopy (key: EntryKey): Promise<Buffer | 'deleted'> {
     const selfKey = this.view.self.publicKey
     if (key.kind === EntryKind.Fragment) {
       const manifest = await this.objects.currentManifest(key.id)
@@ -152,5 +166,31 @@ export class Scrubber {
       }
     }
     throw DdfsError.UNAVAILABLE(`no other node has an intact copy of ${key.id.toString('hex')} kind ${key.kind}`)
+  }
+}
+
+/** A standalone node's copies: fragments rebuilt from the stripe's others, manifests from another device. */
+export class LocalCopies implements CopySource {
+  constructor (private readonly site: DeviceSite, private readonly objects: LocalObjectStore) {}
+
+  async intactCopy (key: EntryKey, damaged: BlockStore): Promise<Buffer | 'deleted'> {
+    if (key.kind === EntryKind.Fragment) {
+      const manifest = await this.objects.currentManifest(key.id)
+      // The node's devices as one site, which reads each fragment where it lies; not the damaged one.
+      const sources = Array.from({ length: manifest.k + manifest.m }, (_, i) => i === key.index ? null : this.site)
+      return await rebuildOne(key.id, manifest, key.stripe, key.index, sources)
+    }
+    for (const store of this.site.stores()) {
+      if (store === damaged || store.stat(key) === null) continue
+      try {
+        const entry = await store.read(key)
+        if (key.kind === EntryKind.Manifest) decodeManifest(entry)
+        else decodeNameRecord(entry)
+        return entry
+      } catch {
+        // Damaged here too: the next device.
+      }
+    }
+    throw DdfsError.UNAVAILABLE(`no other device of this node has an intact copy of ${key.id.toString('hex')} kind ${key.kind}${key.kind === EntryKind.Name ? ' (a standalone node keeps one copy of a name record)' : ''}`)
   }
 }

@@ -87,7 +87,20 @@ export class LocalObjectStore implements ObjectStore {
 
   async * get (id: Buffer, opts: GetOptions = {}): AsyncIterable<Buffer> {
     const manifest = await this.load(id)
-    yield * readObject(id, manifest, opts, (s, i) => this.readFragment(id, s, i))
+    // A damaged fragment met by a read has the node's scrubber check and rebuild the object's
+    // entries (once per read); the read itself goes on with the stripe's other fragments.
+    let told = false
+    const onCorrupt = (): void => {
+      if (told || this.site.scrubber === null) return
+      told = true
+      this.site.scrubber(id).catch(() => {})
+    }
+    yield * readObject(id, manifest, { ...opts, onCorrupt }, (s, i) => this.readFragment(id, s, i))
+  }
+
+  /** The object's manifest from an intact copy on the node's devices (what scrub rebuilds from). */
+  async currentManifest (id: Buffer): Promise<Manifest> {
+    return await this.load(id)
   }
 
   private async readFragment (id: Buffer, s: number, i: number): Promise<FetchedFragment> {
