@@ -166,8 +166,8 @@ export class Node {
       // Someone without the secret (or with a different one) knocked: dropped at the handshake.
       this.tcp.on('reject', (err, remote) => this.log.warn('peer-rejected', { peer: remote, error: err.message }))
       this.tcp.on('error', (err) => this.log.error('tcp-error', { error: err.message }))
+      const healing = { ...DEFAULT_HEALING, ...this.opts.healing }
       if (this.opts.bootstrap !== null) {
-        const healing = { ...DEFAULT_HEALING, ...this.opts.healing }
         this.cluster = new ClusterLink({
           secret,
           keyPair,
@@ -192,7 +192,7 @@ export class Node {
         this.objects = objects
       } else {
         const objects = new LocalObjectStore(this.devices, this.site)
-        this.startScrubber(new LocalCopies(this.site, objects), { ...DEFAULT_HEALING, ...this.opts.healing })
+        this.startScrubber(new LocalCopies(this.site, objects), healing)
         this.scrubber?.start()
         this.objects = objects
       }
