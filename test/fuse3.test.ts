@@ -2,6 +2,7 @@
 // this process, mounted for real, driven by ordinary tools in child processes (under
 // `timeout`, so a request left unanswered fails the test instead of hanging it).
 import test, { type Test } from 'brittle'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { Fuse3, type Fuse3Init } from '../src/mount/fuse3'
@@ -171,6 +172,43 @@ test('a handle with a write target is written by the binding itself, each write 
   t.is(after.code, 0, after.stderr)
   t.is(jsWrites, 1, 'the write came to the write handler')
   t.is(fs.readFileSync(`${dir}/g`, 'utf8'), '', 'not to the descriptor')
+})
+
+test('a write target with an O_DIRECT descriptor gets the aligned writes from directFrom on; the others go to the plain one', async (t) => {
+  // Two different files stand for the two descriptors, so where each write went shows.
+  const dir = tmpDir(t, 'ddfs-fuse3-direct-')
+  const MiB = 1024 * 1024
+  const plain = fs.openSync(`${dir}/plain`, 'w+')
+  const direct = fs.openSync(`${dir}/direct`, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DIRECT)
+  t.teardown(() => { fs.closeSync(plain); fs.closeSync(direct) })
+  const reported: Array<[number, number]> = []
+  const created = new Set<string>()
+  const h = await mountMem(t, {
+    getattr: (p) => {
+      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
+      if (!created.has(p)) throw Errno.ENOENT
+      return { mode: 0o100644, size: 0, mtime: Date.now() }
+    },
+    create: (p) => { created.add(p); return 7 },
+    write: () => { throw new Error('a write reached JS') },
+    writeTarget: () => ({ fd: plain, direct, directFrom: 2 * MiB }),
+    written: (_fh, pos, n) => { reported.push([pos, n]) }
+  })
+  const src = `${dir}/src`
+  fs.writeFileSync(src, crypto.randomBytes(4 * MiB + 100))
+  // 1 MiB requests: two below directFrom, two past it, then the unaligned 100-byte tail.
+  const r = await sh(`dd if=${src} of=${h.mp}/f bs=1M status=none`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.alike(reported, [[0, MiB], [MiB, MiB], [2 * MiB, MiB], [3 * MiB, MiB], [4 * MiB, 100]], 'every write reported, in order')
+  const bytes = fs.readFileSync(src)
+  const at = (file: string, pos: number, n: number): Buffer => {
+    const fd = fs.openSync(file, 'r')
+    try { const b = Buffer.alloc(n); fs.readSync(fd, b, 0, n, pos); return b } finally { fs.closeSync(fd) }
+  }
+  t.alike(at(`${dir}/plain`, 0, 2 * MiB), bytes.subarray(0, 2 * MiB), 'below directFrom: the plain descriptor')
+  t.alike(at(`${dir}/direct`, 2 * MiB, 2 * MiB), bytes.subarray(2 * MiB, 4 * MiB), 'aligned, past it: the O_DIRECT one')
+  t.alike(at(`${dir}/plain`, 4 * MiB, 100), bytes.subarray(4 * MiB), 'an unaligned tail: the plain one')
+  t.is(fs.fstatSync(direct).size, 4 * MiB, 'nothing else went to the O_DIRECT one')
 })
 
 test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {

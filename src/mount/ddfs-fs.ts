@@ -39,6 +39,7 @@ interface WriteHandle {
   name: string          // the file name it will be committed under
   spool: string
   fd: number
+  directFd: number | null  // the spool opened O_DIRECT (the binding's aligned writes of a large file); null where refused
   size: number
   dirty: boolean
   mtime: number
@@ -73,6 +74,14 @@ const FOLLOW = process.env.DDFS_MOUNT_FOLLOW !== '0'
 /** A file streams to the node once it has this much, in steps of this much. */
 const FOLLOW_START = 16 * 1024 * 1024
 const FOLLOW_STEP = 8 * 1024 * 1024
+/**
+ * A file's aligned writes past this go to the spool with O_DIRECT (the binding does them; the
+ * node reads spools with O_DIRECT): for a large file the page cache costs more CPU than the
+ * disk round trip, for a small one it is the other way round.
+ */
+const DIRECT_FROM = FOLLOW_START
+/** DDFS_MOUNT_DIRECT=0 spools through the page cache only (for comparison in benchmarks). */
+const DIRECT = process.env.DDFS_MOUNT_DIRECT !== '0'
 type Handle = ReadHandle | WriteHandle
 
 const STRAY_RE = new RegExp(`${STORED_BUT_UNNAMED} ([0-9a-f]{32})`)
@@ -245,7 +254,7 @@ export class DdfsFs {
       // The libfuse 3 binding writes into the spool itself (off this thread) and reports it.
       writeTarget: (fd) => {
         const h = this.handles.get(fd)
-        return h !== undefined && h.kind === 'write' ? h.fd : null
+        return h !== undefined && h.kind === 'write' ? { fd: h.fd, direct: h.directFd, directFrom: DIRECT_FROM } : null
       },
       written: (fd, pos, n) => {
         const h = this.handles.get(fd)
@@ -341,9 +350,11 @@ export class DdfsFs {
   private async newWrite (name: string): Promise<WriteHandle> {
     const spool = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
     const fd = await new Promise<number>((resolve, reject) => fs.open(spool, 'w+', 0o600, (err, f) => err !== null ? reject(err) : resolve(f)))
+    // (tmpfs refuses O_DIRECT: then every write goes through fd.)
+    const directFd = !DIRECT ? null : await new Promise<number | null>((resolve) => fs.open(spool, fs.constants.O_WRONLY | fs.constants.O_DIRECT, (err, f) => resolve(err !== null ? null : f)))
     const earlier = this.writing.get(name)
     return {
-      kind: 'write', name, spool, fd, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
+      kind: 'write', name, spool, fd, directFd, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
       committing: null, after: earlier?.committing ?? null, failed: null, strays: [], previous: earlier ?? null, unlinked: false, closed: false
     }
   }
@@ -467,6 +478,7 @@ export class DdfsFs {
     if (h.refs > 0 || h.committing !== null || (h.dirty && !h.unlinked) || h.closed) return
     h.closed = true
     if (this.writing.get(h.name) === h) this.writing.delete(h.name)
+    if (h.directFd !== null) fs.close(h.directFd, () => {})
     fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
   }
 

@@ -49,9 +49,11 @@ export interface FsOps {
    * The OS descriptor an open file's writes may go to without a request (null: every write
    * comes to `write`). A binding that can (the libfuse 3 one) then writes them there on its own
    * threads and reports each through `written`, before any request that follows it; it stops
-   * writing to the descriptor before it delivers the handle's `release`.
+   * writing to the descriptor before it delivers the handle's `release`. With `direct`, its
+   * writes at 4096-aligned offsets and lengths from `directFrom` on go to that descriptor of the
+   * same file, opened O_DIRECT (a binding may also write them to `fd`).
    */
-  writeTarget?: (fh: number) => number | null
+  writeTarget?: (fh: number) => number | WriteTarget | null
   /** A write the binding did into writeTarget(fh)'s descriptor. */
   written?: (fh: number, pos: number, bytes: number) => void
   flush?: (path: string, fh: number) => R<void>
@@ -88,4 +90,11 @@ export function errnoOf (err: unknown): number {
 /** True when a handler failed with something other than an errno number (a bug worth a log line). */
 export function isUnexpected (err: unknown): boolean {
   return typeof err !== 'number'
+}
+
+/** Where an open file's writes may go without a request (FsOps.writeTarget). */
+export interface WriteTarget {
+  fd: number
+  direct: number | null
+  directFrom: number
 }

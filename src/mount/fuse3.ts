@@ -271,7 +271,9 @@ export class Fuse3 {
         case OP.open:
         case OP.create: {
           const fh = checkCount(v)
-          native.reply(id, fh, this.ops.writeTarget?.(fh) ?? -1)
+          const target = this.ops.writeTarget?.(fh) ?? null
+          if (typeof target === 'number' || target === null) native.reply(id, fh, target ?? -1)
+          else native.reply(id, fh, target.fd, target.direct === null ? null : [target.direct, target.directFrom])
           return
         }
         case OP.read:

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import { DdfsError } from '../errors'
 import { xxh64 } from '../hash'
 import { MAX_PUT_SMALL, MAX_READ, type CapacityMessage } from '../wire/messages'
-import { readFile, followFile, single, type Growth } from '../node/file-sources'
+import { readFile, followFile, openFollowed, single, type Growth } from '../node/file-sources'
 import type { Node } from '../node/node'
 import type { CatalogEntry, ObjectInfo, PutOptions } from '../object/types'
 import { commitInfo, type CommitInfo, type SpoolFollow, type StoreLink } from './store-link'
@@ -63,9 +63,9 @@ export class InNodeLink implements StoreLink {
   }
 
   async follow (spool: string, name: string): Promise<SpoolFollow> {
-    const fh = await fs.promises.open(spool, 'r')
+    const { fh, direct } = await openFollowed(spool)
     const growth: Growth = { grown: 0, ended: false, failed: null, wake: null }
-    const done = this.put(followFile(fh, growth), { name }).finally(() => { fh.close().catch(() => {}) })
+    const done = this.put(followFile(fh, growth, undefined, direct), { name }).finally(() => { fh.close().catch(() => {}) })
     done.catch(() => {})  // surfaced by end()
     const wake = (): void => growth.wake?.()
     return {

@@ -15,7 +15,7 @@ import { EntryKind } from '../store/types'
 import fs from 'node:fs'
 import { Xxh64Stream } from '../hash'
 import { OutputFile } from '../client/output-file'
-import { readFile, followFile, single } from './file-sources'
+import { readFile, followFile, openFollowed, single } from './file-sources'
 import type { Node } from './node'
 
 /** DATA frames of a put queued before the connection is paused: bounds memory per put. */
@@ -328,11 +328,12 @@ export class Session {
       const state = meta.follow === true ? this.put : null
       try {
         if (meta.follow === true && (state === null || state.requestId !== rid)) throw DdfsError.PROTOCOL('a put while another is in progress')
-        const fh = await fs.promises.open(path, 'r').catch((err: Error) => { throw DdfsError.NOT_FOUND(`the node cannot read ${path}: ${err.message}`) })
+        const { fh, direct } = await (state !== null ? openFollowed(path) : fs.promises.open(path, 'r').then((h) => ({ fh: h, direct: false })))
+          .catch((err: Error) => { throw DdfsError.NOT_FOUND(`the node cannot read ${path}: ${err.message}`) })
         try {
           const st = await fh.stat()
           if (!st.isFile() || (state === null && st.size !== meta.size)) throw DdfsError.BAD_ARGUMENT(`${path} is not a regular file of ${meta.size} bytes`)
-          const info = await this.node.objects.put(state !== null ? followFile(fh, state, () => this.conn.resume()) : readFile(fh, meta.size), {
+          const info = await this.node.objects.put(state !== null ? followFile(fh, state, () => this.conn.resume(), direct) : readFile(fh, meta.size), {
             size: state !== null ? undefined : meta.size, name: meta.name ?? undefined, schema: meta.k === 0 ? undefined : { k: meta.k, m: meta.m }, allowDegraded: meta.allowDegraded
           })
           this.node.log.info('put', { id: info.id, size: info.size, peer: this.peer, file: path })

@@ -1,0 +1,45 @@
+// Reading a file while it is written (the mount's spool, followed by its node): with O_DIRECT,
+// announced sizes that are not block multiples, and parts written through the page cache.
+import test from 'brittle'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { followFile, openFollowed, type Growth } from '../src/node/file-sources'
+import { allocAligned } from '../src/hash'
+import { tmpDir } from './helpers/env'
+
+const MiB = 1024 * 1024
+
+test('a followed spool reads back exactly what was written: O_DIRECT, unaligned announcements, buffered and direct parts', async (t) => {
+  const file = path.join(tmpDir(t), 'spool')
+  const data = crypto.randomBytes(9 * MiB + 1234)
+  const buffered = fs.openSync(file, 'w+')
+  const direct = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_DIRECT)
+  t.teardown(() => { fs.closeSync(buffered); fs.closeSync(direct) })
+  const followed = await openFollowed(file)
+  t.ok(followed.direct, 'opened O_DIRECT (the spool directory is not tmpfs)')
+  const growth: Growth = { grown: 0, ended: false, failed: null, wake: null }
+  const grow = (to: number, ended = false): void => { growth.grown = to; growth.ended = ended; growth.wake?.() }
+  const chunks: Buffer[] = []
+  const reading = (async () => { for await (const c of followFile(followed.fh, growth, undefined, followed.direct)) chunks.push(Buffer.from(c)) })()
+
+  // The first 3 MiB + 100 through the page cache, announced unaligned; then aligned MiBs with
+  // O_DIRECT (from an aligned buffer), each announced; the tail through the page cache again.
+  fs.writeSync(buffered, data, 0, 3 * MiB + 100, 0)
+  grow(3 * MiB + 100)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  fs.writeSync(buffered, data, 3 * MiB + 100, MiB - 100, 3 * MiB + 100)
+  grow(4 * MiB)
+  const aligned = allocAligned(MiB)
+  for (let at = 4 * MiB; at < 9 * MiB; at += MiB) {
+    data.copy(aligned, 0, at, at + MiB)
+    fs.writeSync(direct, aligned, 0, MiB, at)
+    grow(at + MiB)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  fs.writeSync(buffered, data, 9 * MiB, 1234, 9 * MiB)
+  grow(data.length, true)
+  await reading
+  await followed.fh.close()
+  t.alike(Buffer.concat(chunks), data, 'the same bytes, in order')
+})
