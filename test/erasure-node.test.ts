@@ -112,3 +112,59 @@ test('a standalone node scrubs its devices: a flipped bit in a fragment is found
   const text = await ddfs(['status', ...args.slice(0, 4)])
   t.ok(/scrub: .* checked in \d+ passes, 1 damaged found, 1 repaired/.test(text.stdout), `status says so: ${text.stdout.split('\n').find((l) => l.includes('scrub')) ?? ''}`)
 })
+
+test('a standalone node removes a delete\'s tombstone after --tombstone-ttl, with the rest of the id; never while one of its devices is failed', { timeout: 300_000 }, async (t) => {
+  const dir = tmpDir(t)
+  const devs = Array.from({ length: 4 }, (_, i) => deviceFile(dir, `dev${i}.img`, 64 * MiB))
+  const port = testPort()
+  const data = path.join(dir, 'node')
+  const log = path.join(dir, 'node.log')
+  const args = ['-s', '127.0.0.1', '-p', String(port), '--data', data]
+  const addr = args.slice(0, 4)
+  for (const d of devs) t.is((await ddfs(['dev', 'add', '-d', d, '-f', ...args])).code, 0)
+  const node = { host: '127.0.0.1', port, data, log, args }
+  t.teardown(() => stopNode(node), { order: 0 })
+  const start = async (): Promise<void> => {
+    const r = await ddfs(['node', 'start', ...args, '--log', log, '--tombstone-ttl', '2'])
+    t.is(r.code, 0, `node start: ${r.stderr}`)
+  }
+  interface Status { tombstones: number, tombstonesCollected: number, devices: Array<{ entries: number }>, failedDevices: unknown[] }
+  const status = async (): Promise<Status> => JSON.parse((await ddfs(['status', ...addr, '--json'])).stdout)
+  const entries = (s: Status): number => s.devices.reduce((n, d) => n + d.entries, 0)
+  const until = async (what: string, ok: (s: Status) => boolean): Promise<Status> => {
+    let s = await status()
+    for (let i = 0; i < 60 && !ok(s); i++) { await new Promise((resolve) => setTimeout(resolve, 250)); s = await status() }
+    t.ok(ok(s), `${what} (tombstones ${s.tombstones}, removed ${s.tombstonesCollected})`)
+    return s
+  }
+  const put = async (size: number, schema: string[]): Promise<string> => {
+    const file = path.join(dir, `in-${size}`)
+    fs.writeFileSync(file, crypto.randomBytes(size))
+    const r = await ddfs(['put', ...addr, '-f', file, ...schema, '-q'])
+    t.is(r.code, 0, `put: ${r.stderr}`)
+    return r.stdout.trim()
+  }
+
+  await start()
+  await put(MiB, ['-n', '4', '-k', '2'])
+  const before = entries(await status())
+  const id = await put(3 * MiB, ['-n', '4', '-k', '2'])
+  t.is((await ddfs(['delete', ...addr, '-i', id])).code, 0)
+  await until('the delete left a tombstone', (s) => s.tombstones === 1)
+  const after = await until('removed after the TTL', (s) => s.tombstones === 0 && s.tombstonesCollected === 1)
+  t.is(entries(after), before, 'nothing of the id is left on any device')
+  t.is((await ddfs(['get', ...addr, '-i', id, '-f', path.join(dir, 'out')])).code, 3, 'and it stays deleted (NOT_FOUND)')
+
+  // One device failed (wiped while the node was stopped): a tombstone stays.
+  await stopNode(node)
+  fs.truncateSync(devs[3], 0)
+  fs.truncateSync(devs[3], 64 * MiB)
+  await start()
+  t.is((await status()).failedDevices.length, 1, 'one device failed')
+  const other = await put(MiB, ['-n', '3', '-k', '1'])
+  t.is((await ddfs(['delete', ...addr, '-i', other])).code, 0)
+  await until('its tombstone is noted', (s) => s.tombstones === 1)
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const held = await status()
+  t.alike([held.tombstones, held.tombstonesCollected], [1, 0], 'and kept past the TTL while the device is failed')
+})

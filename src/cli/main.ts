@@ -519,13 +519,15 @@ async function statusOnce (flags: Flags): Promise<void> {
     address: string, pid: number, dataDir: string, uptimeSeconds: number, mode: string, publicKey: string, draining: boolean, mounts?: string[],
     members: Array<{ address: string, publicKey: string, self: boolean, state: string }> | null,
     devices: Array<Record<string, number | string>>, failedDevices: Array<{ path: string, error: string }>,
-    durability: Record<string, any> | null, scrub?: { bytesChecked: number, damagedFound: number, repaired: number, passes: number } | null
+    durability: Record<string, any> | null, scrub?: { bytesChecked: number, damagedFound: number, repaired: number, passes: number } | null,
+    tombstones?: number, tombstonesCollected?: number
   }
   let text = `node ${s.address} pid ${s.pid} up ${s.uptimeSeconds}s data ${s.dataDir} key ${s.publicKey.slice(0, 16)}${s.draining ? ' DRAINING' : ''}\n`
   for (const mp of s.mounts ?? []) text += `  serves the mount at ${mp}\n`
   if (s.members === null) {
     text += '  standalone (no cluster): objects are spread over this node\'s devices\n'
     if (s.scrub != null) text += `  scrub: ${mibText(s.scrub.bytesChecked)} checked in ${String(s.scrub.passes)} passes, ${String(s.scrub.damagedFound)} damaged found, ${String(s.scrub.repaired)} repaired\n`
+    if (s.tombstones !== undefined) text += `  tombstones: ${String(s.tombstones)} held (deleted ids, kept --tombstone-ttl), ${String(s.tombstonesCollected ?? 0)} removed\n`
   } else {
     const inView = s.members.filter((m) => m.state === 'live' || m.state === 'draining').length
     text += `  cluster: ${inView} member${inView === 1 ? '' : 's'} in view\n`

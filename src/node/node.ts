@@ -24,6 +24,7 @@ import { Session } from './session'
 import { Metrics, type Sample } from './metrics'
 import { Healer } from './healer'
 import { Scrubber, ClusterCopies, LocalCopies, type CopySource } from './scrubber'
+import { LocalTombstones } from './local-tombstones'
 import { ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
 import { enableFaultLayer, faultLayer, type FaultRules } from '../cluster/fault-layer'
@@ -95,6 +96,8 @@ export class Node {
   cluster: ClusterLink | null = null
   healer: Healer | null = null
   scrubber: Scrubber | null = null
+  /** A standalone node's tombstone collection (a cluster node's healer does it there). */
+  private localTombstones: LocalTombstones | null = null
   private tcp: SecureServer | null = null
   private local: net.Server | null = null
   private readonly connections = new Set<FrameConnection>()
@@ -194,6 +197,8 @@ export class Node {
         const objects = new LocalObjectStore(this.devices, this.site)
         this.startScrubber(new LocalCopies(this.site, objects), healing)
         this.scrubber?.start()
+        this.localTombstones = new LocalTombstones(this.site, this.log, { ttlMs: healing.tombstoneTtlMs, devicesWhole: () => this.failedDevices.size === 0 })
+        this.localTombstones.start()
         this.objects = objects
       }
       if (this.opts.metricsPort !== undefined && this.opts.metricsPort !== null) {
@@ -353,8 +358,8 @@ export class Node {
       failedDevices: [...this.failedDevices].map(([path, error]) => ({ path, error })),
       draining: this.cluster?.draining ?? false,
       mounts: [...this.mounts.keys()],
-      // A cluster's scrub is summed over its members in durability; a standalone node's is here.
-      ...(this.cluster === null ? { scrub: this.scrubber?.progress() ?? null } : {})
+      // A cluster's scrub and tombstones are summed over its members in durability; a standalone node's are here.
+      ...(this.cluster === null ? { scrub: this.scrubber?.progress() ?? null, ...this.localTombstones?.report() } : {})
     }
   }
 
@@ -506,6 +511,7 @@ export class Node {
     await this.metrics.close()
     await this.healer?.close()
     await this.scrubber?.close()
+    await this.localTombstones?.close()
     await this.cluster?.close()
     await this.devices.closeAll()
     // Only our own socket file: a node started on this address while this one stopped made its own.
