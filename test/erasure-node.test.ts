@@ -3,7 +3,7 @@ import test from 'brittle'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { tmpDir, deviceFile, ddfs, startNode, stopNode, md5, testPort } from './helpers/env'
+import { tmpDir, deviceFile, ddfs, startNode, stopNode, md5, testPort, type TestNode } from './helpers/env'
 
 const MiB = 1024 * 1024
 
@@ -48,29 +48,39 @@ test('one node with 6 devices, 4+2: wipe 2 device files, restart, and every obje
   }
 })
 
-test('a standalone node scrubs its devices: a flipped bit in a fragment is found and the fragment rebuilt from the stripe\'s others, in the background and when a read meets it', { timeout: 300_000 }, async (t) => {
-  const dir = tmpDir(t)
+/**
+ * A standalone node on 4 formatted 64 MiB device files, not started: `start(extra)` starts it
+ * (node start with extra options), and teardown stops it.
+ */
+async function fourDeviceNode (t: any, dir: string): Promise<{ devs: string[], node: TestNode, addr: string[], start: (extra: string[]) => Promise<void> }> {
   const devs = Array.from({ length: 4 }, (_, i) => deviceFile(dir, `dev${i}.img`, 64 * MiB))
   const port = testPort()
   const data = path.join(dir, 'node')
   const log = path.join(dir, 'node.log')
   const args = ['-s', '127.0.0.1', '-p', String(port), '--data', data]
   for (const d of devs) t.is((await ddfs(['dev', 'add', '-d', d, '-f', ...args])).code, 0)
-  const start = async (scrub: string[]): Promise<void> => {
-    const r = await ddfs(['node', 'start', ...args, '--log', log, ...scrub])
+  const node = { host: '127.0.0.1', port, data, log, args }
+  t.teardown(() => stopNode(node), { order: 0 })
+  const start = async (extra: string[]): Promise<void> => {
+    const r = await ddfs(['node', 'start', ...args, '--log', log, ...extra])
     t.is(r.code, 0, `node start: ${r.stderr}`)
   }
-  t.teardown(() => stopNode({ host: '127.0.0.1', port, data, log, args }), { order: 0 })
+  return { devs, node, addr: args.slice(0, 4), start }
+}
+
+test('a standalone node scrubs its devices: a flipped bit in a fragment is found and the fragment rebuilt from the stripe\'s others, in the background and when a read meets it', { timeout: 300_000 }, async (t) => {
+  const dir = tmpDir(t)
+  const { node, addr, start } = await fourDeviceNode(t, dir)
   // A long interval first: only reads ask for a check.
   await start([])
   const file = path.join(dir, 'in')
   fs.writeFileSync(file, crypto.randomBytes(3 * MiB))
-  const put = await ddfs(['put', ...args.slice(0, 4), '-f', file, '-n', '4', '-k', '2', '-q'])
+  const put = await ddfs(['put', ...addr, '-f', file, '-n', '4', '-k', '2', '-q'])
   t.is(put.code, 0, `put: ${put.stderr}`)
   const id = put.stdout.trim()
   interface Frag { stripe: number, index: number, device: string, block: number }
   const fragment = async (index: number): Promise<Frag> =>
-    (JSON.parse((await ddfs(['query', ...args.slice(0, 4), '-i', id, '--json'])).stdout).fragments as Frag[]).find((f) => f.stripe === 0 && f.index === index) as Frag
+    (JSON.parse((await ddfs(['query', ...addr, '-i', id, '--json'])).stdout).fragments as Frag[]).find((f) => f.stripe === 0 && f.index === index) as Frag
   const firstBlock = (f: Frag): Buffer => {
     const fd = fs.openSync(f.device, 'r')
     try { const b = Buffer.alloc(4096); fs.readSync(fd, b, 0, 4096, f.block * 4096); return b } finally { fs.closeSync(fd) }
@@ -80,7 +90,7 @@ test('a standalone node scrubs its devices: a flipped bit in a fragment is found
     try { const b = Buffer.alloc(1); fs.readSync(fd, b, 0, 1, f.block * 4096 + 100); b[0] ^= 0x08; fs.writeSync(fd, b, 0, 1, f.block * 4096 + 100) } finally { fs.closeSync(fd) }
   }
   const scrub = async (): Promise<{ damagedFound: number, repaired: number, passes: number }> =>
-    JSON.parse((await ddfs(['status', ...args.slice(0, 4), '--json'])).stdout).scrub
+    JSON.parse((await ddfs(['status', ...addr, '--json'])).stdout).scrub
   const repairedOnce = async (): Promise<number> => {
     let s = await scrub()
     for (let i = 0; i < 60 && s.repaired < 1; i++) { await new Promise((resolve) => setTimeout(resolve, 1000)); s = await scrub() }
@@ -93,7 +103,7 @@ test('a standalone node scrubs its devices: a flipped bit in a fragment is found
   const intact0 = firstBlock(data0)
   flip(data0)
   const out = path.join(dir, 'out')
-  const got = await ddfs(['get', ...args.slice(0, 4), '-i', id, '-f', out, '-q'])
+  const got = await ddfs(['get', ...addr, '-i', id, '-f', out, '-q'])
   t.is(got.code, 0, `get with a damaged fragment: ${got.stderr}`)
   t.is(md5(out), md5(file), 'the right bytes')
   t.is(await repairedOnce(), 1, 'the read had the fragment rebuilt')
@@ -102,32 +112,21 @@ test('a standalone node scrubs its devices: a flipped bit in a fragment is found
   // The background pass finds a damaged parity fragment that no read touches.
   const parity = await fragment(3)
   const intact3 = firstBlock(parity)
-  await stopNode({ host: '127.0.0.1', port, data, log, args })
+  await stopNode(node)
   flip(parity)
   await start(['--scrub-interval', '1', '--scrub-rate', '200'])
   t.is(await repairedOnce(), 1, 'scrub rebuilt it')
   const s = await scrub()
   t.is(s.damagedFound, 1, 'one damaged entry found')
   t.alike(firstBlock(await fragment(3)), intact3, 'the parity fragment\'s bytes are the intact ones again')
-  const text = await ddfs(['status', ...args.slice(0, 4)])
+  const text = await ddfs(['status', ...addr])
   t.ok(/scrub: .* checked in \d+ passes, 1 damaged found, 1 repaired/.test(text.stdout), `status says so: ${text.stdout.split('\n').find((l) => l.includes('scrub')) ?? ''}`)
 })
 
 test('a standalone node removes a delete\'s tombstone after --tombstone-ttl, with the rest of the id; never while one of its devices is failed', { timeout: 300_000 }, async (t) => {
   const dir = tmpDir(t)
-  const devs = Array.from({ length: 4 }, (_, i) => deviceFile(dir, `dev${i}.img`, 64 * MiB))
-  const port = testPort()
-  const data = path.join(dir, 'node')
-  const log = path.join(dir, 'node.log')
-  const args = ['-s', '127.0.0.1', '-p', String(port), '--data', data]
-  const addr = args.slice(0, 4)
-  for (const d of devs) t.is((await ddfs(['dev', 'add', '-d', d, '-f', ...args])).code, 0)
-  const node = { host: '127.0.0.1', port, data, log, args }
-  t.teardown(() => stopNode(node), { order: 0 })
-  const start = async (): Promise<void> => {
-    const r = await ddfs(['node', 'start', ...args, '--log', log, '--tombstone-ttl', '2'])
-    t.is(r.code, 0, `node start: ${r.stderr}`)
-  }
+  const { devs, node, addr, start: startWith } = await fourDeviceNode(t, dir)
+  const start = async (): Promise<void> => await startWith(['--tombstone-ttl', '2'])
   interface Status { tombstones: number, tombstonesCollected: number, devices: Array<{ entries: number }>, failedDevices: unknown[] }
   const status = async (): Promise<Status> => JSON.parse((await ddfs(['status', ...addr, '--json'])).stdout)
   const entries = (s: Status): number => s.devices.reduce((n, d) => n + d.entries, 0)

@@ -19,7 +19,7 @@
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import { manifestRank, nameRank, nameHash, repairAssignment, type PlacementMember } from '../cluster/placement'
-import { decodeManifest, encodeManifest, keyOf, TOMBSTONE_KIND, type Manifest } from '../object/records'
+import { decodeManifest, encodeManifest, keyOf, type Manifest } from '../object/records'
 import { rebuildFragments, stripeCount, type FragmentWork } from '../object/repair'
 import { stripeShape } from '../object/stripes'
 import { NAME_COPIES } from '../object/names'
@@ -30,6 +30,7 @@ import type { EntrySite } from '../object/types'
 import type { Logger } from '../log'
 import { RateLimiter, type ClientActivity } from './rate-limiter'
 import { idPages } from '../store/walk'
+import { noteTombstones } from './local-tombstones'
 
 export interface HealerOptions {
   /** Pause between scans. */
@@ -725,20 +726,7 @@ export class Healer {
 
   /** Notes when each tombstone on this node's devices was first seen; forgets those gone. */
   private async walkTombstones (now: number): Promise<void> {
-    const seen = new Set<string>()
-    for (const store of this.site.stores()) {
-      for (const ids of idPages(store)) {
-        for (const id of ids) {
-          if (store.stat(keyOf(id, TOMBSTONE_KIND)) === null) continue
-          const hex = id.toString('hex')
-          seen.add(hex)
-          if (!this.tombstones.has(hex)) this.tombstones.set(hex, now)
-        }
-        // Requests are served between pages.
-        await new Promise((resolve) => setImmediate(resolve))
-      }
-    }
-    for (const hex of this.tombstones.keys()) if (!seen.has(hex)) this.tombstones.delete(hex)
+    await noteTombstones(this.site.stores(), this.tombstones, now)
     this.report.tombstones = this.tombstones.size
   }
 
