@@ -277,7 +277,6 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // sending the file's stripes while it is written) nor costs it the copy into the page cache.
   // JS learns of each write afterwards (kWritten), in order with the requests that follow it:
   // the report is queued before the write is answered, so before any later request.
-
   //
   // A large file's aligned writes past `direct_from` go to a second descriptor of the spool,
   // opened O_DIRECT: the page cache's cost for a new file is mostly the kernel allocating its

@@ -185,18 +185,17 @@ export class Node {
         await this.cluster.start()
         const objects = new ClusterObjectStore(this.cluster)
         this.healer = new Healer(this.cluster, objects, this.site, this.log, { intervalMs: healing.repairIntervalMs, repairRate: healing.repairRate, orphanGraceMs: healing.orphanGraceMs, tombstoneTtlMs: healing.tombstoneTtlMs, settleMs: 3 * (this.opts.discoveryIntervalMs ?? 5000) }, this.clients)
-        this.startScrubber(new ClusterCopies(this.cluster, objects), healing)
+        const scrubber = this.attachScrubber(new ClusterCopies(this.cluster, objects), healing)
         // One healing scan before the node reports ready: a node back from downtime applies the
         // deletes it missed before anyone lists its stale manifests (bounded: peers may be starting too).
         const healer = this.healer
         await new Promise<void>((resolve) => { const timer = setTimeout(resolve, 5000); healer.scan().finally(() => { clearTimeout(timer); resolve() }).catch(() => {}) })
         this.healer.start()
-        this.scrubber?.start()
+        scrubber.start()
         this.objects = objects
       } else {
         const objects = new LocalObjectStore(this.devices, this.site)
-        this.startScrubber(new LocalCopies(this.site, objects), healing)
-        this.scrubber?.start()
+        this.attachScrubber(new LocalCopies(this.site, objects), healing).start()
         this.localTombstones = new LocalTombstones(this.site, this.log, { ttlMs: healing.tombstoneTtlMs, devicesWhole: () => this.failedDevices.size === 0 })
         this.localTombstones.start()
         this.objects = objects
@@ -213,11 +212,12 @@ export class Node {
     }
   }
 
-  /** The background scrub, and the check a read that met a damaged fragment asks for. */
-  private startScrubber (copies: CopySource, healing: HealingOptions): void {
+  /** The background scrub (not started), and the check a read that met a damaged fragment asks for. */
+  private attachScrubber (copies: CopySource, healing: HealingOptions): Scrubber {
     const scrubber = new Scrubber(this.site, copies, this.log, { rate: healing.scrubRate, intervalMs: healing.scrubIntervalMs }, this.clients)
     this.site.scrubber = (id) => scrubber.checkId(id)
     this.scrubber = scrubber
+    return scrubber
   }
 
   private async listenLocal (): Promise<void> {
