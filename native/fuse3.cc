@@ -88,7 +88,7 @@ struct Request {
   std::vector<double> stats;
   std::string bytes;
   bool has_bytes = false;
-  int write_fd = -1;  // open/create: the descriptor the handle's writes may go to directly
+  int write_fd = -1;  // open/create/write: the descriptor the handle's writes may go to directly from now on
   int write_direct_fd = -1;     // and one of the same file opened O_DIRECT, for aligned writes
   double write_direct_from = 0;  // at and past this offset
 
@@ -519,7 +519,9 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     r.a = static_cast<double>(off);
     r.data = const_cast<char*>(buf);  // JS gets a Buffer over it; writing into it is harmless
     r.size = size;
-    return Self()->Call(r);
+    int res = Self()->Call(r);
+    if (res >= 0 && r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from);
+    return res;
   }
 
   static int OpFh(Op op, const char* path, struct fuse_file_info* fi, double a = 0) {
@@ -805,26 +807,35 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         }
         return 0;
       case kRead:
-      case kWrite:
         return static_cast<size_t>(result) <= r.size ? result : -EIO;
+      case kWrite:
+        // A write that moved its file from memory to a spool names the spool: later writes go there.
+        if (static_cast<size_t>(result) > r.size) return -EIO;
+        TargetOf(r, v, w);
+        return result;
       case kOpen:
       case kCreate:
-        if (v.IsNumber()) {
-          double fd = v.As<Napi::Number>().DoubleValue();
-          if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd)) r.write_fd = static_cast<int>(fd);
-        }
-        // [directFd, directFrom]: aligned writes at and past directFrom go to directFd.
-        if (r.write_fd >= 0 && w.IsArray() && w.As<Napi::Array>().Length() == 2) {
-          double fd = Num(w.As<Napi::Array>().Get(0u), -1);
-          double from = Num(w.As<Napi::Array>().Get(1u), -1);
-          if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd) && from >= 0 && from == std::floor(from)) {
-            r.write_direct_fd = static_cast<int>(fd);
-            r.write_direct_from = from;
-          }
-        }
+        TargetOf(r, v, w);
         return result;
       default:
         return 0;
+    }
+  }
+
+  // value: the descriptor a handle's writes may go to from now on; value2: [directFd, directFrom],
+  // aligned writes at and past directFrom go to directFd.
+  static void TargetOf(Request& r, const Napi::Value& v, const Napi::Value& w) {
+    if (v.IsNumber()) {
+      double fd = v.As<Napi::Number>().DoubleValue();
+      if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd)) r.write_fd = static_cast<int>(fd);
+    }
+    if (r.write_fd >= 0 && w.IsArray() && w.As<Napi::Array>().Length() == 2) {
+      double fd = Num(w.As<Napi::Array>().Get(0u), -1);
+      double from = Num(w.As<Napi::Array>().Get(1u), -1);
+      if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd) && from >= 0 && from == std::floor(from)) {
+        r.write_direct_fd = static_cast<int>(fd);
+        r.write_direct_from = from;
+      }
     }
   }
 

@@ -174,6 +174,35 @@ test('a handle with a write target is written by the binding itself, each write 
   t.is(fs.readFileSync(`${dir}/g`, 'utf8'), '', 'not to the descriptor')
 })
 
+test('a write handler can give its file a write target: the writes after it go there', async (t) => {
+  const dir = tmpDir(t, 'ddfs-fuse3-later-')
+  const MiB = 1024 * 1024
+  const fd = fs.openSync(`${dir}/spool`, 'w+')
+  t.teardown(() => fs.closeSync(fd))
+  const jsWrites: number[] = []
+  const reported: number[] = []
+  const created = new Set<string>()
+  const h = await mountMem(t, {
+    getattr: (p) => {
+      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
+      if (!created.has(p)) throw Errno.ENOENT
+      return { mode: 0o100644, size: 0, mtime: Date.now() }
+    },
+    create: (p) => { created.add(p); return 7 },
+    // The first two writes come here (like a file in memory), then the file has a descriptor.
+    write: (_p, _fh, buf, pos) => { jsWrites.push(pos); fs.writeSync(fd, buf, 0, buf.length, pos); return buf.length },
+    writeTarget: () => jsWrites.length >= 2 ? fd : null,
+    written: (_fh, pos) => { reported.push(pos) }
+  })
+  const src = `${dir}/src`
+  fs.writeFileSync(src, crypto.randomBytes(4 * MiB))
+  const r = await sh(`dd if=${src} of=${h.mp}/f bs=1M status=none`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.alike(jsWrites, [0, MiB], 'the first two to the handler')
+  t.alike(reported, [2 * MiB, 3 * MiB], 'the rest by the binding')
+  t.alike(fs.readFileSync(`${dir}/spool`), fs.readFileSync(src), 'every byte in place')
+})
+
 test('a write target with an O_DIRECT descriptor gets the aligned writes from directFrom on; the others go to the plain one', async (t) => {
   // Two different files stand for the two descriptors, so where each write went shows.
   const dir = tmpDir(t, 'ddfs-fuse3-direct-')

@@ -45,6 +45,36 @@ test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and
   t.is((await ok(`dd if=${mp}/big.bin bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0],
     (await ok(`dd if=${work}/big bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0], 'a read at an offset returns the right bytes')
 
+  // A file lives in memory up to 1 MiB, then in a spool file: random writes, holes, cuts and
+  // reads while open, across that point, end as the same bytes as on a local disk.
+  const edits = (file: string): void => {
+    const fd = fs.openSync(file, 'w+')
+    const KiB = 1024
+    const pattern = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255))
+    fs.writeSync(fd, pattern(300 * KiB, 1), 0, 300 * KiB, 0)
+    fs.writeSync(fd, pattern(10, 2), 0, 10, 900 * KiB)  // a hole
+    fs.ftruncateSync(fd, 100 * KiB)                        // cuts
+    fs.writeSync(fd, pattern(4 * KiB, 3), 0, 4 * KiB, 600 * KiB)  // 100..600 KiB must read as zeros
+    const back = Buffer.alloc(700 * KiB)
+    t.is(fs.readSync(fd, back, 0, back.length, 0), 604 * KiB, `read while open (${file})`)
+    fs.writeSync(fd, pattern(1024 * KiB, 4), 0, 1024 * KiB, 800 * KiB)  // past 1 MiB: to a spool
+    fs.writeSync(fd, pattern(1024 * KiB, 5), 0, 1024 * KiB, 4096 * KiB)
+    fs.ftruncateSync(fd, 3 * 1024 * KiB + 5)
+    fs.closeSync(fd)
+    const small = fs.openSync(`${file}.small`, 'w')
+    fs.writeSync(small, pattern(5000, 6))
+    fs.closeSync(small)
+    const again = fs.openSync(`${file}.small`, 'r+')  // without O_TRUNC: starts from the content
+    fs.writeSync(again, Buffer.from('edit'), 0, 4, 4990)
+    fs.closeSync(again)
+    fs.truncateSync(`${file}.small`, 7000)
+  }
+  edits(`${work}/edited`)
+  edits(`${mp}/edited`)
+  for (const f of ['edited', 'edited.small']) {
+    t.is((await ok(`md5sum < ${mp}/${f}`)).split(' ')[0], (await ok(`md5sum < ${work}/${f}`)).split(' ')[0], `${f}: the same bytes as on local disk`)
+  }
+
   // mv renames (the id stays), overwriting replaces, rm deletes everywhere
   await ok(`mv ${mp}/hello.txt ${mp}/greeting.txt`)
   t.is((await ok(`getfattr --only-values -n user.ddfs.id ${mp}/greeting.txt`)).trim(), id, 'the renamed file is the same object')

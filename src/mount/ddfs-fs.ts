@@ -1,6 +1,7 @@
 // The store as a flat directory: every live object is a file, listed under the newest name that
 // points at it or else under its 32-hex id; any object opens as /<id>. A file written through
-// the mount is spooled to a local file (random writes welcome, memory bounded) and committed as
+// the mount is kept in memory while small, else spooled to a local file (random writes welcome,
+// memory bounded), and committed as
 // a new object at close (flush) or fsync (or, with writeback, soon after close); an object under
 // the same name is then replaced and deleted. Reads fetch stripe-sized windows with read-ahead,
 // so sequential reads stream.
@@ -34,12 +35,19 @@ const RENAME_NOREPLACE = 1
 interface Entry { id: Buffer, hex: string, name: string | null, size: number, mtime: number }
 
 interface ReadHandle { kind: 'read', entry: Entry, windows: Map<number, Promise<Buffer[]>>, next: number }
+/** A file's bytes on local disk, once it outgrew memory. */
+interface Spool {
+  path: string
+  fd: number
+  directFd: number | null  // the spool opened O_DIRECT (the binding's aligned writes of a large file); null where refused
+}
+
 interface WriteHandle {
   kind: 'write'
   name: string          // the file name it will be committed under
-  spool: string
-  fd: number
-  directFd: number | null  // the spool opened O_DIRECT (the binding's aligned writes of a large file); null where refused
+  // Its bytes: in `memory` (zeros past `size`) until it outgrows it, then in `spool` for good.
+  memory: Buffer
+  spool: Spool | null
   size: number
   dirty: boolean
   mtime: number
@@ -82,6 +90,15 @@ const FOLLOW_STEP = 8 * 1024 * 1024
 const DIRECT_FROM = FOLLOW_START
 /** DDFS_MOUNT_DIRECT=0 spools through the page cache only (for comparison in benchmarks). */
 const DIRECT = process.env.DDFS_MOUNT_DIRECT !== '0'
+/**
+ * A file is written to memory until it grows past this (a small put's limit: it commits in one
+ * request), or until the mount's files in memory would take more than MEMORY_BUDGET; then to a
+ * spool file. A spool per small file (create, O_DIRECT open, read back, two closes, unlink) was
+ * about half the mount's CPU per 4 KiB create.
+ */
+const MEMORY_FILE_MAX = MAX_PUT_SMALL
+const MEMORY_BUDGET = 64 * 1024 * 1024
+const NO_MEMORY = Buffer.alloc(0)
 type Handle = ReadHandle | WriteHandle
 
 const STRAY_RE = new RegExp(`${STORED_BUT_UNNAMED} ([0-9a-f]{32})`)
@@ -116,6 +133,7 @@ export class DdfsFs {
   private readonly recent = new Map<string, { entry: Entry | null, at: number }>()
   private nextFd = 10
   private spoolSeq = 0
+  private memoryUsed = 0  // bytes of every write handle's `memory`
 
   constructor (private readonly link: StoreLink, private readonly spoolDir: string, private readonly log: Logger, private readonly writeback = false) {}
 
@@ -241,20 +259,25 @@ export class DdfsFs {
       write: (_p, fd, buf, pos) => {
         const h = this.handles.get(fd)
         if (h === undefined || h.kind !== 'write') throw errno.EBADF
-        // Synchronously: a copy into the page cache costs less than a thread-pool hop.
+        // Synchronously: a copy into memory or the page cache costs less than a thread-pool hop.
         let n: number
         try {
-          n = fs.writeSync(h.fd, buf, 0, buf.length, pos)
+          if (this.fitsMemory(h, pos + buf.length)) {
+            n = buf.copy(h.memory, pos)
+          } else {
+            n = fs.writeSync(this.spill(h).fd, buf, 0, buf.length, pos)
+          }
         } catch (err) {
           throw (err as NodeJS.ErrnoException).code === 'ENOSPC' ? errno.ENOSPC : errno.EIO
         }
         this.written(h, pos, n)
         return n
       },
-      // The libfuse 3 binding writes into the spool itself (off this thread) and reports it.
+      // The libfuse 3 binding writes into the spool itself (off this thread) and reports it; a
+      // file in memory has its writes come here.
       writeTarget: (fd) => {
         const h = this.handles.get(fd)
-        return h !== undefined && h.kind === 'write' ? { fd: h.fd, direct: h.directFd, directFrom: DIRECT_FROM } : null
+        return h !== undefined && h.kind === 'write' && h.spool !== null ? { fd: h.spool.fd, direct: h.spool.directFd, directFrom: DIRECT_FROM } : null
       },
       written: (fd, pos, n) => {
         const h = this.handles.get(fd)
@@ -267,9 +290,7 @@ export class DdfsFs {
         if (fd === null) { await this.truncate(fileName(p), size); return }
         const h = this.handles.get(fd)
         if (h === undefined || h.kind !== 'write') throw errno.EBADF
-        await fs.promises.truncate(h.spool, size)
-        h.size = size
-        h.dirty = true
+        await this.resize(h, size)
       }),
       unlink: async (p) => await run('unlink', async () => await this.unlink(fileName(p))),
       rename: async (src, dest, flags) => await run('rename', async () => {
@@ -322,13 +343,10 @@ export class DdfsFs {
     await open?.committing?.catch(() => {})  // a file just closed: open what it committed
     const e = await this.lookup(name)
     if (e === null) throw errno.ENOENT
-    const h = await this.newWrite(name)
+    const h = this.newWrite(name)
     // Opened for writing without O_TRUNC: start from the current content.
     if ((flags & fs.constants.O_TRUNC) === 0) {
-      for (let off = 0; off < e.size; off += WINDOW) {
-        await writeAt(h.fd, await this.link.read(e.id, off, Math.min(WINDOW, e.size - off)), off)
-      }
-      h.size = e.size
+      await this.copyIn(h, e, e.size)
     } else {
       h.dirty = true
     }
@@ -341,21 +359,86 @@ export class DdfsFs {
     } catch {
       throw errno.EINVAL
     }
-    const h = await this.newWrite(name)
+    const h = this.newWrite(name)
     h.dirty = true  // an empty file is a file too
     this.writing.set(name, h)
     return this.addHandle(h)
   }
 
-  private async newWrite (name: string): Promise<WriteHandle> {
-    const spool = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
-    const fd = await new Promise<number>((resolve, reject) => fs.open(spool, 'w+', 0o600, (err, f) => err !== null ? reject(err) : resolve(f)))
-    // (tmpfs refuses O_DIRECT: then every write goes through fd.)
-    const directFd = !DIRECT ? null : await new Promise<number | null>((resolve) => fs.open(spool, fs.constants.O_WRONLY | fs.constants.O_DIRECT, (err, f) => resolve(err !== null ? null : f)))
+  private newWrite (name: string): WriteHandle {
     const earlier = this.writing.get(name)
     return {
-      kind: 'write', name, spool, fd, directFd, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
+      kind: 'write', name, memory: NO_MEMORY, spool: null, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
       committing: null, after: earlier?.committing ?? null, failed: null, strays: [], previous: earlier ?? null, unlinked: false, closed: false
+    }
+  }
+
+  /**
+   * Whether the file's bytes up to `end` are (now) in memory: false once it has a spool, or when
+   * growing its memory that far would pass MEMORY_FILE_MAX or the mount's MEMORY_BUDGET.
+   */
+  private fitsMemory (h: WriteHandle, end: number): boolean {
+    if (h.spool !== null) return false
+    if (end <= h.memory.length) return true
+    if (end > MEMORY_FILE_MAX) return false
+    const grown = Math.min(MEMORY_FILE_MAX, Math.max(end, 2 * h.memory.length, 16 * 1024))
+    if (this.memoryUsed + grown - h.memory.length > MEMORY_BUDGET) return false
+    const memory = Buffer.alloc(grown)  // zeros: a write past the end leaves a hole of zeros
+    h.memory.copy(memory, 0, 0, h.size)
+    this.memoryUsed += grown - h.memory.length
+    h.memory = memory
+    return true
+  }
+
+  /** Moves a file from memory to a new spool file (for good); its spool. */
+  private spill (h: WriteHandle): Spool {
+    if (h.spool !== null) return h.spool
+    const file = path.join(this.spoolDir, `${process.pid}-${++this.spoolSeq}`)
+    const fd = fs.openSync(file, 'w+', 0o600)
+    try {
+      for (let at = 0; at < h.size;) at += fs.writeSync(fd, h.memory, at, h.size - at, at)
+    } catch (err) {
+      fs.closeSync(fd)
+      fs.rmSync(file, { force: true })
+      throw err
+    }
+    // (tmpfs refuses O_DIRECT: then every write goes through fd.)
+    let directFd: number | null = null
+    if (DIRECT) try { directFd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_DIRECT) } catch {}
+    this.dropMemory(h)
+    h.spool = { path: file, fd, directFd }
+    return h.spool
+  }
+
+  private dropMemory (h: WriteHandle): void {
+    this.memoryUsed -= h.memory.length
+    h.memory = NO_MEMORY
+  }
+
+  /** Sets a file's size: cut, or extended with zeros. */
+  private async resize (h: WriteHandle, size: number): Promise<void> {
+    if (size <= h.size ? h.spool === null : this.fitsMemory(h, size)) {
+      if (size < h.size) h.memory.fill(0, size, h.size)  // zeros past the end, as promised
+    } else {
+      const fd = this.spill(h).fd
+      await new Promise<void>((resolve, reject) => fs.ftruncate(fd, size, (err) => err !== null ? reject(err) : resolve()))
+    }
+    h.size = size
+    h.dirty = true
+  }
+
+  /** The first `size` bytes of a committed object (zero-extended) into a new write handle. */
+  private async copyIn (h: WriteHandle, e: Entry, size: number): Promise<void> {
+    const have = Math.min(size, e.size)
+    await this.resize(h, size)
+    for (let off = 0; off < have; off += WINDOW) {
+      const pieces = await this.link.read(e.id, off, Math.min(WINDOW, have - off))
+      if (h.spool === null) {
+        let at = off
+        for (const p of pieces) at += p.copy(h.memory, at)
+      } else {
+        await writeAt(h.spool.fd, pieces, off)
+      }
     }
   }
 
@@ -373,8 +456,9 @@ export class DdfsFs {
       // Synchronously, like writes: `buf` is the binding's reply memory, which an unmount or a
       // request timeout may take back while an asynchronous read on the thread pool still
       // writes into it.
+      if (h.spool === null) return pos >= h.size ? 0 : h.memory.copy(buf, 0, pos, Math.min(h.size, pos + len))
       try {
-        return fs.readSync(h.fd, buf, 0, len, pos)
+        return fs.readSync(h.spool.fd, buf, 0, len, pos)
       } catch {
         throw errno.EIO
       }
@@ -425,9 +509,9 @@ export class DdfsFs {
     if (!h.streamable) return
     if (pos !== h.seqEnd) { this.stopFollow(h); return }
     h.seqEnd += n
-    if (h.follow === null && !h.starting && h.seqEnd >= FOLLOW_START && this.link.local && FOLLOW) {
+    if (h.follow === null && !h.starting && h.seqEnd >= FOLLOW_START && h.spool !== null && this.link.local && FOLLOW) {
       h.starting = true  // until the client is there, writes only extend seqEnd
-      this.link.follow(h.spool, h.name).then((put) => {
+      this.link.follow(h.spool.path, h.name).then((put) => {
         h.starting = false
         if (!h.streamable || h.seqEnd !== h.size || !h.dirty) { put.abandon(); return }
         h.follow = { put, announced: 0, name: h.name }
@@ -473,13 +557,16 @@ export class DdfsFs {
     return p
   }
 
-  /** Forgets a closed, committed file: its spool goes. */
+  /** Forgets a closed, committed file: its memory or spool goes. */
   private cleanup (h: WriteHandle): void {
     if (h.refs > 0 || h.committing !== null || (h.dirty && !h.unlinked) || h.closed) return
     h.closed = true
     if (this.writing.get(h.name) === h) this.writing.delete(h.name)
-    if (h.directFd !== null) fs.close(h.directFd, () => {})
-    fs.close(h.fd, () => fs.rm(h.spool, { force: true }, () => {}))
+    this.dropMemory(h)
+    const spool = h.spool
+    if (spool === null) return
+    if (spool.directFd !== null) fs.close(spool.directFd, () => {})
+    fs.close(spool.fd, () => fs.rm(spool.path, { force: true }, () => {}))
   }
 
   /** Commits the spool as a new object under the file's name; the object it replaces goes. */
@@ -502,8 +589,8 @@ export class DdfsFs {
     h.streamable = false  // later writes to this handle commit the whole spool again
     if (follow === null && h.size <= MAX_PUT_SMALL) {
       // A small file: its bytes in one request on the shared connection (no connection per
-      // commit, no file for the node to read).
-      const data = await readSpool(h.fd, h.size)
+      // commit, no file for the node to read). A copy of memory: writes may go on meanwhile.
+      const data = h.spool === null ? Buffer.from(h.memory.subarray(0, h.size)) : await readSpool(h.spool.fd, h.size)
       info = await this.retrying(h, async () => await this.link.putSmall(h.name, data))
     } else {
       if (follow !== null) {
@@ -518,7 +605,8 @@ export class DdfsFs {
         }
         follow.put.abandon()  // no-op after end()
       }
-      info ??= await this.retrying(h, async () => await this.link.putFile(h.spool, h.size, h.name))
+      const spool = this.spill(h)
+      info ??= await this.retrying(h, async () => await this.link.putFile(spool.path, h.size, h.name))
     }
     const hex = info.id.toString('hex')
     this.log.info('committed', { name: h.name, id: hex, size: h.size, writeRequests: h.writes })
@@ -603,9 +691,7 @@ export class DdfsFs {
   private async truncate (name: string, size: number): Promise<void> {
     const w = this.writing.get(name)
     if (w !== undefined) {
-      await fs.promises.truncate(w.spool, size)
-      w.size = size
-      w.dirty = true
+      await this.resize(w, size)
       return
     }
     if (ID_RE.test(name)) throw errno.EACCES
@@ -613,14 +699,9 @@ export class DdfsFs {
     if (e === null) throw errno.ENOENT
     if (size === e.size) return
     // A new object with the first `size` bytes (zero-extended), replacing this one.
-    const h = await this.newWrite(name)
+    const h = this.newWrite(name)
     try {
-      for (let off = 0; off < Math.min(size, e.size); off += WINDOW) {
-        await writeAt(h.fd, await this.link.read(e.id, off, Math.min(WINDOW, Math.min(size, e.size) - off)), off)
-      }
-      await fs.promises.truncate(h.spool, size)
-      h.size = size
-      h.dirty = true
+      await this.copyIn(h, e, size)
       await this.commitLater(h)
     } finally {
       this.cleanup(h)
@@ -678,10 +759,15 @@ export class DdfsFs {
   async closeAll (): Promise<void> {
     for (const fd of [...this.handles.keys()]) await this.release(fd).catch(() => {})
     await Promise.allSettled([...this.pending])
-    // One more try for commits that failed; what still fails is in the log, with its spool kept.
+    // One more try for commits that failed; what still fails is in the log, with its spool kept
+    // (a file still in memory is written to one first).
     for (const h of [...this.writing.values()]) {
       if (h.dirty && !h.unlinked) {
-        await this.commitLater(h).catch((err) => this.log.error('file-not-committed', { name: h.name, spool: h.spool, error: DdfsError.from(err).message }))
+        await this.commitLater(h).catch((err) => {
+          let spool: string
+          try { spool = this.spill(h).path } catch (e) { spool = `none: ${DdfsError.from(e).message}` }
+          this.log.error('file-not-committed', { name: h.name, spool, error: DdfsError.from(err).message })
+        })
       }
     }
   }

@@ -47,7 +47,8 @@ export interface FsOps {
   write?: (path: string, fh: number, buf: Buffer, pos: number) => R<number>
   /**
    * The OS descriptor an open file's writes may go to without a request (null: every write
-   * comes to `write`). A binding that can (the libfuse 3 one) then writes them there on its own
+   * comes to `write`), asked at open and create and again after each `write` (a file may move
+   * from memory to a descriptor). A binding that can (the libfuse 3 one) then writes them there on its own
    * threads and reports each through `written`, before any request that follows it; it stops
    * writing to the descriptor before it delivers the handle's `release`. With `direct`, its
    * writes at 4096-aligned offsets and lengths from `directFrom` on go to that descriptor of the

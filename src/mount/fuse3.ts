@@ -206,9 +206,9 @@ export class Fuse3 {
       return
     }
     if (value instanceof Promise) {
-      value.then((v) => this.answer(id, op, p, v), (err) => this.fail(id, op, p, err))
+      value.then((v) => this.answer(id, op, p, fh, v), (err) => this.fail(id, op, p, err))
     } else {
-      this.answer(id, op, p, value)
+      this.answer(id, op, p, fh, value)
     }
   }
 
@@ -253,7 +253,15 @@ export class Fuse3 {
     }
   }
 
-  private answer (id: number, op: number, p: string, v: unknown): void {
+  /** Replies `result`, with where fh's writes may go from now on (FsOps.writeTarget). */
+  private replyWithTarget (id: number, result: number, fh: number): void {
+    const native = this.native as NativeMount
+    const target = this.ops.writeTarget?.(fh) ?? null
+    if (typeof target === 'number' || target === null) native.reply(id, result, target ?? -1)
+    else native.reply(id, result, target.fd, target.direct === null ? null : [target.direct, target.directFrom])
+  }
+
+  private answer (id: number, op: number, p: string, fh: number, v: unknown): void {
     const native = this.native as NativeMount
     try {
       switch (op) {
@@ -271,13 +279,12 @@ export class Fuse3 {
         case OP.open:
         case OP.create: {
           const fh = checkCount(v)
-          const target = this.ops.writeTarget?.(fh) ?? null
-          if (typeof target === 'number' || target === null) native.reply(id, fh, target ?? -1)
-          else native.reply(id, fh, target.fd, target.direct === null ? null : [target.direct, target.directFrom])
+          this.replyWithTarget(id, fh, fh)
           return
         }
+        // A write may have moved its file to a spool (FsOps.writeTarget): later ones go there.
+        case OP.write: this.replyWithTarget(id, checkCount(v), fh); return
         case OP.read:
-        case OP.write:
           native.reply(id, checkCount(v))
           return
         case OP.getxattr: native.reply(id, 0, v ?? null); return
