@@ -74,6 +74,10 @@ test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and
   for (const f of ['edited', 'edited.small']) {
     t.is((await ok(`md5sum < ${mp}/${f}`)).split(' ')[0], (await ok(`md5sum < ${work}/${f}`)).split(' ')[0], `${f}: the same bytes as on local disk`)
   }
+  const idOf = async (f: string): Promise<string> => (await ok(`getfattr --only-values -n user.ddfs.id ${mp}/${f}`)).trim()
+  const before = await idOf('edited.small')
+  fs.closeSync(fs.openSync(`${mp}/edited.small`, 'r+'))
+  t.is(await idOf('edited.small'), before, 'opened for writing and closed unwritten: the same object')
 
   // mv renames (the id stays), overwriting replaces, rm deletes everywhere
   await ok(`mv ${mp}/hello.txt ${mp}/greeting.txt`)

@@ -332,7 +332,7 @@ export class DdfsFs {
     const mode = flags & 3
     if (mode === fs.constants.O_RDONLY) {
       const w = this.writing.get(name)
-      if (w !== undefined) return this.addHandle(w)  // reading a file being written: the spool
+      if (w !== undefined) return this.addHandle(w)  // reading a file being written: its memory or spool
       const e = await this.lookup(name)
       if (e === null) throw errno.ENOENT
       return this.addHandle({ kind: 'read', entry: e, windows: new Map(), next: 0 })
@@ -347,6 +347,7 @@ export class DdfsFs {
     // Opened for writing without O_TRUNC: start from the current content.
     if ((flags & fs.constants.O_TRUNC) === 0) {
       await this.copyIn(h, e, e.size)
+      h.dirty = false  // the same content: a close without writes commits nothing
     } else {
       h.dirty = true
     }
