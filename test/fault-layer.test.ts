@@ -215,6 +215,49 @@ test('a name is acknowledged once every holder has it; a put whose name failed k
   t.alike(Buffer.concat(chunks), data, 'the object stays whole and readable: any record of the name points at an object that exists')
 })
 
+test('a new name goes out beside its object; a name that stands for an object is repointed only once the new one is whole', async (t) => {
+  const { members } = sixMembers()
+  const events: string[] = []
+  let failManifests = false
+  for (const [i, m] of members.entries()) {
+    const putEntry = m.site.putEntry.bind(m.site)
+    m.site.putEntry = async (key, data) => {
+      if (key.kind === EntryKind.Manifest) {
+        await sleep(30)  // the object's write takes a while
+        if (failManifests) throw new Error(`IO: n${i} failed`)
+        await putEntry(key, data)
+        events.push('manifest')
+        return
+      }
+      await putEntry(key, data)
+      if (key.kind === EntryKind.Name) events.push('name')
+    }
+  }
+  const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
+  const put = async (name: string): Promise<{ id: string, replaced?: string | null }> => await store.put((async function * () { yield crypto.randomBytes(4096) })(), { size: 4096, name })
+  const listed = async (name: string): Promise<string | undefined> => (await store.catalog()).find((e) => e.name === name)?.id.toString('hex')
+
+  const first = await put('fresh')
+  t.alike(events, ['name', 'name', 'name', 'manifest', 'manifest', 'manifest'], 'a new name: its three records before the object\'s manifests were done')
+  t.is(first.replaced, null)
+  t.is(await listed('fresh'), first.id)
+
+  events.length = 0
+  const second = await put('fresh')
+  t.alike(events, ['manifest', 'manifest', 'manifest', 'name', 'name', 'name'], 'a name that stands for an object: its records only after the new object is whole')
+  t.is(second.replaced, first.id, 'and the put says what it replaced')
+  t.is(await listed('fresh'), second.id)
+
+  failManifests = true
+  await t.exception(put('lost'), /IO: /, 'a new name whose object could not be stored')
+  failManifests = false
+  t.is(await listed('lost'), undefined, 'is not listed: its records name no object')
+  events.length = 0
+  const retried = await put('lost')
+  t.alike(events.slice(-3), ['name', 'name', 'name'], 'a retry finds the records and repoints them once its object is whole')
+  t.is(await listed('lost'), retried.id)
+})
+
 /** Six (or `count`) in-process members, one memory device each; `failing` members' devices refuse writes (marks included). */
 function sixMembers (count = 6): { members: Array<{ publicKey: Buffer, site: DeviceSite }>, failing: Set<number> } {
   const failing = new Set<number>()

@@ -63,6 +63,24 @@ test('a request gets a self-checked reply only when it checks the payload itself
   t.is(f.payload.toString(), 'fragment', 'accepted by a request that checks it')
 })
 
+test('a create reaches a peer of an older version: NamePutNew answered UNSUPPORTED is a refusal, and nothing else is sent', async (t) => {
+  const toServer = new PassThrough()
+  const toClient = new PassThrough()
+  const client = new FrameConnection(Duplex.from({ readable: toClient, writable: toServer }))
+  const server = new FrameConnection(Duplex.from({ readable: toServer, writable: toClient }))
+  const received: number[] = []
+  server.on('frame', (f: Frame) => {
+    received.push(f.type)
+    server.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node`))
+  })
+  const rpc = new RpcConnection(client, 'older peer')
+  t.teardown(() => rpc.close())
+  const site = new RemoteSite('older peer', async () => rpc)
+  const held = await site.putNewName({ id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 }, Buffer.from('a name record'))
+  t.ok(held !== null, 'not stored: the name is set after its object, the careful way')
+  t.alike(received, [MessageType.NamePutNew])
+})
+
 test('a named put reaches a peer of an older version: NamePut answered UNSUPPORTED falls back to a plain EntryPut', async (t) => {
   // The peer stands in for a node of the version before NamePut (one cannot run in this
   // checkout): its session answers a type it does not know UNSUPPORTED, as Session does now.

@@ -39,6 +39,20 @@ export class RemoteSite implements EntrySite {
     return f.payload.length > 0 ? f.payload : null
   }
 
+  async putNewName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+    let f
+    try {
+      f = await (await this.rpc()).request(MessageType.NamePutNew, entryKeyMessage, key, record, DATA_TIMEOUT_MS)
+    } catch (err) {
+      // A node of an older ddfs cannot tell: the name is set the careful way, after its object.
+      if (DdfsError.from(err).code === 'UNSUPPORTED') return Buffer.alloc(0)
+      throw err
+    }
+    if (f.type === MessageType.Ack) return null
+    expect(f.type, MessageType.Data, this.label)
+    return f.payload
+  }
+
   async getEntry (key: EntryKey, opts?: EntryOptions): Promise<{ entry: Buffer, verified: boolean }> {
     // A fragment's reader checks it against its trailer and manifest (verified: false says so).
     const f = await (await this.rpc()).request(MessageType.EntryGet, entryKeyMessage, { ...key, background: opts?.background }, null, DATA_TIMEOUT_MS, key.kind === EntryKind.Fragment)

@@ -158,6 +158,13 @@ export class Session {
         this.conn.send(MessageType.Data, rid, null, null, previous)
         return
       }
+      case MessageType.NamePutNew: {
+        const key = decodeMeta(entryKeyMessage, f.meta)
+        const held = await site.putNewName(key, f.payload)
+        if (held === null) this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        else this.conn.send(MessageType.Data, rid, null, null, held)
+        return
+      }
       case MessageType.EntryGet: {
         const key = decodeMeta(entryKeyMessage, f.meta)
         // Fragments a client's read or write needs (healing's own carry the background flag).

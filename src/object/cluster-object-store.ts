@@ -95,6 +95,11 @@ export class ClusterObjectStore implements ObjectStore {
     const manifestSites = manifestRank(id, members).slice(0, m + 1)
     const inline = opts.size !== undefined && opts.size <= INLINE_MAX
     const holders = inline ? [] : fragmentSpread(id, members, k + m)
+    // A name nobody holds a record of (a create) is written beside the object: a listing shows a
+    // name only once its object exists, and a put that fails leaves a record nothing lists. A
+    // name that stands for an object is pointed at the new one only once it is whole (below):
+    // written earlier, a failed put would hide that object's content from listings.
+    const created = opts.name !== undefined && process.env.DDFS_SEQ_NAMES !== '1' ? this.names.setNew(opts.name, id).catch(() => false) : Promise.resolve(false)
     let manifest: Manifest
     try {
       const written = inline
@@ -109,15 +114,17 @@ export class ClusterObjectStore implements ObjectStore {
       // copy of this half-written object, and healing applies a tombstone any holder has.
       const touched = new Set([...holders, ...manifestSites])
       await Promise.allSettled([...touched].map((h) => h.site.removeId(id, true)))
+      await created
       throw DdfsError.from(err)
     }
-    // The name only once the object is whole, so a name record never points at an object that
-    // was taken back (that hid the file's previous content from listings). A holder that just
-    // died is left out of the placement once its first failure marked it: try again. Should the
-    // name still fail, the object stays: whichever record a listing sees names an object that
-    // exists (the caller may delete it: STORED_BUT_UNNAMED says which).
+    // A name that stood for an object, only once this one is whole, so a name record never
+    // points at an object that was taken back (that hid the file's previous content from
+    // listings). A holder that just died is left out of the placement once its first failure
+    // marked it: try again. Should the name still fail, the object stays: whichever record a
+    // listing sees names an object that exists (the caller may delete it: STORED_BUT_UNNAMED says which).
+    const named = await created
     let replaced: Buffer | null = null
-    for (let attempt = 1; opts.name !== undefined; attempt++) {
+    for (let attempt = 1; opts.name !== undefined && !named; attempt++) {
       try {
         replaced = await this.names.set(opts.name, id)
         break

@@ -4,7 +4,7 @@
 import { DdfsError } from '../errors'
 import { EntryKind } from '../store/types'
 import type { BlockStore, EntryKey } from '../store/types'
-import { keyOf, TOMBSTONE_KIND, decodeManifest, decodeNameRecord, type NameRecord } from './records'
+import { keyOf, TOMBSTONE_KIND, decodeManifest, decodeNameRecord, NO_OBJECT, type NameRecord } from './records'
 import { idPages } from '../store/walk'
 import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE } from '../wire/messages'
 import type { CatalogObject, DevicePool, EntrySite, FragmentLocation, SiteCatalog } from './types'
@@ -80,6 +80,29 @@ export class DeviceSite implements EntrySite {
     }
     await this.putEntry(key, record)
     return previous
+  }
+
+  async putNewName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+    if (key.kind !== EntryKind.Name) throw DdfsError.BAD_ARGUMENT(`a name put carries a name record, not kind ${key.kind}`)
+    const had = this.find(key)
+    if (had !== undefined) {
+      let current: Buffer
+      try {
+        current = await had.read(key)
+      } catch {
+        return Buffer.alloc(0)  // a damaged record: the name is set the careful way, after its object
+      }
+      try {
+        const held = decodeNameRecord(current).id
+        // (The same put's record, copied here by healing first, is as good as stored.)
+        if (held.equals(decodeNameRecord(record).id)) return null
+        if (!held.equals(NO_OBJECT)) return current
+      } catch {
+        return current
+      }
+    }
+    await this.putEntry(key, record)
+    return null
   }
 
   /** The node's attached stores (for scrub and orphan collection). */

@@ -49,6 +49,25 @@ export class Names {
     return newest === null || newest.id.equals(NO_OBJECT) ? null : newest.id
   }
 
+  /**
+   * Points a name that no holder has a live record of (a create) at `id`: true when every holder
+   * stored it. False when a holder holds a record (it wrote nothing; whoever stored it did): the
+   * caller names the object with set() once it is whole, as for any replacement, and learns
+   * there what it replaces. Fails like set().
+   */
+  async setNew (name: string, id: Buffer): Promise<boolean> {
+    checkName(name)
+    const hash = nameHash(name)
+    const record = encodeNameRecord({ name, id, version: Date.now() })
+    const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
+    const results = await Promise.allSettled(sites.map((s) => s.putNewName(keyOf(hash, EntryKind.Name), record)))
+    const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
+    if (failed.length > 0) {
+      throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
+    }
+    return results.every((r) => r.status === 'fulfilled' && r.value === null)
+  }
+
   async resolve (name: string): Promise<Buffer | null> {
     checkName(name)
     const hash = nameHash(name)

@@ -131,6 +131,12 @@ export interface EntrySite {
    * the record it replaced on this node, or null.
    */
   putName (key: EntryKey, record: Buffer): Promise<Buffer | null>
+  /**
+   * Stores a name record only when the node holds no record of that name, or one of a removed
+   * name: null when stored; else what it holds (empty when that is unreadable) and nothing was
+   * written.
+   */
+  putNewName (key: EntryKey, record: Buffer): Promise<Buffer | null>
   /** The id's manifest bytes, 'deleted' when the node holds its tombstone, null when neither. */
   getManifest (id: Buffer): Promise<Buffer | 'deleted' | null>
   /** The id's fragments on this node and where they are. */

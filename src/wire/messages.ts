@@ -81,15 +81,18 @@ export const enum MessageType {
   // learns what the name stood for in the same round that changes it.
   NamePut = 39,     // entryKeyMessage + the name record -> Data (the previous record's bytes, or none)
   // The node mounts the store itself (no mount process, no socket between mount and node).
-  NodeMount = 40    // mountMessage -> Ok (JSON: mountpoint, pid); local socket only
+  NodeMount = 40,   // mountMessage -> Ok (JSON: mountpoint, pid); local socket only
+  // Between nodes: a name record put that takes effect only where the name has no live record
+  // (a create), so it can go out beside its object's write.
+  NamePutNew = 41   // entryKeyMessage + the name record -> Ack (stored), or Data (the record held; nothing written)
 }
 
-const MAX_TYPE = MessageType.NodeMount
+const MAX_TYPE = MessageType.NamePutNew
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put', 'node_mount']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put', 'node_mount', 'name_put_new']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
