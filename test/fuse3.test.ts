@@ -174,6 +174,19 @@ test('a handle with a write target is written by the binding itself, each write 
   t.is(fs.readFileSync(`${dir}/g`, 'utf8'), '', 'not to the descriptor')
 })
 
+/** getattr and create for files whose writes the test routes itself (every file is handle 7). */
+function createdFiles (): Pick<FsOps, 'getattr' | 'create'> {
+  const created = new Set<string>()
+  return {
+    getattr: (p) => {
+      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
+      if (!created.has(p)) throw Errno.ENOENT
+      return { mode: 0o100644, size: 0, mtime: Date.now() }
+    },
+    create: (p) => { created.add(p); return 7 }
+  }
+}
+
 test('a write handler can give its file a write target: the writes after it go there', async (t) => {
   const dir = tmpDir(t, 'ddfs-fuse3-later-')
   const MiB = 1024 * 1024
@@ -181,14 +194,8 @@ test('a write handler can give its file a write target: the writes after it go t
   t.teardown(() => fs.closeSync(fd))
   const jsWrites: number[] = []
   const reported: number[] = []
-  const created = new Set<string>()
   const h = await mountMem(t, {
-    getattr: (p) => {
-      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
-      if (!created.has(p)) throw Errno.ENOENT
-      return { mode: 0o100644, size: 0, mtime: Date.now() }
-    },
-    create: (p) => { created.add(p); return 7 },
+    ...createdFiles(),
     // The first two writes come here (like a file in memory), then the file has a descriptor.
     write: (_p, _fh, buf, pos) => { jsWrites.push(pos); fs.writeSync(fd, buf, 0, buf.length, pos); return buf.length },
     writeTarget: () => jsWrites.length >= 2 ? fd : null,
@@ -211,14 +218,8 @@ test('a write target with an O_DIRECT descriptor gets the aligned writes from di
   const direct = fs.openSync(`${dir}/direct`, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DIRECT)
   t.teardown(() => { fs.closeSync(plain); fs.closeSync(direct) })
   const reported: Array<[number, number]> = []
-  const created = new Set<string>()
   const h = await mountMem(t, {
-    getattr: (p) => {
-      if (p === '/') return { mode: 0o40755, size: 4096, mtime: Date.now(), nlink: 2 }
-      if (!created.has(p)) throw Errno.ENOENT
-      return { mode: 0o100644, size: 0, mtime: Date.now() }
-    },
-    create: (p) => { created.add(p); return 7 },
+    ...createdFiles(),
     write: () => { throw new Error('a write reached JS') },
     writeTarget: () => ({ fd: plain, direct, directFrom: 2 * MiB }),
     written: (_fh, pos, n) => { reported.push([pos, n]) }

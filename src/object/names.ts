@@ -2,7 +2,7 @@
 // sites chosen by the name's hash (the first few of `sitesFor`), and the catalog is the union of
 // what every site holds, each object shown under the newest name that points at it.
 import { DdfsError } from '../errors'
-import { EntryKind } from '../store/types'
+import { EntryKind, type EntryKey } from '../store/types'
 import { nameHash } from '../cluster/placement'
 import { checkName, decodeNameRecord, encodeNameRecord, keyOf, NO_OBJECT, type NameRecord } from './records'
 import type { CatalogEntry, CatalogObject, EntrySite } from './types'
@@ -22,25 +22,14 @@ export class Names {
    * pointed at before (the newest record the holders replaced), or null.
    */
   async set (name: string, id: Buffer): Promise<Buffer | null> {
-    checkName(name)
-    const hash = nameHash(name)
-    const record = encodeNameRecord({ name, id, version: Date.now() })
-    const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
-    // Every copy, like a manifest's: a listing or a resolve that reaches any one holder then
-    // sees this record. With one copy enough, a listing that missed that holder showed the
-    // name's older record, and a mount read the replaced object's bytes (the fault schedule).
     // Each holder answers with the record it replaced: what the name stood for is learnt in the
     // round that changes it (a resolve beside the put cost the name's holders another round).
-    const results = await Promise.allSettled(sites.map((s) => s.putName(keyOf(hash, EntryKind.Name), record)))
-    const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
-    if (failed.length > 0) {
-      throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
-    }
+    const replaced = await this.toHolders(name, id, (s, key, record) => s.putName(key, record))
     let newest: NameRecord | null = null
-    for (const r of results) {
-      if (r.status !== 'fulfilled' || r.value === null) continue
+    for (const r of replaced) {
+      if (r === null) continue
       try {
-        const prev = decodeNameRecord(r.value)
+        const prev = decodeNameRecord(r)
         // (A record of this very put, left by an attempt that failed on another holder, is not
         // what the name stood for.)
         if (prev.name === name && !prev.id.equals(id) && (newest === null || prev.version > newest.version)) newest = prev
@@ -56,16 +45,27 @@ export class Names {
    * there what it replaces. Fails like set().
    */
   async setNew (name: string, id: Buffer): Promise<boolean> {
+    const held = await this.toHolders(name, id, (s, key, record) => s.putNewName(key, record))
+    return held.every((r) => r === null)
+  }
+
+  /**
+   * A new record of `name` -> `id` through `put` to every holder of the name (like a manifest's
+   * copies: a listing or a resolve that reaches any one holder then sees it; with one copy
+   * enough, a listing that missed that holder showed the name's older record, and a mount read
+   * the replaced object's bytes). Each holder's answer; UNAVAILABLE when any one failed.
+   */
+  private async toHolders (name: string, id: Buffer, put: (site: EntrySite, key: EntryKey, record: Buffer) => Promise<Buffer | null>): Promise<Array<Buffer | null>> {
     checkName(name)
     const hash = nameHash(name)
     const record = encodeNameRecord({ name, id, version: Date.now() })
     const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
-    const results = await Promise.allSettled(sites.map((s) => s.putNewName(keyOf(hash, EntryKind.Name), record)))
+    const results = await Promise.allSettled(sites.map((s) => put(s, keyOf(hash, EntryKind.Name), record)))
     const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
     if (failed.length > 0) {
       throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
     }
-    return results.every((r) => r.status === 'fulfilled' && r.value === null)
+    return results.map((r) => r.status === 'fulfilled' ? r.value : null)
   }
 
   async resolve (name: string): Promise<Buffer | null> {
