@@ -73,6 +73,8 @@ const NAME_ATTEMPTS = 3
  * same way. Kept small so listing a node's catalog (which reads every manifest) stays cheap.
  */
 export const INLINE_MAX = 16 * 1024
+/** DDFS_SEQUENTIAL_NAMES=1 names every put's object after it is whole, creates too (for comparison in benchmarks). */
+const NEW_NAME_BESIDE = process.env.DDFS_SEQUENTIAL_NAMES !== '1'
 /** Starts the message of a put that stored its object but not its name; the object's id follows. */
 export const STORED_BUT_UNNAMED = 'stored without its name: object'
 
@@ -99,7 +101,7 @@ export class ClusterObjectStore implements ObjectStore {
     // name only once its object exists, and a put that fails leaves a record nothing lists. A
     // name that stands for an object is pointed at the new one only once it is whole (below):
     // written earlier, a failed put would hide that object's content from listings.
-    const created = opts.name !== undefined && process.env.DDFS_SEQ_NAMES !== '1' ? this.names.setNew(opts.name, id).catch(() => false) : Promise.resolve(false)
+    const created = opts.name !== undefined && NEW_NAME_BESIDE ? this.names.setNew(opts.name, id).catch(() => false) : Promise.resolve(false)
     let manifest: Manifest
     try {
       const written = inline
