@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { ddfs, localCluster, md5, tmpDir, readPid } from './helpers/env'
 import { NodeLink } from '../src/mount/node-link'
-import { INLINE_MAX } from '../src/object/cluster-object-store'
+import { INLINE_MAX, MANIFEST_CACHE_MS } from '../src/object/cluster-object-store'
 
 interface Query { inline?: boolean, fragments: unknown[], manifestHolders: string[], size: number }
 
@@ -174,9 +174,9 @@ test('bits flipped in a small object\'s manifest copy on a device are never read
   const kill = (i: number): void => { process.kill(readPid(c.data(i)) as number, 'SIGKILL') }
   const rest = [0, 1, 2, 3, 4, 5].filter((i) => i !== victim)
   rest.forEach(kill)
-  // A node serves a manifest it read (and verified) in the last 2 s from memory, and the victim's
+  // A node serves a manifest it read (and verified) moments ago from memory, and the victim's
   // healer and scrubber read this one every second: wait until that copy has expired.
-  await sleep(3000)
+  await sleep(MANIFEST_CACHE_MS + 1000)
   const out = path.join(work, 'out')
   const damaged = await ddfs(['get', ...c.at(victim), '-i', id, '-f', out, '-q'])
   t.not(damaged.code, 0, `no read from the damaged copy alone (${damaged.stderr.trim()})`)

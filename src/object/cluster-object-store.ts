@@ -60,7 +60,7 @@ const HEDGE_MS = 250
  * A delete elsewhere is seen at most this late (its fragments are gone at once, so such a read
  * fails rather than returning anything).
  */
-const MANIFEST_CACHE_MS = 2000
+export const MANIFEST_CACHE_MS = 2000
 const MANIFEST_CACHE_ENTRIES = 4096
 const NAME_ATTEMPTS = 3
 /**
