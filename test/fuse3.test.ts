@@ -241,6 +241,44 @@ test('a write target with an O_DIRECT descriptor gets the aligned writes from di
   t.is(fs.fstatSync(direct).size, 4 * MiB, 'nothing else went to the O_DIRECT one')
 })
 
+test('aligned writes to the O_DIRECT descriptor go behind their answers: reported in order before the flush; one that fails is reported -errno and fails the rest', async (t) => {
+  const dir = tmpDir(t, 'ddfs-fuse3-behind-')
+  const MiB = 1024 * 1024
+  const good = fs.openSync(`${dir}/good`, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DIRECT)
+  fs.writeFileSync(`${dir}/bad`, '')
+  const readOnly = fs.openSync(`${dir}/bad`, fs.constants.O_RDONLY | fs.constants.O_DIRECT)  // its pwrite fails (EBADF)
+  t.teardown(() => { fs.closeSync(good); fs.closeSync(readOnly) })
+  const reported = new Map<string, Array<[number, number]>>()
+  const atFlush: number[] = []
+  let handle = ''
+  const files = createdFiles()
+  const h = await mountMem(t, {
+    ...files,
+    create: (p, mode, flags) => { handle = p; return (files.create as NonNullable<FsOps['create']>)(p, mode, flags) },
+    write: () => { throw new Error('a write reached JS') },
+    writeTarget: () => ({ fd: handle === '/bad' ? readOnly : good, direct: handle === '/bad' ? readOnly : good, directFrom: 0 }),
+    written: (_fh, pos, n) => { reported.set(handle, [...(reported.get(handle) ?? []), [pos, n]]) },
+    flush: () => {
+      const mine = reported.get(handle) ?? []
+      atFlush.push(mine.reduce((sum, [, n]) => sum + Math.max(0, n), 0))
+      if (mine.some(([, n]) => n < 0)) throw Errno.EIO
+    }
+  })
+  // 40 requests of 1 MiB: more than the binding's buffers, so writes wait for free ones too.
+  const src = `${dir}/src`
+  fs.writeFileSync(src, crypto.randomBytes(40 * MiB))
+  const r = await sh(`dd if=${src} of=${h.mp}/f bs=1M status=none`, 30)
+  t.is(r.code, 0, r.stderr)
+  t.alike(reported.get('/f'), Array.from({ length: 40 }, (_, i) => [i * MiB, MiB]), 'every write reported, in the order written')
+  t.is(atFlush[atFlush.length - 1], 40 * MiB, 'all of them before the flush')
+  t.ok(fs.readFileSync(`${dir}/good`).equals(fs.readFileSync(src)), 'every byte in place')
+
+  const bad = await sh(`dd if=${src} of=${h.mp}/bad bs=1M count=4 status=none`, 30)
+  t.not(bad.code, 0, 'the writer hears of it')
+  t.ok(bad.stderr.includes('Input/output error'), `as EIO (${bad.stderr.trim()})`)
+  t.alike((reported.get('/bad') ?? [])[0], [0, -Errno.EIO], 'the first write was answered, then reported failed')
+})
+
 test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
   const h = await mountMem(t, {
     getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }

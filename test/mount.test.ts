@@ -172,6 +172,23 @@ test('2 GiB through a mount: md5 equal, and the mount process memory stays bound
   t.ok(hwm < 400 * 1024 * 1024, `peak RSS of the mount process ${(hwm / 1048576).toFixed(0)} MiB for a 2 GiB file`)
 })
 
+test('a spool that fills up: the writer gets ENOSPC, nothing is committed, and the mount goes on', { timeout: 300_000 }, async (t) => {
+  const c = await localCluster(t, 6)
+  const spool = tmpDir(t, 'ddfs-small-spool-')
+  t.is((await sh(`mount -t tmpfs -o size=24m ddfs-test ${spool}`)).code, 0, 'a 24 MiB tmpfs for the spool')
+  t.teardown(() => { spawnSync('umount', ['-l', spool]) })
+  const { mp } = await mountNode(t, c, 0, { env: { TMPDIR: spool } })
+  const full = await sh(`dd if=/dev/urandom of=${mp}/big.bin bs=1M count=48 conv=fsync status=none`, 120)
+  t.not(full.code, 0, 'dd fails')
+  t.ok(full.stderr.includes('No space left on device'), `with ENOSPC (${full.stderr.trim()})`)
+  t.absent((await sh(`ls ${mp}`)).stdout.includes('big.bin'), 'the file was not committed')
+  // (at the release, which the kernel sends after close returns)
+  const used = `df --output=used -B1M ${spool} | tail -1 | tr -d ' '`
+  t.is((await sh(`for i in $(seq 100); do [ "$(${used})" = 0 ] && break; sleep 0.1; done; ${used}`)).stdout.trim(), '0', 'its spool is gone')
+  const work = tmpDir(t)
+  t.is((await sh(`head -c 3M /dev/urandom > ${work}/f && cp ${work}/f ${mp}/after.bin && cmp ${work}/f ${mp}/after.bin`, 120)).code, 0, 'the next file goes through')
+})
+
 test('--writeback: close returns before the commit, fsync waits for it, and unmounting commits the rest', { timeout: 300_000 }, async (t) => {
   const c = await localCluster(t, 3)
   const mp = fs.mkdtempSync(path.join(c.dir, 'wb-'))

@@ -54,6 +54,7 @@ interface WriteHandle {
   committing: Promise<void> | null  // the commit in flight
   after: Promise<void> | null       // an earlier file of the same name still committing
   failed: DdfsError | null
+  lost: number | null   // errno of a write the binding answered and then failed to store: never committed
   strays: Buffer[]      // objects failed commits stored without naming them: deleted once one commits or the file is removed
   previous: WriteHandle | null  // the file of the same name this one replaces (its commit may have failed)
   unlinked: boolean
@@ -281,7 +282,12 @@ export class DdfsFs {
       },
       written: (fd, pos, n) => {
         const h = this.handles.get(fd)
-        if (h !== undefined && h.kind === 'write') this.written(h, pos, n)
+        if (h === undefined || h.kind !== 'write') return
+        if (n >= 0) { this.written(h, pos, n); return }
+        h.lost ??= -n
+        h.dirty = true  // so the next flush, fsync or close reports it
+        this.stopFollow(h)
+        this.log.error('spool-write-failed', { name: h.name, pos, errno: -n })
       },
       flush: async (_p, fd) => await run('flush', async () => await this.flush(fd)),
       fsync: async (_p, fd) => await run('fsync', async () => await this.fsync(fd)),
@@ -370,7 +376,7 @@ export class DdfsFs {
     const earlier = this.writing.get(name)
     return {
       kind: 'write', name, memory: NO_MEMORY, spool: null, size: 0, dirty: false, mtime: Date.now(), refs: 0, writes: 0, follow: null, seqEnd: 0, streamable: true, starting: false,
-      committing: null, after: earlier?.committing ?? null, failed: null, strays: [], previous: earlier ?? null, unlinked: false, closed: false
+      committing: null, after: earlier?.committing ?? null, failed: null, lost: null, strays: [], previous: earlier ?? null, unlinked: false, closed: false
     }
   }
 
@@ -560,7 +566,9 @@ export class DdfsFs {
 
   /** Forgets a closed, committed file: its memory or spool goes. */
   private cleanup (h: WriteHandle): void {
-    if (h.refs > 0 || h.committing !== null || (h.dirty && !h.unlinked) || h.closed) return
+    // A file whose commit failed stays (retried at the next close or the unmount), unless
+    // its bytes were lost: nothing to retry.
+    if (h.refs > 0 || h.committing !== null || (h.dirty && !h.unlinked && h.lost === null) || h.closed) return
     h.closed = true
     if (this.writing.get(h.name) === h) this.writing.delete(h.name)
     this.dropMemory(h)
@@ -572,6 +580,10 @@ export class DdfsFs {
 
   /** Commits the spool as a new object under the file's name; the object it replaces goes. */
   private async commitNow (h: WriteHandle): Promise<void> {
+    if (h.lost !== null) {
+      const why = `a write to ${h.name} was answered but could not be stored in the mount's spool (${h.lost === errno.ENOSPC ? 'ENOSPC' : 'EIO'}); the file is not committed: write it again`
+      throw h.lost === errno.ENOSPC ? DdfsError.DEVICE_FULL(why) : DdfsError.IO(why)
+    }
     // A file of this name whose commit failed is replaced by this one: it is not retried (at
     // unmount it would overwrite newer bytes), and what its attempts stored goes with this commit.
     const previous = h.previous

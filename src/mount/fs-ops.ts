@@ -55,7 +55,11 @@ export interface FsOps {
    * same file, opened O_DIRECT (a binding may also write them to `fd`).
    */
   writeTarget?: (fh: number) => number | WriteTarget | null
-  /** A write the binding did into writeTarget(fh)'s descriptor. */
+  /**
+   * A write the binding did into writeTarget(fh)'s descriptor. `bytes` < 0: -errno of a write
+   * the binding answered before it failed (a write behind, to the O_DIRECT descriptor): the
+   * file's bytes are incomplete, and the binding fails the handle's later writes.
+   */
   written?: (fh: number, pos: number, bytes: number) => void
   flush?: (path: string, fh: number) => R<void>
   fsync?: (path: string, fh: number, datasync: boolean) => R<void>

@@ -47,6 +47,11 @@ export interface Fuse3Init {
   writebackCache?: boolean
   /** Keep a file's pages across opens while its size and mtime are unchanged (default true). */
   autoCache?: boolean
+  /**
+   * Answer an aligned write to a handle's O_DIRECT descriptor once its bytes are copied, and
+   * write it from the binding's own threads (default true): see FsOps.written.
+   */
+  writeBehind?: boolean
   /** A request JS has not answered after this long is answered EIO (default 300 s; 0: never). */
   requestTimeoutMs?: number
   /** libfuse worker threads, hence requests in flight at once (default 16). */
@@ -119,6 +124,7 @@ export class Fuse3 {
         maxWrite: this.init.maxWrite ?? 1024 * 1024,
         writebackCache: this.init.writebackCache === true,
         autoCache: this.init.autoCache !== false,
+        writeBehind: this.init.writeBehind !== false,
         requestTimeoutMs: this.init.requestTimeoutMs ?? 300_000,
         maxThreads: this.init.maxThreads ?? 16,
         debug: this.init.debug === true,

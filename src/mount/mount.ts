@@ -141,6 +141,8 @@ export class Mount {
         // Off unless asked for (for measurement): with it the kernel trusts its own size of a
         // cached file over getattr's, so a file another mount replaced keeps its old size here.
         writebackCache: process.env.DDFS_MOUNT_WRITEBACK_CACHE === '1',
+        // DDFS_MOUNT_WRITE_BEHIND=0: every spool write is answered after it is written (for comparison).
+        writeBehind: process.env.DDFS_MOUNT_WRITE_BEHIND !== '0',
         log: (level, event, fields) => opts.log[level](event, { mountpoint: mp, ...fields }),
         // What was written is committed, and the spool and pid file go, as at `ddfs umount`.
         onEnded: () => { mount?.stop().then(opts.onEnded, (err) => opts.log.error('unmount-failed', { mountpoint: mp, error: String(err) })) }

@@ -171,7 +171,7 @@ export function sh (cmd: string, timeoutSeconds = 300): Promise<CliResult> {
  * `ddfs mount` of node i at a fresh mount point (inNode: served by the node itself); unmounted
  * (forcibly if need be) in teardown.
  */
-export async function mountNode (t: Test, c: TestCluster, i: number, opts: { inNode?: boolean } = {}): Promise<{ mp: string, log: string }> {
+export async function mountNode (t: Test, c: TestCluster, i: number, opts: { inNode?: boolean, env?: NodeJS.ProcessEnv } = {}): Promise<{ mp: string, log: string }> {
   const mp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddfs-mnt-'))
   const log = path.join(c.dir, `mount-${i}-${path.basename(mp)}.log`)
   liveMounts.add(mp)
@@ -181,7 +181,7 @@ export async function mountNode (t: Test, c: TestCluster, i: number, opts: { inN
     fs.rmSync(mp, { recursive: true, force: true })
     liveMounts.delete(mp)
   }, { order: -1 })
-  const r = await ddfs(['mount', mp, ...c.at(i), ...(opts.inNode === true ? ['--in-node'] : ['--log', log])])
+  const r = await ddfs(['mount', mp, ...c.at(i), ...(opts.inNode === true ? ['--in-node'] : ['--log', log])], { env: opts.env })
   if (r.code !== 0) throw new Error(`ddfs mount failed: ${r.stderr}`)
   return { mp, log }
 }
