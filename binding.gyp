@@ -7,6 +7,6 @@
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
     "cflags_cc": ["-std=c++17", "-O3", "-march=x86-64-v2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-    "libraries": ["-ldl", "<!@(pkg-config --libs fuse3)"]
+    "libraries": ["-ldl", "-lIPSec_MB", "<!@(pkg-config --libs fuse3)"]
   }]
 }

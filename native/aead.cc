@@ -1,10 +1,20 @@
-// AES-256-GCM for the transport, through the OpenSSL that Node itself links and exports (no
-// second copy of OpenSSL, same AES-NI/VAES code as node:crypto). node:crypto's update() returns
-// a new buffer for every piece; here the caller names the destination, so a frame is decrypted
-// straight into its plaintext buffer (or in place) and sealed straight into its wire buffer.
-// Every new ArrayBuffer counts towards V8's external-memory pressure, which started a full
-// mark-compact for every 64 MB a node received; fewer buffers mean fewer of them.
-#include <openssl/evp.h>
+// AES-256-GCM for the transport, through Intel's Multi-Buffer Crypto library (Debian's
+// libipsec-mb): its VAES/AVX-512 code seals and opens 1 MiB at 9.7 GB/s on this machine, where
+// the OpenSSL 3.0 that Node links (and node:crypto) reaches 2.3 GB/s; the ciphertext and tags
+// are the same bytes, so nodes of either build talk to each other. A 1 GiB write through the
+// mount seals and opens 2.5 GiB of fragments between processes, so this was 1.2 CPU s of it.
+// node:crypto's update() also returns a new buffer for every piece; here the caller names the
+// destination, so a frame is decrypted straight into its plaintext buffer (or in place) and
+// sealed straight into its wire buffer. Every new ArrayBuffer counts towards V8's
+// external-memory pressure, which started a full mark-compact for every 64 MB a node received;
+// fewer buffers mean fewer of them.
+// The library's header declares its key and context structures 64-byte aligned (as the
+// library's AVX-512 code needs) only when LINUX is defined.
+#ifndef LINUX
+#define LINUX
+#endif
+#include <intel-ipsec-mb.h>
+#include <string.h>
 #include <string>
 #include "addon.h"
 
@@ -14,6 +24,17 @@ namespace {
 constexpr size_t kKeyBytes = 32;
 constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
+
+// The library's dispatch table for this CPU (AVX-512, AVX2, SSE): read-only once set up, so
+// every thread may use it.
+IMB_MGR* Mgr() {
+  static IMB_MGR* mgr = [] {
+    IMB_MGR* m = alloc_mb_mgr(0);
+    if (m != nullptr) init_mb_mgr_auto(m, nullptr);
+    return m;
+  }();
+  return mgr;
+}
 
 uint8_t* Bytes(const Napi::Value& v, size_t* len, const char* what) {
   if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
@@ -41,13 +62,14 @@ class Gcm : public Napi::ObjectWrap<Gcm> {
     const uint8_t* key = Bytes(info[0], &keyLen, "key");
     if (keyLen != kKeyBytes) throw Napi::RangeError::New(env, "AES-256-GCM needs a 32-byte key");
     encrypt_ = info[1].ToBoolean();
-    ctx_ = EVP_CIPHER_CTX_new();
-    if (ctx_ == nullptr || EVP_CipherInit_ex(ctx_, EVP_aes_256_gcm(), nullptr, key, nullptr, encrypt_ ? 1 : 0) != 1) {
-      throw Napi::Error::New(env, "INTERNAL: AES-256-GCM setup failed");
-    }
+    if (Mgr() == nullptr) throw Napi::Error::New(env, "INTERNAL: AES-256-GCM setup failed (libIPSec_MB)");
+    IMB_AES256_GCM_PRE(Mgr(), key, &key_);
   }
 
-  ~Gcm() override { EVP_CIPHER_CTX_free(ctx_); }
+  ~Gcm() override {
+    explicit_bzero(&key_, sizeof(key_));
+    explicit_bzero(&ctx_, sizeof(ctx_));
+  }
 
  private:
   // begin(nonce: Buffer(12), aad: Buffer): starts a frame.
@@ -56,11 +78,7 @@ class Gcm : public Napi::ObjectWrap<Gcm> {
     const uint8_t* nonce = Bytes(info[0], &nonceLen, "nonce");
     const uint8_t* aad = Bytes(info[1], &aadLen, "aad");
     if (nonceLen != kNonceBytes) throw Napi::RangeError::New(info.Env(), "the nonce must be 12 bytes");
-    int out = 0;
-    if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, nonce, -1) != 1 ||
-        (aadLen > 0 && EVP_CipherUpdate(ctx_, nullptr, &out, aad, static_cast<int>(aadLen)) != 1)) {
-      throw Napi::Error::New(info.Env(), "INTERNAL: AES-256-GCM frame start failed");
-    }
+    IMB_AES256_GCM_INIT(Mgr(), &key_, &ctx_, nonce, aad, aadLen);
     return info.Env().Undefined();
   }
 
@@ -71,10 +89,9 @@ class Gcm : public Napi::ObjectWrap<Gcm> {
     const uint8_t* src = Bytes(info[0], &srcLen, "src");
     uint8_t* dst = Bytes(info[1], &dstLen, "dst");
     if (srcLen != dstLen) throw Napi::RangeError::New(info.Env(), "src and dst must have the same length");
-    int out = 0;
-    if (srcLen > 0 && (EVP_CipherUpdate(ctx_, dst, &out, src, static_cast<int>(srcLen)) != 1 || size_t(out) != srcLen)) {
-      throw Napi::Error::New(info.Env(), "INTERNAL: AES-256-GCM update failed");
-    }
+    if (srcLen == 0) return info.Env().Undefined();
+    if (encrypt_) IMB_AES256_GCM_ENC_UPDATE(Mgr(), &key_, &ctx_, dst, src, srcLen);
+    else IMB_AES256_GCM_DEC_UPDATE(Mgr(), &key_, &ctx_, dst, src, srcLen);
     return info.Env().Undefined();
   }
 
@@ -82,12 +99,8 @@ class Gcm : public Napi::ObjectWrap<Gcm> {
   Napi::Value SealFinal(const Napi::CallbackInfo& info) {
     size_t tagLen = 0;
     uint8_t* tag = Bytes(info[0], &tagLen, "tag");
-    uint8_t none[16];
-    int out = 0;
-    if (!encrypt_ || tagLen != kTagBytes || EVP_CipherFinal_ex(ctx_, none, &out) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_GET_TAG, kTagBytes, tag) != 1) {
-      throw Napi::Error::New(info.Env(), "INTERNAL: AES-256-GCM seal failed");
-    }
+    if (!encrypt_ || tagLen != kTagBytes) throw Napi::Error::New(info.Env(), "INTERNAL: AES-256-GCM seal misused");
+    IMB_AES256_GCM_ENC_FINALIZE(Mgr(), &key_, &ctx_, tag, kTagBytes);
     return info.Env().Undefined();
   }
 
@@ -97,13 +110,15 @@ class Gcm : public Napi::ObjectWrap<Gcm> {
     size_t tagLen = 0;
     uint8_t* tag = Bytes(info[0], &tagLen, "tag");
     if (encrypt_ || tagLen != kTagBytes) throw Napi::Error::New(info.Env(), "INTERNAL: AES-256-GCM open misused");
-    uint8_t none[16];
-    int out = 0;
-    bool ok = EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) == 1 && EVP_CipherFinal_ex(ctx_, none, &out) == 1;
-    return Napi::Boolean::New(info.Env(), ok);
+    uint8_t computed[kTagBytes];
+    IMB_AES256_GCM_DEC_FINALIZE(Mgr(), &key_, &ctx_, computed, kTagBytes);
+    uint8_t diff = 0;  // in constant time: how far a forged tag matches must not show
+    for (size_t i = 0; i < kTagBytes; i++) diff |= static_cast<uint8_t>(computed[i] ^ tag[i]);
+    return Napi::Boolean::New(info.Env(), diff == 0);
   }
 
-  EVP_CIPHER_CTX* ctx_ = nullptr;
+  struct gcm_key_data key_;  // 64-byte aligned: C++17's new honours it for the whole object
+  struct gcm_context_data ctx_;
   bool encrypt_ = false;
 };
 

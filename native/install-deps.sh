@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 [[ -f /usr/include/isa-l/erasure_code.h || -f /usr/include/isa-l.h ]] || need+=(libisal-dev)
 [[ -f /usr/include/xxhash.h ]] || need+=(libxxhash-dev)
+[[ -f /usr/include/intel-ipsec-mb.h ]] || need+=(libipsec-mb-dev)  # AES-256-GCM for the transport
 command -v fio >/dev/null || need+=(fio)
 [[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 || -e /lib/x86_64-linux-gnu/libfuse.so.2 ]] || need+=(libfuse2)
 command -v fusermount3 >/dev/null || need+=(fuse3)
