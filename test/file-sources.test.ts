@@ -4,7 +4,7 @@ import test from 'brittle'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { followFile, openFollowed, type Growth } from '../src/node/file-sources'
+import { followFile, openFollowed, readFile, type Growth } from '../src/node/file-sources'
 import { allocAligned } from '../src/hash'
 import { tmpDir } from './helpers/env'
 
@@ -42,4 +42,21 @@ test('a followed spool reads back exactly what was written: O_DIRECT, unaligned 
   await reading
   await followed.fh.close()
   t.alike(Buffer.concat(chunks), data, 'the same bytes, in order')
+})
+
+test('a chunk stays intact while the next one is read ahead, until the consumer asks for it', async (t) => {
+  const file = path.join(tmpDir(t), 'whole')
+  const data = crypto.randomBytes(21 * MiB + 7)
+  fs.writeFileSync(file, data)
+  const fh = await fs.promises.open(file, 'r')
+  t.teardown(async () => await fh.close())
+  let at = 0
+  let intact = true
+  for await (const chunk of readFile(fh, data.length)) {
+    await new Promise((resolve) => setTimeout(resolve, 30))  // the read ahead lands meanwhile
+    intact &&= chunk.equals(data.subarray(at, at + chunk.length))
+    at += chunk.length
+  }
+  t.is(at, data.length, 'every byte')
+  t.ok(intact, 'no chunk changed while it was held')
 })

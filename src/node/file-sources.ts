@@ -1,6 +1,6 @@
 // Objects' bytes from files on this machine, as the object store consumes them: a whole file,
-// a file the mount is still writing, one buffer. Each reuses one buffer for every chunk (the
-// object store uses a chunk before it asks for the next).
+// a file the mount is still writing, one buffer. The files' chunks come in two buffers, used
+// in turn (the object store is done with a chunk when it asks for the next).
 import fs from 'node:fs'
 import { DdfsError } from '../errors'
 import { BLOCK_SIZE } from '../constants'
@@ -8,14 +8,54 @@ import { allocAligned } from '../hash'
 
 const CHUNK = 4 * 1024 * 1024
 
+/**
+ * Reads the next chunk into one of two buffers while the consumer still works on the chunk in
+ * the other: a spool's 4 MiB O_DIRECT read took ~4 ms while the disk was busy with fragment
+ * writes, and a put waited for every one of them before it could encode the next stripe.
+ */
+class ReadAhead {
+  private readonly bufs: [Buffer, Buffer]
+  private turn = 0
+  private pending: Promise<Buffer> | null = null
+  pos = 0  // where the next read starts
+
+  constructor (private readonly fh: fs.promises.FileHandle, private readonly direct: boolean) {
+    this.bufs = direct ? [allocAligned(CHUNK), allocAligned(CHUNK)] : [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]
+  }
+
+  get reading (): boolean { return this.pending !== null }
+
+  /** Starts reading up to `until` (one chunk at most), unless a read is in flight or nothing is left. */
+  start (until: number, total: () => number): void {
+    if (this.pending !== null || this.pos >= until) return
+    const buf = this.bufs[this.turn]
+    this.turn ^= 1
+    const want = Math.min(CHUNK, until - this.pos)
+    const at = this.pos
+    this.pos += want
+    this.pending = this.fh.read(buf, 0, this.direct ? Math.ceil(want / BLOCK_SIZE) * BLOCK_SIZE : want, at).then(({ bytesRead }) => {
+      if (bytesRead < want) throw DdfsError.IO(`the file ended after ${at + bytesRead} of the ${total()} bytes announced`)
+      return buf.subarray(0, want)
+    })
+    this.pending.catch(() => {})  // a read ahead the consumer never takes stays handled
+  }
+
+  /** The chunk read last; the read must have been started. */
+  async take (): Promise<Buffer> {
+    const p = this.pending as Promise<Buffer>
+    this.pending = null
+    return await p
+  }
+}
+
 /** The first `size` bytes of a file. */
 export async function * readFile (fh: fs.promises.FileHandle, size: number): AsyncIterable<Buffer> {
-  const buf = Buffer.allocUnsafeSlow(CHUNK)
-  for (let pos = 0; pos < size;) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos)
-    if (bytesRead === 0) throw DdfsError.IO(`the file ended after ${pos} of ${size} bytes`)
-    pos += bytesRead
-    yield buf.subarray(0, bytesRead)
+  const ahead = new ReadAhead(fh, false)
+  ahead.start(size, () => size)
+  while (ahead.reading) {
+    const chunk = await ahead.take()
+    ahead.start(size, () => size)  // the other buffer: the consumer is done with it
+    yield chunk
   }
 }
 
@@ -50,17 +90,15 @@ export async function openFollowed (path: string): Promise<{ fh: fs.promises.Fil
  * announced until the end is known).
  */
 export async function * followFile (fh: fs.promises.FileHandle, growth: Growth, idle: () => void = () => {}, direct = false): AsyncIterable<Buffer> {
-  const buf = direct ? allocAligned(CHUNK) : Buffer.allocUnsafeSlow(CHUNK)
-  for (let pos = 0; ;) {
+  const ahead = new ReadAhead(fh, direct)
+  const until = (): number => direct && !growth.ended ? growth.grown - growth.grown % BLOCK_SIZE : growth.grown
+  for (;;) {
     if (growth.failed !== null) throw growth.failed
-    const until = direct && !growth.ended ? growth.grown - growth.grown % BLOCK_SIZE : growth.grown
-    if (pos < until) {
-      const want = Math.min(CHUNK, until - pos)
-      const { bytesRead } = await fh.read(buf, 0, direct ? Math.ceil(want / BLOCK_SIZE) * BLOCK_SIZE : want, pos)
-      const n = Math.min(bytesRead, want)
-      if (n === 0) throw DdfsError.IO(`the file ended after ${pos} of the ${growth.grown} bytes announced`)
-      pos += n
-      yield buf.subarray(0, n)
+    ahead.start(until(), () => growth.grown)
+    if (ahead.reading) {
+      const chunk = await ahead.take()
+      ahead.start(until(), () => growth.grown)  // the other buffer: the consumer is done with it
+      yield chunk
       continue
     }
     if (growth.ended) return
