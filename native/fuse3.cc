@@ -983,14 +983,30 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     return Napi::Boolean::New(env, Answer(env, static_cast<uint64_t>(idd), result, &info));
   }
 
-  // stopDirectWrites(): every later write goes to JS; returns once no direct write is running.
-  // For a file system about to close its descriptors while the mount is still up.
+  // stopDirectWrites() -> [fh, pos, bytes][]: every later write goes to JS; returns once no
+  // direct write is running or behind, with the reports JS has not had yet (their job, still
+  // queued, then finds none). For a file system about to close its descriptors while the mount
+  // is still up: it hears of every answered write before it commits what was written.
   Napi::Value StopDirectWrites(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     std::unique_lock<std::shared_mutex> g(direct_mu_);
     direct_fds_.clear();
     stop_direct_ = true;
     DrainBehind();
-    return info.Env().Undefined();
+    std::vector<Written> pending;
+    {
+      std::lock_guard<std::mutex> w(written_mu_);
+      pending.swap(written_);
+    }
+    auto out = Napi::Array::New(env, pending.size());
+    for (size_t i = 0; i < pending.size(); i++) {
+      auto t = Napi::Array::New(env, 3);
+      t.Set(0u, Napi::Number::New(env, static_cast<double>(pending[i].fh)));
+      t.Set(1u, Napi::Number::New(env, static_cast<double>(pending[i].off)));
+      t.Set(2u, Napi::Number::New(env, static_cast<double>(pending[i].bytes)));
+      out.Set(static_cast<uint32_t>(i), t);
+    }
+    return out;
   }
 
   // info(): what the kernel and libfuse settled on at init (null before init).

@@ -279,6 +279,37 @@ test('aligned writes to the O_DIRECT descriptor go behind their answers: reporte
   t.alike((reported.get('/bad') ?? [])[0], [0, -Errno.EIO], 'the first write was answered, then reported failed')
 })
 
+test('stopDirectWrites reports every write answered so far before it returns, those behind included', async (t) => {
+  const dir = tmpDir(t, 'ddfs-fuse3-stop-')
+  const MiB = 1024 * 1024
+  const direct = fs.openSync(`${dir}/spool`, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DIRECT)
+  t.teardown(() => fs.closeSync(direct))
+  let reported = 0
+  const h = await mountMem(t, {
+    ...createdFiles(),
+    write: () => { throw new Error('a write reached JS') },
+    writeTarget: () => ({ fd: direct, direct, directFrom: 0 }),
+    written: (_fh, _pos, n) => { reported += n }
+  })
+  fs.writeFileSync(`${dir}/src`, crypto.randomBytes(24 * MiB))
+  // A writer that keeps the file open (no flush, no release: every close, of any descriptor,
+  // is a flush) after its writes were answered. Once the file is created, this thread stays
+  // busy until the writes are done, so no report reaches JS on its own.
+  const writer = `const fs = require('fs'); const [f, src, created, done] = process.argv.slice(2)
+    const fd = fs.openSync(f, 'w'); fs.writeFileSync(created, ''); const b = fs.readFileSync(src)
+    for (let at = 0; at < b.length; at += 1048576) fs.writeSync(fd, b, at, 1048576, at)
+    fs.writeFileSync(done, ''); setTimeout(() => {}, 3000)`
+  fs.writeFileSync(`${dir}/writer.js`, writer)
+  const holder = sh(`${process.execPath} ${dir}/writer.js ${h.mp}/f ${dir}/src ${dir}/created ${dir}/done`, 30)
+  await until(() => fs.existsSync(`${dir}/created`), 'the file was created')
+  for (const deadline = Date.now() + 20_000; !fs.existsSync(`${dir}/done`) && Date.now() < deadline;) spawnSync('sleep', ['0.01'])
+  t.ok(fs.existsSync(`${dir}/done`), 'written without JS')
+  t.ok(reported < 24 * MiB, `not all reported yet (${reported / MiB} MiB)`)
+  h.fuse.stopDirectWrites()
+  t.is(reported, 24 * MiB, 'all 24 MiB reported when it returned')
+  t.is((await holder).code, 0)
+})
+
 test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
   const h = await mountMem(t, {
     getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }

@@ -86,7 +86,8 @@ interface NativeMount {
   reply: (id: number, result: number, value?: unknown, value2?: unknown) => boolean
   close: () => Promise<number>
   info: () => Omit<Fuse3Info, 'readAheadKb'> | null
-  stopDirectWrites: () => void
+  /** Returns the writes JS has not heard of yet, as [fh, pos, bytes] triples. */
+  stopDirectWrites: () => Array<[number, number, number]>
 }
 type NativeMountCtor = new (mountpoint: string, options: Record<string, unknown>, ops: string[], dispatch: Dispatch) => NativeMount
 const NativeFuse3Mount = addon.Fuse3Mount as NativeMountCtor
@@ -165,11 +166,11 @@ export class Fuse3 {
 
   /**
    * Every later write goes to the `write` handler (FsOps.writeTarget no longer applies); returns
-   * once no write of the binding's own is running. For a file system about to close descriptors
-   * while the mount is still up.
+   * once no write of the binding's own is running or unwritten, each reported through `written`.
+   * For a file system about to close descriptors while the mount is still up.
    */
   stopDirectWrites (): void {
-    this.native?.stopDirectWrites()
+    for (const [fh, pos, bytes] of this.native?.stopDirectWrites() ?? []) this.written(fh, pos, bytes)
   }
 
   /** Answers requests in flight with EIO, unmounts, joins libfuse's threads. Idempotent. */
@@ -189,17 +190,18 @@ export class Fuse3 {
 
   // ---- requests -------------------------------------------------------------------------------
 
+  private written (fh: number, pos: number, bytes: number): void {
+    try {
+      this.ops.written?.(fh, pos, bytes)
+    } catch (err) {
+      this.log('error', 'fuse-handler-failed', { op: 'written', error: err instanceof Error ? err.stack ?? err.message : String(err) })
+    }
+  }
+
   private readonly dispatch: Dispatch = (op, id, p, fh, a, b, path2, data) => {
     if (op === OP.init) { this.initDone?.(); return }
     if (op === OP.ended) { this.ended(); return }
-    if (op === OP.written) {
-      try {
-        this.ops.written?.(fh, a, b)
-      } catch (err) {
-        this.log('error', 'fuse-handler-failed', { op: 'written', error: err instanceof Error ? err.stack ?? err.message : String(err) })
-      }
-      return
-    }
+    if (op === OP.written) { this.written(fh, a, b); return }
     if (op === OP.timedout) {
       this.log('error', 'fuse-request-timeout', { op: path2, path: p, ms: this.init.requestTimeoutMs ?? 300_000 })
       return
