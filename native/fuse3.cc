@@ -408,14 +408,14 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     if (!write_behind_ || size > max_write_) return false;
     std::unique_lock<std::mutex> l(behind_mu_);
     if (behind_stop_) return false;
-    for (Behind* b : behind_order_) {
-      if (b->fh == fh && b->off < off + static_cast<off_t>(size) && off < b->off + static_cast<off_t>(b->size)) return false;
-    }
     if (behind_threads_.empty()) {
       for (int i = 0; i < kBehindThreads; i++) behind_threads_.emplace_back([this] { BehindLoop(); });
     }
     behind_cv_.wait(l, [this] { return !behind_idle_.empty() || behind_all_.size() < kBehindBuffers || behind_stop_; });
     if (behind_stop_) return false;
+    for (Behind* b : behind_order_) {
+      if (b->fh == fh && b->off < off + static_cast<off_t>(size) && off < b->off + static_cast<off_t>(b->size)) return false;
+    }
     Behind* b;
     if (!behind_idle_.empty()) {
       b = behind_idle_.back();
@@ -434,10 +434,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     b->size = size;
     b->error = 0;
     b->done = false;
+    behind_order_.push_back(b);  // seen by overlap checks and drains from now on
     l.unlock();
     memcpy(b->buf.get(), buf, size);
     l.lock();
-    behind_order_.push_back(b);
     behind_todo_.push_back(b);
     behind_cv_.notify_all();
     return true;
