@@ -4,8 +4,9 @@
 //
 //   node dist/test/run.js [name-filter ...]   e.g. node dist/test/run.js store
 //   DDFS_TEST_TIMEOUT=600 (seconds per file)
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 interface FileResult { file: string, passed: number, failed: number, seconds: number }
@@ -56,12 +57,34 @@ function runFile (file: string): Promise<FileResult> {
   })
 }
 
+/**
+ * A file that crashed (an abort, a kill on timeout) skips its teardowns: the FUSE mounts its
+ * process served are left dead ("Transport endpoint is not connected") under the temp dir.
+ */
+function sweepDeadMounts (file: string): void {
+  const prefix = path.join(os.tmpdir(), 'ddfs-')
+  const dead = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' '))
+    .filter((f) => f[2]?.startsWith('fuse') === true && f[1]?.startsWith(prefix) === true)
+    .map((f) => f[1])
+    .filter((mp) => { try { fs.statSync(mp); return false } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOTCONN' } })
+  for (const mp of dead) {
+    spawnSync('fusermount3', ['-uz', mp])
+    fs.rmSync(mp, { recursive: true, force: true })
+  }
+  if (dead.length > 0) console.log(`# removed ${dead.length} dead mount(s) ${file} left: ${dead.join(' ')}`)
+}
+
 async function main (): Promise<void> {
   const files = testFiles()
   const results: FileResult[] = []
   for (const file of files) {
     console.log(`\n## ${file}`)
-    results.push(await runFile(file))
+    const result = await runFile(file)
+    results.push(result)
+    if (result.failed > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 1500))  // past the kernel's 1 s attribute cache, a stat of a dead mount fails
+      sweepDeadMounts(file)
+    }
   }
   console.log('\n## summary')
   for (const r of results) console.log(`# ${r.file}: ${r.passed} passed, ${r.failed} failed (${r.seconds.toFixed(1)} s)`)
