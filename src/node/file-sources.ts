@@ -17,7 +17,7 @@ class ReadAhead {
   private readonly bufs: [Buffer, Buffer]
   private turn = 0
   private pending: Promise<Buffer> | null = null
-  pos = 0  // where the next read starts
+  private pos = 0  // where the next read starts
 
   constructor (private readonly fh: fs.promises.FileHandle, private readonly direct: boolean) {
     this.bufs = direct ? [allocAligned(CHUNK), allocAligned(CHUNK)] : [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]
