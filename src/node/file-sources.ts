@@ -19,14 +19,17 @@ class ReadAhead {
   private pending: Promise<Buffer> | null = null
   private pos = 0  // where the next read starts
 
-  constructor (private readonly fh: fs.promises.FileHandle, private readonly direct: boolean) {
+  /** `until`: how far the file may be read now; `total`: its size as announced (for errors). */
+  constructor (private readonly fh: fs.promises.FileHandle, private readonly direct: boolean,
+    private readonly until: () => number, private readonly total: () => number) {
     this.bufs = direct ? [allocAligned(CHUNK), allocAligned(CHUNK)] : [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]
   }
 
   get reading (): boolean { return this.pending !== null }
 
-  /** Starts reading up to `until` (one chunk at most), unless a read is in flight or nothing is left. */
-  start (until: number, total: () => number): void {
+  /** Starts reading the next chunk, unless a read is in flight or nothing more may be read. */
+  start (): void {
+    const until = this.until()
     if (this.pending !== null || this.pos >= until) return
     const buf = this.bufs[this.turn]
     this.turn ^= 1
@@ -34,7 +37,7 @@ class ReadAhead {
     const at = this.pos
     this.pos += want
     this.pending = this.fh.read(buf, 0, this.direct ? Math.ceil(want / BLOCK_SIZE) * BLOCK_SIZE : want, at).then(({ bytesRead }) => {
-      if (bytesRead < want) throw DdfsError.IO(`the file ended after ${at + bytesRead} of the ${total()} bytes announced`)
+      if (bytesRead < want) throw DdfsError.IO(`the file ended after ${at + bytesRead} of the ${this.total()} bytes announced`)
       return buf.subarray(0, want)
     })
     this.pending.catch(() => {})  // a read ahead the consumer never takes stays handled
@@ -50,11 +53,11 @@ class ReadAhead {
 
 /** The first `size` bytes of a file. */
 export async function * readFile (fh: fs.promises.FileHandle, size: number): AsyncIterable<Buffer> {
-  const ahead = new ReadAhead(fh, false)
-  ahead.start(size, () => size)
+  const ahead = new ReadAhead(fh, false, () => size, () => size)
+  ahead.start()
   while (ahead.reading) {
     const chunk = await ahead.take()
-    ahead.start(size, () => size)  // the other buffer: the consumer is done with it
+    ahead.start()  // the other buffer: the consumer is done with it
     yield chunk
   }
 }
@@ -90,14 +93,14 @@ export async function openFollowed (path: string): Promise<{ fh: fs.promises.Fil
  * announced until the end is known).
  */
 export async function * followFile (fh: fs.promises.FileHandle, growth: Growth, idle: () => void = () => {}, direct = false): AsyncIterable<Buffer> {
-  const ahead = new ReadAhead(fh, direct)
   const until = (): number => direct && !growth.ended ? growth.grown - growth.grown % BLOCK_SIZE : growth.grown
+  const ahead = new ReadAhead(fh, direct, until, () => growth.grown)
   for (;;) {
     if (growth.failed !== null) throw growth.failed
-    ahead.start(until(), () => growth.grown)
+    ahead.start()
     if (ahead.reading) {
       const chunk = await ahead.take()
-      ahead.start(until(), () => growth.grown)  // the other buffer: the consumer is done with it
+      ahead.start()  // the other buffer: the consumer is done with it
       yield chunk
       continue
     }
