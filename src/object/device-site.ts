@@ -71,9 +71,14 @@ export class DeviceSite implements EntrySite {
     throw DdfsError.NOT_FOUND(`object ${key.id.toString('hex')} was deleted`)
   }
 
-  async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+  /** The store holding the name record `key` (undefined: none); refuses other kinds of entry. */
+  private nameStore (key: EntryKey): BlockStore | undefined {
     if (key.kind !== EntryKind.Name) throw DdfsError.BAD_ARGUMENT(`a name put carries a name record, not kind ${key.kind}`)
-    const had = this.find(key)
+    return this.find(key)
+  }
+
+  async putName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
+    const had = this.nameStore(key)
     let previous: Buffer | null = null
     if (had !== undefined) {
       try { previous = await had.read(key) } catch {}  // a damaged record replaced: nothing to report
@@ -83,8 +88,7 @@ export class DeviceSite implements EntrySite {
   }
 
   async putNewName (key: EntryKey, record: Buffer): Promise<Buffer | null> {
-    if (key.kind !== EntryKind.Name) throw DdfsError.BAD_ARGUMENT(`a name put carries a name record, not kind ${key.kind}`)
-    const had = this.find(key)
+    const had = this.nameStore(key)
     if (had !== undefined) {
       let current: Buffer
       try {
