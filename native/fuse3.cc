@@ -614,6 +614,9 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
+    // A reader's close has nothing to commit: the kernel skips its FLUSH (one request less
+    // per `cat`); its RELEASE still comes, without the closer waiting for it.
+    if ((fi->flags & O_ACCMODE) == O_RDONLY) fi->noflush = 1;
     if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from);
     return 0;
   }

@@ -310,6 +310,19 @@ test('stopDirectWrites reports every write answered so far before it returns, th
   t.is((await holder).code, 0)
 })
 
+test('closing a file opened read-only sends no flush; closing one opened for writing does', async (t) => {
+  const h = await mountMem(t, { flush: () => { h.calls.set('flush', (h.calls.get('flush') ?? 0) + 1) } })
+  h.files.set('f', Buffer.from('data'))
+  const r = await sh(`cat ${h.mp}/f && cat ${h.mp}/f`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout, 'datadata', 'read twice')
+  await until(() => (h.calls.get('open') ?? 0) === 2, 'both opens')
+  t.is(h.calls.get('flush') ?? 0, 0, 'no flush for the readers')
+  const w = await sh(`echo more >> ${h.mp}/f`, 20)
+  t.is(w.code, 0, w.stderr)
+  t.ok((h.calls.get('flush') ?? 0) >= 1, 'the writer\'s close flushes (the shell closes a duplicate too)')
+})
+
 test('ls -l takes the attributes from readdir (readdirplus): no getattr per file, no getxattr outside the served prefix', async (t) => {
   const h = await mountMem(t, {
     getxattr: (p, name) => { h.calls.set(`getxattr:${name}`, (h.calls.get(`getxattr:${name}`) ?? 0) + 1); return name === 'user.mem.tag' && p !== '/' ? Buffer.from('x') : null }

@@ -229,3 +229,26 @@ test('repair rebuilds a lost fragment even when an input\'s data does not match 
   t.is(written, lost.length - TRAILER_BYTES, 'one fragment written')
   t.ok((await target.getEntry(keyOf(id, EntryKind.Fragment, 0, 5))).entry.equals(lost), 'the rebuilt fragment is the lost one, byte for byte')
 })
+
+test('a node answers manifest reads from the copies it wrote until a device copy is found damaged; a tombstone wins over both', async (t) => {
+  const { pool, files } = await devices(t, 1)
+  const site = new DeviceSite(pool, 'n')
+  const id = crypto.randomBytes(16)
+  const key = keyOf(id, EntryKind.Manifest)
+  const older = crypto.randomBytes(3000)
+  const newer = crypto.randomBytes(2000)
+  await site.putEntry(key, older)
+  await site.putEntry(key, newer)
+  t.alike(await site.getManifest(id), newer, 'the newest copy')
+  const at = pool.list[0].stat(key)?.block as number
+  const fd = fs.openSync(files[0], 'r+')
+  fs.writeSync(fd, Buffer.from('flipped'), 0, 7, at * 4096 + 100)
+  fs.closeSync(fd)
+  t.alike(await site.getManifest(id), newer, 'answered from memory: the bytes it wrote')
+  site.damaged(key)  // what scrub says when it reads the device copy
+  await t.exception(site.getManifest(id), /CORRUPT/, 'then from the device: an error, never its bytes')
+  await site.putEntry(key, newer)
+  t.alike(await site.getManifest(id), newer, 'a rewritten copy is answered again')
+  await site.removeId(id, true)
+  t.is(await site.getManifest(id), 'deleted', 'and a delete ends it')
+})

@@ -341,7 +341,11 @@ export class DdfsFs {
       if (w !== undefined) return this.addHandle(w)  // reading a file being written: its memory or spool
       const e = await this.lookup(name)
       if (e === null) throw errno.ENOENT
-      return this.addHandle({ kind: 'read', entry: e, windows: new Map(), next: 0 })
+      const h: ReadHandle = { kind: 'read', entry: e, windows: new Map(), next: 0 }
+      // The first window is asked for now: its round to the nodes overlaps the open's answer and
+      // the kernel's first read (for a small file, the whole file).
+      void this.window(h, 0).catch(() => {})
+      return this.addHandle(h)
     }
     if (ID_RE.test(name)) throw errno.EACCES  // an object's content never changes under its id
     const open = this.writing.get(name)

@@ -112,6 +112,7 @@ export class Scrubber {
         const error = DdfsError.from(err)
         if (error.code !== 'CORRUPT') continue  // removed meanwhile, or the device is failing (reported by reads)
         this.report.damagedFound++
+        this.site.damaged(e.key)
         this.log.warn('scrub-damaged', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index, error: error.message })
         try {
           const copy = await this.copies.intactCopy(e.key, store)
@@ -123,7 +124,7 @@ export class Scrubber {
             this.log.info('scrub-applied-delete', { device: store.path, id: id.toString('hex') })
             return
           }
-          await store.put(e.key, copy)
+          await this.site.putEntryOn(store, e.key, copy)  // (so the site's catalog and manifests see the copy)
           this.report.repaired++
           this.log.info('scrub-repaired', { device: store.path, id: id.toString('hex'), kind: e.key.kind, stripe: e.key.stripe, index: e.key.index })
         } catch (err2) {

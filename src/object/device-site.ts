@@ -9,12 +9,20 @@ import { idPages } from '../store/walk'
 import { ENTRY_ABSENT, ENTRY_DELETED, ENTRY_VERSION_BASE } from '../wire/messages'
 import type { CatalogObject, DevicePool, EntrySite, FragmentLocation, SiteCatalog } from './types'
 
+/** Memory for manifests kept by DeviceSite, and the largest one kept (a 16 KiB inline object's). */
+const MANIFEST_CACHE_BYTES = 32 * 1024 * 1024
+const MANIFEST_CACHE_ENTRY_MAX = 20 * 1024
+
 export class DeviceSite implements EntrySite {
   // The catalog of what this node holds, kept in memory once first asked for (listing a store
   // must not read every manifest from disk each time), then updated by every put and remove.
   private objects: Map<string, CatalogObject> | null = null
   private names: Map<string, NameRecord> | null = null
   private readonly versions = new Map<string, number>()  // manifest version by object id
+  // The newest manifests put or read here, by object id (oldest first): a reader's manifest
+  // round is answered from memory, without a thread-pool hop and a device read per holder.
+  private readonly manifests = new Map<string, Buffer>()
+  private manifestBytes = 0
   private loading: Promise<void> | null = null
   /** Checks and repairs the entries of one id (the node's scrubber); none on a standalone node. */
   scrubber: ((id: Buffer) => Promise<void>) | null = null
@@ -128,9 +136,39 @@ export class DeviceSite implements EntrySite {
 
   async getManifest (id: Buffer): Promise<Buffer | 'deleted' | null> {
     if (this.find(keyOf(id, TOMBSTONE_KIND)) !== undefined) return 'deleted'
+    const hex = id.toString('hex')
+    const cached = this.manifests.get(hex)
+    if (cached !== undefined) return cached
     const key = keyOf(id, EntryKind.Manifest)
     const store = this.find(key)
-    return store === undefined ? null : await store.read(key)
+    if (store === undefined) return null
+    const body = await store.read(key)
+    this.cacheManifest(hex, body)
+    return body
+  }
+
+  /**
+   * A device's copy of `key` was found damaged: it is not answered from memory any more either,
+   * so readers and healing see the damage (and healing replaces the copy) instead of a copy that
+   * lives only as long as this process.
+   */
+  damaged (key: EntryKey): void {
+    if (key.kind === EntryKind.Manifest) this.cacheManifest(key.id.toString('hex'), null)
+  }
+
+  /** Keeps `body` as the manifest of `hex` while the cache's budget allows. */
+  private cacheManifest (hex: string, body: Buffer | null): void {
+    const had = this.manifests.get(hex)
+    if (had !== undefined) { this.manifests.delete(hex); this.manifestBytes -= had.length }
+    if (body === null || body.length > MANIFEST_CACHE_ENTRY_MAX) return
+    const copy = Buffer.from(body)  // never a view of a frame or pool buffer that moves on
+    this.manifests.set(hex, copy)
+    this.manifestBytes += copy.length
+    for (const [k, v] of this.manifests) {
+      if (this.manifestBytes <= MANIFEST_CACHE_BYTES) break
+      this.manifests.delete(k)
+      this.manifestBytes -= v.length
+    }
   }
 
   async listFragments (id: Buffer): Promise<FragmentLocation[]> {
@@ -240,6 +278,8 @@ export class DeviceSite implements EntrySite {
     this.names = null
     this.versions.clear()
     this.loading = null
+    this.manifests.clear()
+    this.manifestBytes = 0
   }
 
   private async ensureCatalog (): Promise<void> {
@@ -252,7 +292,7 @@ export class DeviceSite implements EntrySite {
   /** Drops an id's manifest (kind Manifest), name record (kind Name) or both (null) from the catalog. */
   private forget (id: Buffer, kind: number | null): void {
     const hex = id.toString('hex')
-    if (kind !== EntryKind.Name) { this.objects?.delete(hex); this.versions.delete(hex) }
+    if (kind !== EntryKind.Name) { this.objects?.delete(hex); this.versions.delete(hex); this.cacheManifest(hex, null) }
     if (kind !== EntryKind.Manifest) this.names?.delete(hex)
   }
 
@@ -278,6 +318,7 @@ export class DeviceSite implements EntrySite {
   }
 
   private noteEntry (key: EntryKey, data: Buffer): void {
+    if (key.kind === EntryKind.Manifest) this.cacheManifest(key.id.toString('hex'), data)
     if (this.objects === null || this.names === null) return
     try {
       if (key.kind === EntryKind.Manifest) {
