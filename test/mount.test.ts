@@ -44,6 +44,23 @@ test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and
   t.is((await ok(`md5sum < ${mp}/big.bin`)).split(' ')[0], (await ok(`md5sum < ${work}/big`)).split(' ')[0], 'md5 equal')
   t.is((await ok(`dd if=${mp}/big.bin bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0],
     (await ok(`dd if=${work}/big bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0], 'a read at an offset returns the right bytes')
+  // Random reads of one descriptor, 8 at a time, across the file's windows: a window dropped
+  // while another read still copies from it gives its memory back only after that read.
+  await ok('sync; echo 3 > /proc/sys/vm/drop_caches')
+  const source = fs.readFileSync(`${work}/big`)
+  const fh = await fs.promises.open(`${mp}/big.bin`, 'r')
+  let wrong = 0
+  await Promise.all(Array.from({ length: 8 }, async (_, lane) => {
+    for (let i = 0; i < 40; i++) {
+      const len = 1 + ((i * 7919 + lane * 104729) % (3 * 1024 * 1024))
+      const pos = (i * 15485863 + lane * 32452843) % (source.length - len)
+      const buf = Buffer.alloc(len)
+      const { bytesRead } = await fh.read(buf, 0, len, pos)
+      if (bytesRead !== len || !buf.equals(source.subarray(pos, pos + len))) wrong++
+    }
+  }))
+  await fh.close()
+  t.is(wrong, 0, '320 random reads, 8 at a time on one descriptor, return the right bytes')
 
   // A file lives in memory up to 1 MiB, then in a spool file: random writes, holes, cuts and
   // reads while open, across that point, end as the same bytes as on a local disk.
