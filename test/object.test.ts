@@ -252,3 +252,35 @@ test('a node answers manifest reads from the copies it wrote until a device copy
   await site.removeId(id, true)
   t.is(await site.getManifest(id), 'deleted', 'and a delete ends it')
 })
+
+test('a manifest read that a put of a newer version overtakes does not bring the older copy back into memory', async (t) => {
+  const { pool } = await devices(t, 1)
+  const real = pool.list[0]
+  // The device's reads wait for the test to let them finish.
+  let finish: (() => void) | null = null
+  const slow = new Proxy(real, {
+    get (target, prop) {
+      if (prop === 'read') {
+        return async (...args: Parameters<NativeBlockStore['read']>) => {
+          const got = await target.read(...args)
+          await new Promise<void>((resolve) => { finish = resolve })
+          return got
+        }
+      }
+      const v = Reflect.get(target, prop) as unknown
+      return typeof v === 'function' ? v.bind(target) : v
+    }
+  })
+  const id = crypto.randomBytes(16)
+  const key = keyOf(id, EntryKind.Manifest)
+  const older = crypto.randomBytes(3000)
+  const newer = crypto.randomBytes(2000)
+  await new DeviceSite(pool, 'n').putEntry(key, older)
+  const site = new DeviceSite({ stores: () => [slow] } as unknown as Pool, 'n')  // nothing in its memory yet
+  const reading = site.getManifest(id)
+  while (finish === null) await new Promise((resolve) => setTimeout(resolve, 5))
+  await site.putEntry(key, newer)
+  ;(finish as () => void)()
+  t.alike(await reading, older, 'the read returns what it read')
+  t.alike(await site.getManifest(id), newer, 'and the node answers with the newer copy after it')
+})

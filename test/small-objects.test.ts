@@ -79,8 +79,18 @@ test('a small object lives in its m+1 manifests: no fragments, readable whole an
   let stillLive = await killedKeys()
   for (let i = 0; i < 30 && stillLive.length > 0; i++) { await sleep(1000); stillLive = await killedKeys() }
   t.alike(stillLive, [], 'the reader sees the killed nodes as down')
-  const del = await ddfs(['delete', ...c.at(reader), '-i', ids[0]])
-  t.is(del.code, 0, `delete with 2 nodes down: ${del.stderr}`)
+  // A node that missed heartbeats can be back in the reader's view for a moment (its suspicion
+  // ran out before the DHT dropped its record): the delete is then refused as unreachable and
+  // recorded on the others. Tried again once the view has let them go, it finds the tombstone
+  // (NOT_FOUND: deleted) or completes.
+  let del = await ddfs(['delete', ...c.at(reader), '-i', ids[0]])
+  let retried = false
+  for (let i = 0; i < 10 && del.code !== 0 && /unreachable/.test(del.stderr); i++) {
+    await sleep(1000)
+    del = await ddfs(['delete', ...c.at(reader), '-i', ids[0]])
+    retried = true
+  }
+  t.ok(del.code === 0 || (retried && del.code === 3), `delete with 2 nodes down: ${del.stderr}`)
   for (let i = 0; i < 6; i++) {
     if (ports.slice(0, 2).includes(i)) continue
     t.is((await query(c.at(i), ids[0])).code, 3, `NOT_FOUND on node${i}`)

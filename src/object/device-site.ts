@@ -142,8 +142,12 @@ export class DeviceSite implements EntrySite {
     const key = keyOf(id, EntryKind.Manifest)
     const store = this.find(key)
     if (store === undefined) return null
+    const before = store.stat(key)
     const body = await store.read(key)
-    this.cacheManifest(hex, body)
+    // Kept only when it is still the device's copy: a put of a newer version (kept by the put)
+    // or a removal while the read was on its way would otherwise be undone here.
+    const now = store.stat(key)
+    if (now !== null && before !== null && now.block === before.block && now.hash === before.hash) this.cacheManifest(hex, body)
     return body
   }
 
