@@ -44,6 +44,19 @@ test('cp, cat, ls, stat, mv, rm, md5sum, dd, getfattr and df on a mount; ids and
   t.is((await ok(`md5sum < ${mp}/big.bin`)).split(' ')[0], (await ok(`md5sum < ${work}/big`)).split(' ')[0], 'md5 equal')
   t.is((await ok(`dd if=${mp}/big.bin bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0],
     (await ok(`dd if=${work}/big bs=4096 skip=2561 count=3 status=none | md5sum`)).split(' ')[0], 'a read at an offset returns the right bytes')
+  // O_TRUNC truncates a file that another descriptor still has open for writing (a `cp` over a
+  // file whose previous writer has not released it yet): no tail of the old bytes stays.
+  {
+    const file = path.join(mp, 'shared.txt')
+    const first = fs.openSync(file, 'w')
+    fs.writeSync(first, 'the first and longer content')
+    const second = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_TRUNC)
+    fs.writeSync(second, 'short')
+    fs.closeSync(second)
+    fs.closeSync(first)
+    t.is(fs.readFileSync(file, 'utf8'), 'short', 'the second open truncated what the first wrote')
+    t.is(await ok(`cat ${file}`), 'short', 'and cat agrees')
+  }
   // Random reads of one descriptor, 8 at a time, across the file's windows: a window dropped
   // while another read still copies from it gives its memory back only after that read.
   await ok('sync; echo 3 > /proc/sys/vm/drop_caches')

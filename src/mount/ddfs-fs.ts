@@ -350,7 +350,12 @@ export class DdfsFs {
     }
     if (ID_RE.test(name)) throw errno.EACCES  // an object's content never changes under its id
     const open = this.writing.get(name)
-    if (open !== undefined && open.refs > 0) return this.addHandle(open)  // another descriptor of a file being written
+    if (open !== undefined && open.refs > 0) {
+      // Another descriptor of a file being written; O_TRUNC empties it for both (`cp` over a
+      // file whose last writer has not released it yet must not leave the old bytes' tail).
+      if ((flags & fs.constants.O_TRUNC) !== 0) await this.resize(open, 0)
+      return this.addHandle(open)
+    }
     await open?.committing?.catch(() => {})  // a file just closed: open what it committed
     const e = await this.lookup(name)
     if (e === null) throw errno.ENOENT
