@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { DdfsError } from '../errors'
 import { checkName } from '../object/records'
-import { INLINE_MAX, STORED_BUT_UNNAMED } from '../object/cluster-object-store'
+import { STORED_BUT_UNNAMED } from '../object/cluster-object-store'
 import { release } from '../buffers'
 import { FRAGMENT_DATA } from '../object/stripes'
 import { MAX_PUT_SMALL } from '../wire/messages'
@@ -509,7 +509,7 @@ export class DdfsFs {
       // Keep the newest few windows: memory per open file stays bounded.
       for (const [k, old] of h.windows) {
         if (h.windows.size <= WINDOWS_KEPT) break
-        if (k < w) { h.windows.delete(k); this.giveBack(h, old) }
+        if (k < w) { h.windows.delete(k); this.giveBack(old) }
       }
     }
     return p
@@ -520,11 +520,10 @@ export class DdfsFs {
    * when V8 next collects: every such buffer counts towards V8's external memory, which starts
    * a full mark-compact each 64 MB (11-12% of node 0's samples while reading a 1 GiB file). No
    * read still copies from it: a read copies right after its await of the window, and that
-   * continuation was queued before any release scheduled later. Not an inline object's: its
-   * bytes are a view of the manifest, which the node keeps for other reads.
+   * continuation was queued before any release scheduled later. (An inline object's bytes are
+   * a view of its manifest, which the node keeps: release leaves that buffer alone.)
    */
-  private giveBack (h: ReadHandle, p: Promise<Buffer[]>): void {
-    if (h.entry.size <= INLINE_MAX) return
+  private giveBack (p: Promise<Buffer[]>): void {
     p.then((pieces) => { for (const piece of pieces) release(piece) }, () => {})
   }
 
@@ -720,7 +719,7 @@ export class DdfsFs {
   private async release (fd: number): Promise<void> {
     const h = this.handles.get(fd)
     this.handles.delete(fd)
-    if (h?.kind === 'read') for (const p of h.windows.values()) this.giveBack(h, p)
+    if (h?.kind === 'read') for (const p of h.windows.values()) this.giveBack(p)
     if (h === undefined || h.kind !== 'write') return
     if (--h.refs > 0) return
     const commit = this.commitLater(h)

@@ -13,6 +13,7 @@ import { Names } from './names'
 import { encodeManifest, decodeManifest, keyOf, checkName, type Manifest } from './records'
 import { writeObject, readObject, FRAGMENT_DATA, type FetchedFragment, type WrittenObject } from './stripes'
 import { xxh64 } from '../hash'
+import { shared } from '../buffers'
 import { ENTRY_VERSION_BASE } from '../wire/messages'
 import { checkId, checkSize, checkSchema, defaultSchema, newManifest, describeObject } from './local-object-store'
 import type { CatalogEntry, EntrySite, GetOptions, ObjectHead, ObjectInfo, ObjectStore, PutOptions } from './types'
@@ -296,6 +297,7 @@ export class ClusterObjectStore implements ObjectStore {
         if (a.status === 'rejected') { unreachable++; problems.push(DdfsError.from(a.reason).message); continue }
         if (a.value === 'deleted') throw DdfsError.NOT_FOUND(`no object ${id.toString('hex')} (deleted)`)
         if (a.value === null) continue
+        shared(a.value)  // its decoded manifest (an inline object's bytes) lives on in the cache and in readers' windows
         try {
           const copy = decodeManifest(a.value)
           if (manifest === null || copy.version > manifest.version) manifest = copy
