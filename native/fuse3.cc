@@ -42,6 +42,7 @@
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "addon.h"
@@ -92,6 +93,7 @@ struct Request {
   int write_fd = -1;  // open/create/write: the descriptor the handle's writes may go to directly from now on
   int write_direct_fd = -1;     // and one of the same file opened O_DIRECT, for aligned writes
   double write_direct_from = 0;  // at and past this offset
+  uint64_t write_spool = 0;      // the spool's key (never reused; 0: none), for writes kept for its put
 
   // Synchronization (all under Fuse3Mount::mu_).
   std::condition_variable cv;
@@ -155,6 +157,8 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
       InstanceMethod("close", &Fuse3Mount::Close),
       InstanceMethod("info", &Fuse3Mount::Info),
       InstanceMethod("stopDirectWrites", &Fuse3Mount::StopDirectWrites),
+      InstanceMethod("keepWrites", &Fuse3Mount::KeepWrites),
+      InstanceMethod("takeWritten", &Fuse3Mount::TakeWritten),
     });
   }
 
@@ -295,14 +299,15 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int fd;
     int direct_fd;     // -1: none
     off_t direct_from;
+    uint64_t spool;    // 0: none
   };
 
   // fd >= 0: fh's writes go to fd (aligned ones past direct_from to direct_fd) from now on;
   // -1: no more (the descriptors may close).
-  void DirectWrites(uint64_t fh, int fd, int direct_fd = -1, double direct_from = 0) {
+  void DirectWrites(uint64_t fh, int fd, int direct_fd = -1, double direct_from = 0, uint64_t spool = 0) {
     std::unique_lock<std::shared_mutex> g(direct_mu_);
     if (fd >= 0 && !stop_direct_) {
-      direct_fds_[fh] = WriteTarget{fd, direct_fd, static_cast<off_t>(direct_from)};
+      direct_fds_[fh] = WriteTarget{fd, direct_fd, static_cast<off_t>(direct_from), spool};
     } else {
       direct_fds_.erase(fh);
       std::lock_guard<std::mutex> l(behind_mu_);
@@ -349,8 +354,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         bool aligned = t.direct_fd >= 0 && off >= t.direct_from && off % kDirectAlign == 0 && size % kDirectAlign == 0 && size > 0;
         int failed = FailedBehind(fh);
         if (failed != 0) return Uncancel(cancel_state, -failed);
+        if (t.spool != 0) ForgetKept(t.spool, off, size);  // a rewrite: what is kept of that range is old
         if (aligned && WriteBehind(fh, t, buf, size, off)) return Uncancel(cancel_state, static_cast<int>(size));
         DrainBehind();  // what is behind lands first: this write must not be overtaken by an older one
+        if (t.spool != 0) ForgetKept(t.spool, off, size);  // one of those may have been kept meanwhile
         if (aligned) {
           char* bounce = Bounce(size);
           if (bounce != nullptr) {
@@ -394,6 +401,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
 
   struct Behind {
     uint64_t fh = 0;
+    uint64_t spool = 0;
     int fd = -1, direct_fd = -1;
     off_t off = 0;
     size_t size = 0;
@@ -411,8 +419,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     if (behind_threads_.empty()) {
       for (int i = 0; i < kBehindThreads; i++) behind_threads_.emplace_back([this] { BehindLoop(); });
     }
-    behind_cv_.wait(l, [this] { return !behind_idle_.empty() || behind_all_.size() < kBehindBuffers || behind_stop_; });
-    if (behind_stop_) return false;
+    if (!FreeBehind(l)) return false;
     for (Behind* b : behind_order_) {
       if (b->fh == fh && b->off < off + static_cast<off_t>(size) && off < b->off + static_cast<off_t>(b->size)) return false;
     }
@@ -428,6 +435,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
       b->buf.reset(static_cast<char*>(p));
     }
     b->fh = fh;
+    b->spool = t.spool;
     b->fd = t.fd;
     b->direct_fd = t.direct_fd;
     b->off = off;
@@ -462,10 +470,122 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         behind_order_.pop_front();
         if (d->error != 0) behind_failed_.emplace(d->fh, WriteErrno(d->error));
         NoteWritten({d->fh, d->off, d->error == 0 ? static_cast<int64_t>(d->size) : -static_cast<int64_t>(WriteErrno(d->error))});
-        behind_idle_.push_back(d);
+        if (d->error == 0 && d->spool != 0 && kept_spools_.count(d->spool) != 0) behind_kept_.push_back(d);
+        else behind_idle_.push_back(d);
       }
       behind_cv_.notify_all();
     }
+  }
+
+  // Waits (under l) until a buffer is idle or may be allocated; false when stopping. A buffer
+  // kept for a put (below) is taken over only once the writer waited kKeptHold for the put.
+  bool FreeBehind(std::unique_lock<std::mutex>& l) {
+    std::chrono::steady_clock::time_point until{};
+    for (;;) {
+      if (behind_stop_) return false;
+      if (!behind_idle_.empty() || behind_all_.size() < kBehindBuffers) return true;
+      if (behind_kept_.empty()) {
+        until = {};
+        behind_cv_.wait(l);
+        continue;
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (until == std::chrono::steady_clock::time_point{}) until = now + kKeptHold;
+      if (now >= until) {  // the put is behind: it reads this range from the spool instead
+        behind_idle_.push_back(behind_kept_.front());
+        behind_kept_.pop_front();
+        return true;
+      }
+      behind_cv_.wait_until(l, until);
+    }
+  }
+
+  // ---- writes kept for a put ------------------------------------------------------------------
+  // A large file's put follows its spool as it grows (the mount's `follow`), and it read every
+  // range back from the disk: with the spool written O_DIRECT and the fragments written too, a
+  // 1 GiB file cost the disk 3.5 GiB, and writes were bound by it. Now a buffer written behind
+  // for a spool whose put follows it is kept, once written, until the put takes its bytes
+  // (takeWritten: a copy). The writer waits up to kKeptHold for the put when every buffer is kept
+  // (a put keeps pace with it); past that, or for a range it never got, the put reads the spool.
+  static constexpr auto kKeptHold = std::chrono::milliseconds(100);
+
+  // keepWrites(spool, on): keep (or no longer) the buffers written behind for the spool.
+  Napi::Value KeepWrites(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "BAD_ARGUMENT: keepWrites(spool, on)");
+    uint64_t spool = static_cast<uint64_t>(Num(info[0]));
+    std::lock_guard<std::mutex> l(behind_mu_);
+    if (info[1].ToBoolean()) {
+      if (spool != 0) kept_spools_.insert(spool);
+    } else {
+      kept_spools_.erase(spool);
+      FreeKept([spool](const Behind* b) { return b->spool == spool; });
+    }
+    return env.Undefined();
+  }
+
+  // takeWritten(spool, pos, dest) -> bytes: copies into dest what kept buffers hold of the spool
+  // from pos on, up to the first byte none holds. Those wholly before the end of the range are
+  // given back: the put has them, or reads that range from the spool.
+  Napi::Value TakeWritten(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBuffer()) throw Napi::TypeError::New(env, "BAD_ARGUMENT: takeWritten(spool, pos, dest)");
+    uint64_t spool = static_cast<uint64_t>(Num(info[0]));
+    off_t pos = static_cast<off_t>(Num(info[1], -1));
+    auto dest = info[2].As<Napi::Buffer<char>>();
+    size_t len = dest.Length(), done = 0;
+    if (pos < 0) return Napi::Number::New(env, 0);
+    std::unique_lock<std::mutex> l(behind_mu_);
+    while (done < len) {
+      off_t at = pos + static_cast<off_t>(done);
+      auto it = behind_kept_.begin();
+      while (it != behind_kept_.end() && !((*it)->spool == spool && (*it)->off <= at && at < (*it)->off + static_cast<off_t>((*it)->size))) ++it;
+      if (it == behind_kept_.end()) break;
+      Behind* b = *it;
+      behind_kept_.erase(it);  // nobody reuses it while it is copied from
+      taking_ = b;
+      taking_stale_ = false;
+      size_t from = static_cast<size_t>(at - b->off);
+      size_t n = std::min(b->size - from, len - done);
+      l.unlock();
+      memcpy(dest.Data() + done, b->buf.get() + from, n);
+      l.lock();
+      taking_ = nullptr;
+      done += n;
+      bool rest = from + n < b->size && kept_spools_.count(spool) != 0 && !taking_stale_;
+      if (rest) behind_kept_.push_front(b);  // the next range starts in it
+      else behind_idle_.push_back(b);
+    }
+    off_t end = pos + static_cast<off_t>(len);
+    FreeKept([spool, end](const Behind* b) { return b->spool == spool && b->off + static_cast<off_t>(b->size) <= end; });
+    behind_cv_.notify_all();
+    return Napi::Number::New(env, static_cast<double>(done));
+  }
+
+  // Kept buffers of the spool that overlap [off, off + size) become idle.
+  void ForgetKept(uint64_t spool, off_t off, size_t size) {
+    std::lock_guard<std::mutex> l(behind_mu_);
+    if (behind_kept_.empty() && taking_ == nullptr) return;
+    off_t end = off + static_cast<off_t>(size);
+    auto overlaps = [spool, off, end](const Behind* b) { return b->spool == spool && b->off < end && off < b->off + static_cast<off_t>(b->size); };
+    if (taking_ != nullptr && overlaps(taking_)) taking_stale_ = true;  // (a copy racing the rewrite: as if read just before it)
+    FreeKept(overlaps);
+  }
+
+  // Under behind_mu_: kept buffers that `which` picks become idle.
+  template <typename Pred>
+  void FreeKept(Pred which) {
+    bool any = false;
+    for (auto it = behind_kept_.begin(); it != behind_kept_.end();) {
+      if (which(*it)) {
+        behind_idle_.push_back(*it);
+        it = behind_kept_.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    if (any) behind_cv_.notify_all();
   }
 
   // Returns once every write behind is written and reported.
@@ -485,6 +605,8 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     {
       std::lock_guard<std::mutex> l(behind_mu_);
       behind_stop_ = true;
+      kept_spools_.clear();
+      FreeKept([](const Behind*) { return true; });
       behind_cv_.notify_all();
     }
     for (auto& t : behind_threads_) t.join();
@@ -617,7 +739,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     // A reader's close has nothing to commit: the kernel skips its FLUSH (one request less
     // per `cat`); its RELEASE still comes, without the closer waiting for it.
     if ((fi->flags & O_ACCMODE) == O_RDONLY) fi->noflush = 1;
-    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from);
+    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from, r.write_spool);
     return 0;
   }
 
@@ -630,7 +752,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     int res = Self()->Call(r);
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
-    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from);
+    if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from, r.write_spool);
     return 0;
   }
 
@@ -656,7 +778,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     r.data = const_cast<char*>(buf);  // JS gets a Buffer over it; writing into it is harmless
     r.size = size;
     int res = Self()->Call(r);
-    if (res >= 0 && r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from);
+    if (res >= 0 && r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from, r.write_spool);
     return res;
   }
 
@@ -958,20 +1080,23 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     }
   }
 
-  // value: the descriptor a handle's writes may go to from now on; value2: [directFd, directFrom],
-  // aligned writes at and past directFrom go to directFd.
+  // value: the descriptor a handle's writes may go to from now on; value2: [directFd, directFrom,
+  // spool?], aligned writes at and past directFrom go to directFd; spool: the file's key for keepWrites.
   static void TargetOf(Request& r, const Napi::Value& v, const Napi::Value& w) {
     if (v.IsNumber()) {
       double fd = v.As<Napi::Number>().DoubleValue();
       if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd)) r.write_fd = static_cast<int>(fd);
     }
-    if (r.write_fd >= 0 && w.IsArray() && w.As<Napi::Array>().Length() == 2) {
-      double fd = Num(w.As<Napi::Array>().Get(0u), -1);
-      double from = Num(w.As<Napi::Array>().Get(1u), -1);
+    if (r.write_fd >= 0 && w.IsArray() && w.As<Napi::Array>().Length() >= 2) {
+      auto a = w.As<Napi::Array>();
+      double fd = Num(a.Get(0u), -1);
+      double from = Num(a.Get(1u), -1);
       if (fd >= 0 && fd <= INT32_MAX && fd == std::floor(fd) && from >= 0 && from == std::floor(from)) {
         r.write_direct_fd = static_cast<int>(fd);
         r.write_direct_from = from;
       }
+      double spool = a.Length() >= 3 ? Num(a.Get(2u), 0) : 0;
+      if (spool >= 1 && spool <= 9007199254740991.0 && spool == std::floor(spool)) r.write_spool = static_cast<uint64_t>(spool);
     }
   }
 
@@ -1150,6 +1275,10 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   std::condition_variable behind_cv_;             // a write queued or done, a buffer free, stopping
   std::vector<std::unique_ptr<Behind>> behind_all_;  // every buffer, at most kBehindBuffers
   std::vector<Behind*> behind_idle_;
+  std::deque<Behind*> behind_kept_;               // written, kept for a put: oldest first
+  std::unordered_set<uint64_t> kept_spools_;      // spools whose buffers are kept
+  Behind* taking_ = nullptr;                      // the kept buffer takeWritten copies from (unlocked)
+  bool taking_stale_ = false;                     // rewritten meanwhile: not kept after the copy
   std::deque<Behind*> behind_order_;              // queued and not reported yet, in arrival order
   std::deque<Behind*> behind_todo_;               // not started yet
   std::unordered_map<uint64_t, int> behind_failed_;  // fh -> errno of a write that failed behind

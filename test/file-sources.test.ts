@@ -60,3 +60,34 @@ test('a chunk stays intact while the next one is read ahead, until the consumer 
   t.is(at, data.length, 'every byte')
   t.ok(intact, 'no chunk changed while it was held')
 })
+
+test('what the writer still holds is taken instead of read: a chunk from memory, one half from memory and half from the file', async (t) => {
+  const file = path.join(tmpDir(t), 'spool')
+  const data = crypto.randomBytes(8 * MiB)
+  // On disk, [5 MiB, 6.5 MiB) is zeros: only the writer's memory has those bytes.
+  const held = { from: 5 * MiB, to: 6.5 * MiB }
+  const disk = Buffer.from(data)
+  disk.fill(0, held.from, held.to)
+  fs.writeFileSync(file, disk)
+  const followed = await openFollowed(file)
+  const asked: number[] = []
+  const kept = (pos: number, dest: Buffer): number => {
+    asked.push(pos)
+    if (pos < held.from || pos >= held.to) return 0
+    return data.copy(dest, 0, pos, Math.min(held.to, pos + dest.length))
+  }
+  const growth: Growth = { grown: 0, ended: false, failed: null, wake: null }
+  const chunks: Buffer[] = []
+  const reading = (async () => { for await (const c of followFile(followed.fh, growth, undefined, followed.direct, kept)) chunks.push(Buffer.from(c)) })()
+  for (let at = MiB; at <= data.length; at += MiB) {
+    growth.grown = at
+    growth.ended = at === data.length
+    growth.wake?.()
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await reading
+  await followed.fh.close()
+  t.alike(Buffer.concat(chunks), data, 'the writer\'s bytes where it held them, the file\'s elsewhere')
+  t.is(growth.fromMemory, held.to - held.from, '1.5 MiB came from memory')
+  t.ok(asked.includes(5 * MiB) && asked.includes(6 * MiB), `asked at each chunk's start (${asked.map((a) => a / MiB).join(', ')} MiB)`)
+})

@@ -279,6 +279,49 @@ test('aligned writes to the O_DIRECT descriptor go behind their answers: reporte
   t.alike((reported.get('/bad') ?? [])[0], [0, -Errno.EIO], 'the first write was answered, then reported failed')
 })
 
+test('writes behind into a kept spool stay in memory until taken: what is taken is what the file holds; a writer nobody takes from still finishes', async (t) => {
+  const dir = tmpDir(t, 'ddfs-fuse3-kept-')
+  const MiB = 1024 * 1024
+  const spool = `${dir}/spool`
+  const direct = fs.openSync(spool, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_DIRECT)
+  t.teardown(() => fs.closeSync(direct))
+  const h = await mountMem(t, {
+    ...createdFiles(),
+    write: () => { throw new Error('a write reached JS') },
+    writeTarget: () => ({ fd: direct, direct, directFrom: 0, spool: 7 })
+  })
+  const { kept } = h.fuse
+  const take = (pos: number, length: number): Buffer => {
+    const dest = Buffer.alloc(length)
+    return dest.subarray(0, kept.take(7, pos, dest))
+  }
+  const onDisk = (pos: number, length: number): Buffer => fs.readFileSync(spool).subarray(pos, pos + length)
+  fs.writeFileSync(`${dir}/src`, crypto.randomBytes(8 * MiB))
+
+  kept.keep(7, true)
+  t.is((await sh(`dd if=${dir}/src of=${h.mp}/f bs=1M status=none`, 30)).code, 0)
+  const taken = take(0, 8 * MiB)
+  t.is(taken.length, 8 * MiB, 'all 8 MiB written are there to take')
+  t.ok(taken.equals(fs.readFileSync(`${dir}/src`)), 'the bytes written')
+  t.is(take(0, 8 * MiB).length, 0, 'taken once: given back')
+
+  // A range written twice: what is taken of it is the second write, as in the file.
+  const writer = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'w'); const b = fs.readFileSync(process.argv[2])
+    fs.writeSync(fd, b, 0, 4 * 1048576, 0); fs.writeSync(fd, b, 4 * 1048576, 1048576, 1048576); fs.closeSync(fd)`
+  t.is((await sh(`${process.execPath} -e "${writer}" ${h.mp}/g ${dir}/src`, 30)).code, 0)
+  const again = take(0, 4 * MiB)
+  t.ok(again.length >= MiB, `kept (${again.length / MiB} MiB)`)
+  t.ok(again.equals(onDisk(0, again.length)), 'what is taken is what the file holds')
+
+  // Nobody takes: the writer waits for the taker a moment per buffer, then goes on without it.
+  fs.writeFileSync(`${dir}/src`, crypto.randomBytes(40 * MiB))
+  t.is((await sh(`dd if=${dir}/src of=${h.mp}/h bs=1M status=none`, 60)).code, 0, '40 MiB written with nothing taken')
+  const late = take(24 * MiB, 16 * MiB)
+  t.ok(late.equals(onDisk(24 * MiB, late.length)), `what is still kept is what the file holds (${late.length / MiB} MiB)`)
+  kept.keep(7, false)
+  t.is(take(0, 40 * MiB).length, 0, 'not kept any more: nothing to take')
+})
+
 test('stopDirectWrites reports every write answered so far before it returns, those behind included', async (t) => {
   const dir = tmpDir(t, 'ddfs-fuse3-stop-')
   const MiB = 1024 * 1024

@@ -277,6 +277,14 @@ test('ddfs up --mount: node 0 serves the mount itself; umount leaves it serving,
   t.is((await sh(`cmp ${got} ${work}/big`)).code, 0)
   t.is((await sh(`rm ${mp}/greeting && ls ${mp}`)).stdout, 'big\n', 'rm')
 
+  // A large file's put follows its spool, taking the writes the binding still holds in memory.
+  await sh(`dd if=/dev/urandom of=${work}/large bs=1M count=64 status=none`)
+  t.is((await sh(`dd if=${work}/large of=${mp}/large bs=1M conv=fsync status=none`)).code, 0, '64 MiB written')
+  t.is((await sh(`md5sum < ${mp}/large`)).stdout, (await sh(`md5sum < ${work}/large`)).stdout, 'md5 equal')
+  const followed = /put id=\S+ size=67108864 peer=mount fromMemory=(\d+)/.exec(fs.readFileSync(path.join(c.data(0), 'ddfs.log'), 'utf8'))
+  t.ok(Number(followed?.[1]) > 0, `the put took ${Number(followed?.[1]) / 1048576} MiB from memory, not from the spool on disk`)
+  t.is((await sh(`rm ${mp}/large && ls ${mp}`)).stdout, 'big\n')
+
   // A file open there keeps the mount: umount says so and changes nothing.
   const holder = spawnSync('bash', ['-c', `sleep 20 < ${mp}/big > /dev/null 2>&1 & echo $!`]).stdout.toString().trim()
   const busy = await ddfs(['umount', mp])

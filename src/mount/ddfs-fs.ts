@@ -16,7 +16,7 @@ import { MAX_PUT_SMALL } from '../wire/messages'
 import type { CatalogEntry } from '../object/types'
 import type { CommitInfo, SpoolFollow, StoreLink } from './store-link'
 import type { Logger } from '../log'
-import { Errno as errno, type FsDir, type FsOps, type FsStat, type FsStatfs } from './fs-ops'
+import { Errno as errno, type FsDir, type FsOps, type FsStat, type FsStatfs, type KeptWrites } from './fs-ops'
 
 const ENOTSUP = errno.ENOTSUP
 /** The listing is fetched again when older than this (other mounts' changes show up by then). */
@@ -39,6 +39,7 @@ interface ReadHandle { kind: 'read', entry: Entry, windows: Map<number, Promise<
 /** A file's bytes on local disk, once it outgrew memory. */
 interface Spool {
   path: string
+  key: number  // never reused in this process (KeptWrites)
   fd: number
   directFd: number | null  // the spool opened O_DIRECT (the binding's aligned writes of a large file); null where refused
 }
@@ -136,8 +137,12 @@ export class DdfsFs {
   private nextFd = 10
   private spoolSeq = 0
   private memoryUsed = 0  // bytes of every write handle's `memory`
+  private kept: KeptWrites | null = null
 
   constructor (private readonly link: StoreLink, private readonly spoolDir: string, private readonly log: Logger, private readonly writeback = false) {}
+
+  /** The binding's writes kept in memory: a put that follows a spool takes them instead of reading the disk. */
+  useKeptWrites (kept: KeptWrites): void { this.kept = kept }
 
   // ---- the listing --------------------------------------------------------------------------
 
@@ -279,7 +284,7 @@ export class DdfsFs {
       // file in memory has its writes come here.
       writeTarget: (fd) => {
         const h = this.handles.get(fd)
-        return h !== undefined && h.kind === 'write' && h.spool !== null ? { fd: h.spool.fd, direct: h.spool.directFd, directFrom: DIRECT_FROM } : null
+        return h !== undefined && h.kind === 'write' && h.spool !== null ? { fd: h.spool.fd, direct: h.spool.directFd, directFrom: DIRECT_FROM, spool: h.spool.key } : null
       },
       written: (fd, pos, n) => {
         const h = this.handles.get(fd)
@@ -423,7 +428,7 @@ export class DdfsFs {
     let directFd: number | null = null
     if (DIRECT) try { directFd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_DIRECT) } catch {}
     this.dropMemory(h)
-    h.spool = { path: file, fd, directFd }
+    h.spool = { path: file, key: this.spoolSeq, fd, directFd }
     return h.spool
   }
 
@@ -543,12 +548,15 @@ export class DdfsFs {
     h.seqEnd += n
     if (h.follow === null && !h.starting && h.seqEnd >= FOLLOW_START && h.spool !== null && this.link.local && FOLLOW) {
       h.starting = true  // until the client is there, writes only extend seqEnd
-      this.link.follow(h.spool.path, h.name).then((put) => {
+      const spool = h.spool
+      const kept = this.kept
+      kept?.keep(spool.key, true)
+      this.link.follow(spool.path, h.name, kept === null ? undefined : (pos, dest) => kept.take(spool.key, pos, dest)).then((put) => {
         h.starting = false
-        if (!h.streamable || h.seqEnd !== h.size || !h.dirty) { put.abandon(); return }
+        if (!h.streamable || h.seqEnd !== h.size || !h.dirty) { put.abandon(); this.unkeep(h); return }
         h.follow = { put, announced: 0, name: h.name }
         this.announce(h)
-      }, () => { h.starting = false; h.streamable = false })
+      }, () => { h.starting = false; h.streamable = false; this.unkeep(h) })
       return
     }
     if (h.follow !== null && h.seqEnd - h.follow.announced >= FOLLOW_STEP) this.announce(h)
@@ -564,6 +572,12 @@ export class DdfsFs {
     h.streamable = false
     h.follow?.put.abandon()
     h.follow = null
+    this.unkeep(h)
+  }
+
+  /** The binding keeps no more of the file's writes (its put does not follow it any more). */
+  private unkeep (h: WriteHandle): void {
+    if (h.spool !== null) this.kept?.keep(h.spool.key, false)
   }
 
   /**
@@ -599,6 +613,7 @@ export class DdfsFs {
     this.dropMemory(h)
     const spool = h.spool
     if (spool === null) return
+    this.unkeep(h)
     if (spool.directFd !== null) fs.close(spool.directFd, () => {})
     fs.close(spool.fd, () => fs.rm(spool.path, { force: true }, () => {}))
   }
@@ -642,6 +657,7 @@ export class DdfsFs {
           }
         }
         follow.put.abandon()  // no-op after end()
+        this.unkeep(h)
       }
       const spool = this.spill(h)
       info ??= await this.retrying(h, async () => await this.link.putFile(spool.path, h.size, h.name))

@@ -102,4 +102,21 @@ export interface WriteTarget {
   fd: number
   direct: number | null
   directFrom: number
+  /** A key of the file, never reused (0: none), for KeptWrites. */
+  spool?: number
+}
+
+/**
+ * What a binding keeps of the writes it did itself (the libfuse 3 one: those written behind), for
+ * a reader that follows the file as it grows: that reader takes them from memory instead of
+ * reading them back from the disk.
+ */
+export interface KeptWrites {
+  /** Keep (or no longer) what is written from now on into the file of this WriteTarget.spool. */
+  keep: (spool: number, on: boolean) => void
+  /**
+   * Copies into `dest` what is kept of the file from `pos` on, up to the first byte not kept;
+   * returns the bytes copied. What is kept of the file before the end of that range goes.
+   */
+  take: (spool: number, pos: number, dest: Buffer) => number
 }

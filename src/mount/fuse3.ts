@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { addon } from '../native'
 import { DdfsError } from '../errors'
-import { Errno, errnoOf, isUnexpected, type FsDir, type FsOpName, type FsOps, type FsStat, type FsStatfs } from './fs-ops'
+import { Errno, errnoOf, isUnexpected, type FsDir, type FsOpName, type FsOps, type FsStat, type FsStatfs, type KeptWrites } from './fs-ops'
 
 /** What the kernel and libfuse settled on at init. */
 export interface Fuse3Info {
@@ -88,6 +88,8 @@ interface NativeMount {
   info: () => Omit<Fuse3Info, 'readAheadKb'> | null
   /** Returns the writes JS has not heard of yet, as [fh, pos, bytes] triples. */
   stopDirectWrites: () => Array<[number, number, number]>
+  keepWrites: (spool: number, on: boolean) => void
+  takeWritten: (spool: number, pos: number, dest: Buffer) => number
 }
 type NativeMountCtor = new (mountpoint: string, options: Record<string, unknown>, ops: string[], dispatch: Dispatch) => NativeMount
 const NativeFuse3Mount = addon.Fuse3Mount as NativeMountCtor
@@ -107,6 +109,12 @@ export class Fuse3 {
   constructor (readonly mountpoint: string, private readonly ops: FsOps, private readonly init: Fuse3Init = {}) {}
 
   get info (): Fuse3Info | null { return this.fuseInfo }
+
+  /** The writes behind this binding keeps for a reader that follows a file (none before mounting or after closing). */
+  readonly kept: KeptWrites = {
+    keep: (spool, on) => { this.native?.keepWrites(spool, on) },
+    take: (spool, pos, dest) => this.native?.takeWritten(spool, pos, dest) ?? 0
+  }
 
   /** Mounts; resolves once the kernel's INIT is answered and the mount point answers a stat. */
   ready (): Promise<Fuse3Info> {
@@ -266,7 +274,7 @@ export class Fuse3 {
     const native = this.native as NativeMount
     const target = this.ops.writeTarget?.(fh) ?? null
     if (typeof target === 'number' || target === null) native.reply(id, result, target ?? -1)
-    else native.reply(id, result, target.fd, target.direct === null ? null : [target.direct, target.directFrom])
+    else native.reply(id, result, target.fd, target.direct === null ? null : [target.direct, target.directFrom, target.spool ?? 0])
   }
 
   private answer (id: number, op: number, p: string, fh: number, v: unknown): void {

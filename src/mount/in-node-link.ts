@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import { DdfsError } from '../errors'
 import { xxh64 } from '../hash'
 import { MAX_PUT_SMALL, MAX_READ, type CapacityMessage } from '../wire/messages'
-import { readFile, followFile, openFollowed, single, type Growth } from '../node/file-sources'
+import { readFile, followFile, openFollowed, single, type Growth, type KeptBytes } from '../node/file-sources'
 import type { Node } from '../node/node'
 import type { CatalogEntry, ObjectInfo, PutOptions } from '../object/types'
 import { commitInfo, type CommitInfo, type SpoolFollow, type StoreLink } from './store-link'
@@ -62,10 +62,10 @@ export class InNodeLink implements StoreLink {
     }
   }
 
-  async follow (spool: string, name: string): Promise<SpoolFollow> {
+  async follow (spool: string, name: string, kept?: KeptBytes): Promise<SpoolFollow> {
     const { fh, direct } = await openFollowed(spool)
     const growth: Growth = { grown: 0, ended: false, failed: null, wake: null }
-    const done = this.put(followFile(fh, growth, undefined, direct), { name }).finally(() => { fh.close().catch(() => {}) })
+    const done = this.put(followFile(fh, growth, undefined, direct, kept), { name }, growth).finally(() => { fh.close().catch(() => {}) })
     done.catch(() => {})  // surfaced by end()
     const wake = (): void => growth.wake?.()
     return {
@@ -79,9 +79,9 @@ export class InNodeLink implements StoreLink {
     }
   }
 
-  private async put (source: AsyncIterable<Buffer>, opts: PutOptions): Promise<CommitInfo> {
+  private async put (source: AsyncIterable<Buffer>, opts: PutOptions, growth?: Growth): Promise<CommitInfo> {
     const info: ObjectInfo = await this.node.objects.put(this.active(source), opts)
-    this.node.log.info('put', { id: info.id, size: info.size, peer: 'mount' })
+    this.node.log.info('put', { id: info.id, size: info.size, peer: 'mount', ...(growth !== undefined ? { fromMemory: growth.fromMemory ?? 0 } : {}) })
     this.node.metrics.transferred('in', info.size)
     return commitInfo(info)
   }

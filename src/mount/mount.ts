@@ -148,6 +148,8 @@ export class Mount {
         onEnded: () => { mount?.stop().then(opts.onEnded, (err) => opts.log.error('unmount-failed', { mountpoint: mp, error: String(err) })) }
       })
       fuse = f3
+      // DDFS_MOUNT_KEEP_WRITES=0: a following put reads every range back from the spool (for comparison).
+      if (process.env.DDFS_MOUNT_KEEP_WRITES !== '0') files.useKeptWrites(f3.kept)
       const info = await f3.ready()
       options = { maxWrite: info.maxWrite, readAheadKb: info.readAheadKb, readdirplus: info.readdirplus, writebackCache: info.writebackCache, atomicOTrunc: info.atomicOTrunc, threads: info.maxThreads }
     }

@@ -3,6 +3,7 @@
 // mount (no socket, no second copy of every byte read).
 import type { CatalogEntry } from '../object/types'
 import type { CapacityMessage } from '../wire/messages'
+import type { KeptBytes } from '../node/file-sources'
 
 /** A commit's outcome: the new object, and the object its name stood for (the caller deletes it). */
 export interface CommitInfo { id: Buffer, createdAt: number, replaced: Buffer | null }
@@ -37,8 +38,11 @@ export interface StoreLink {
   putSmall: (name: string, data: Buffer) => Promise<CommitInfo>
   /** The first `size` bytes of the spool file as a new object named `name`. */
   putFile: (spool: string, size: number, name: string) => Promise<CommitInfo>
-  /** Starts a put that follows the spool as it grows (only when `local`). */
-  follow: (spool: string, name: string) => Promise<SpoolFollow>
+  /**
+   * Starts a put that follows the spool as it grows (only when `local`); `kept` gives what the
+   * mount still holds of the spool in memory, which the put then does not read from the disk.
+   */
+  follow: (spool: string, name: string, kept?: KeptBytes) => Promise<SpoolFollow>
   close: () => void
 }
 

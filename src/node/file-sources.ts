@@ -9,6 +9,13 @@ import { allocAligned } from '../hash'
 const CHUNK = 4 * 1024 * 1024
 
 /**
+ * Copies into `dest` what the file's writer still holds in memory from `pos` on (in whole
+ * blocks, up to the first byte it does not hold); returns the bytes copied. The rest is read
+ * from the file.
+ */
+export type KeptBytes = (pos: number, dest: Buffer) => number
+
+/**
  * Reads the next chunk into one of two buffers while the consumer still works on the chunk in
  * the other: a spool's 4 MiB O_DIRECT read took ~4 ms while the disk was busy with fragment
  * writes, and a put waited for every one of them before it could encode the next stripe.
@@ -19,9 +26,12 @@ class ReadAhead {
   private pending: Promise<Buffer> | null = null
   private pos = 0  // where the next read starts
 
+  /** Bytes that came from `kept` instead of the file. */
+  fromMemory = 0
+
   /** `until`: how far the file may be read now; `total`: its size as announced (for errors). */
   constructor (private readonly fh: fs.promises.FileHandle, private readonly direct: boolean,
-    private readonly until: () => number, private readonly total: () => number) {
+    private readonly until: () => number, private readonly total: () => number, private readonly kept?: KeptBytes) {
     this.bufs = direct ? [allocAligned(CHUNK), allocAligned(CHUNK)] : [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]
   }
 
@@ -36,8 +46,16 @@ class ReadAhead {
     const want = Math.min(CHUNK, until - this.pos)
     const at = this.pos
     this.pos += want
-    this.pending = this.fh.read(buf, 0, this.direct ? Math.ceil(want / BLOCK_SIZE) * BLOCK_SIZE : want, at).then(({ bytesRead }) => {
-      if (bytesRead < want) throw DdfsError.IO(`the file ended after ${at + bytesRead} of the ${this.total()} bytes announced`)
+    let copied = this.kept?.(at, buf.subarray(0, want)) ?? 0
+    if (copied % BLOCK_SIZE !== 0 && copied < want) copied = 0  // the rest would start off a block
+    this.fromMemory += copied
+    if (copied === want) {
+      this.pending = Promise.resolve(buf.subarray(0, want))
+      return
+    }
+    const rest = want - copied
+    this.pending = this.fh.read(buf, copied, this.direct ? Math.ceil(rest / BLOCK_SIZE) * BLOCK_SIZE : rest, at + copied).then(({ bytesRead }) => {
+      if (bytesRead < rest) throw DdfsError.IO(`the file ended after ${at + copied + bytesRead} of the ${this.total()} bytes announced`)
       return buf.subarray(0, want)
     })
     this.pending.catch(() => {})  // a read ahead the consumer never takes stays handled
@@ -68,6 +86,7 @@ export interface Growth {
   ended: boolean           // `grown` is the final size
   failed: Error | null     // the writer gave up
   wake: (() => void) | null
+  fromMemory?: number      // set by followFile: bytes its writer's memory gave (KeptBytes)
 }
 
 /**
@@ -90,14 +109,15 @@ export async function openFollowed (path: string): Promise<{ fh: fs.promises.Fil
  * A file that is still being written (by the mount, on this machine): read up to what its writer
  * announced, wait for more (after `idle`, which may let the writer go on), end at the final size.
  * `direct`: fh is O_DIRECT, so reads are of whole aligned blocks (to the last whole block
- * announced until the end is known).
+ * announced until the end is known). `kept`: what the writer still holds, taken before reading.
  */
-export async function * followFile (fh: fs.promises.FileHandle, growth: Growth, idle: () => void = () => {}, direct = false): AsyncIterable<Buffer> {
+export async function * followFile (fh: fs.promises.FileHandle, growth: Growth, idle: () => void = () => {}, direct = false, kept?: KeptBytes): AsyncIterable<Buffer> {
   const until = (): number => direct && !growth.ended ? growth.grown - growth.grown % BLOCK_SIZE : growth.grown
-  const ahead = new ReadAhead(fh, direct, until, () => growth.grown)
+  const ahead = new ReadAhead(fh, direct, until, () => growth.grown, kept)
   for (;;) {
     if (growth.failed !== null) throw growth.failed
     ahead.start()
+    growth.fromMemory = ahead.fromMemory
     if (ahead.reading) {
       const chunk = await ahead.take()
       ahead.start()  // the other buffer: the consumer is done with it
