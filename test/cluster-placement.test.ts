@@ -1,6 +1,6 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
-import { fragmentHolders, manifestHolders, nameHolders, nameHash, assignFragments, fragmentMoves, repairAssignment, type PlacementMember } from '../src/cluster/placement'
+import { fragmentHolders, manifestHolders, manifestTop, nameHolders, nameHash, assignFragments, fragmentMoves, repairAssignment, type PlacementMember } from '../src/cluster/placement'
 
 function members (count: number): PlacementMember[] {
   return Array.from({ length: count }, () => ({ publicKey: crypto.randomBytes(32) }))
@@ -22,6 +22,13 @@ test('placement is deterministic and independent of the order members are listed
   const h = nameHash('report.pdf')
   t.ok(h.equals(nameHash('report.pdf')) && !h.equals(nameHash('report.pdf ')), 'name hashes are stable and distinct')
   t.alike(keys(nameHolders(h, ms, 2)), keys(nameHolders(h, shuffled, 2)))
+})
+
+test('manifestTop picks the same holders, in the same order, as ranking every member', (t) => {
+  for (const count of [1, 3, 4, 12]) {
+    const ms = members(count === 12 ? 12 : 7)
+    for (const id of ids(300)) t.alike(keys(manifestTop(id, ms, count)), keys(manifestHolders(id, ms, count - 1)))
+  }
 })
 
 test('fragments go to n distinct nodes, manifests and names to m+1, and too few nodes is an error', (t) => {

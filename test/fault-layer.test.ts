@@ -215,7 +215,7 @@ test('a name is acknowledged once every holder has it; a put whose name failed k
   t.alike(Buffer.concat(chunks), data, 'the object stays whole and readable: any record of the name points at an object that exists')
 })
 
-test('a new name goes out beside its object; a name that stands for an object is repointed only once the new one is whole', async (t) => {
+test('a new name goes out beside its (large) object; a name that stands for an object is repointed only once the new one is whole', async (t) => {
   const { members } = sixMembers()
   const events: string[] = []
   let failManifests = false
@@ -234,7 +234,8 @@ test('a new name goes out beside its object; a name that stands for an object is
     }
   }
   const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
-  const put = async (name: string): Promise<{ id: string, replaced?: string | null }> => await store.put((async function * () { yield crypto.randomBytes(4096) })(), { size: 4096, name })
+  // Larger than INLINE_MAX: the object is fragments and manifests (a small one: see the next test).
+  const put = async (name: string): Promise<{ id: string, replaced?: string | null }> => await store.put((async function * () { yield crypto.randomBytes(100_000) })(), { size: 100_000, name })
   const listed = async (name: string): Promise<string | undefined> => (await store.catalog()).find((e) => e.name === name)?.id.toString('hex')
 
   const first = await put('fresh')
@@ -258,6 +259,41 @@ test('a new name goes out beside its object; a name that stands for an object is
   t.is(await listed('lost'), retried.id)
 })
 
+test('a small create: a node that holds both its manifest and its name record takes them in one request and one commit', async (t) => {
+  const { members, failing } = sixMembers()
+  const calls: string[] = []
+  for (const m of members) {
+    for (const op of ['putCreate', 'putEntry', 'putNewName', 'putName'] as const) {
+      const f = (m.site[op] as (...a: unknown[]) => Promise<unknown>).bind(m.site)
+      ;(m.site as unknown as Record<string, unknown>)[op] = async (...a: unknown[]) => { calls.push(`${m.site.label} ${op}`); return await f(...a) }
+    }
+  }
+  const store = new ClusterObjectStore({ members: () => members, siteOf: (k) => members.find((m) => m.publicKey.equals(k))?.site ?? null })
+  const put = async (name: string, data: Buffer): Promise<{ id: string, replaced?: string | null }> => await store.put((async function * () { yield data })(), { size: data.length, name })
+  const listed = async (name: string): Promise<string | undefined> => (await store.catalog()).find((e) => e.name === name)?.id.toString('hex')
+
+  const data = crypto.randomBytes(4096)
+  const created = await put('small', data)
+  const holders = (await store.query(Buffer.from(created.id, 'hex'))).manifestHolders ?? []
+  t.is(calls.filter((c) => c.endsWith(' putCreate')).length, 3, `three requests, each with both records (${calls.join(', ')})`)
+  t.is(calls.length, 3, 'and nothing else')
+  t.alike(calls.map((c) => c.split(' ')[0]).sort(), [...holders].sort(), 'to the object\'s manifest holders, who hold its name too')
+  t.is(await listed('small'), created.id, 'listed under its name')
+  const back: Buffer[] = []
+  for await (const c of store.get(Buffer.from(created.id, 'hex'))) back.push(c)
+  t.alike(Buffer.concat(back), data, 'and reads back')
+
+  // A holder whose device fails: the create fails, and leaves no name in listings.
+  const firstHolder = members.findIndex((m) => m.site.label === holders[0])
+  failing.add(firstHolder)
+  const err = await put('doomed', crypto.randomBytes(100)).then(() => null, (e: Error) => e)
+  t.ok(err !== null && /IO: writing m\d failed/.test(err.message), `the create fails (${err?.message ?? 'it succeeded'})`)
+  failing.clear()
+  t.is(await listed('doomed'), undefined, 'not listed: no object of that name exists')
+  const retried = await put('doomed', crypto.randomBytes(100))
+  t.is(await listed('doomed'), retried.id, 'a retry names its own object')
+})
+
 /** Six (or `count`) in-process members, one memory device each; `failing` members' devices refuse writes (marks included). */
 function sixMembers (count = 6): { members: Array<{ publicKey: Buffer, site: DeviceSite }>, failing: Set<number> } {
   const failing = new Set<number>()
@@ -265,7 +301,9 @@ function sixMembers (count = 6): { members: Array<{ publicKey: Buffer, site: Dev
     const st = new MemoryStore(`m${i}`)
     const put = st.put.bind(st)
     const removeId = st.removeId.bind(st)
+    const putMany = st.putMany.bind(st)
     st.put = async (k, d) => { if (failing.has(i)) throw new Error(`IO: writing m${i} failed: EIO`); return await put(k, d) }
+    st.putMany = async (e) => { if (failing.has(i)) throw new Error(`IO: writing m${i} failed: EIO`); await putMany(e) }
     st.removeId = async (id, mark) => { if (failing.has(i) && mark !== undefined) throw new Error(`IO: writing m${i} failed: EIO`); return await removeId(id, mark) }
     return { publicKey: crypto.createHash('sha256').update(`n${i}`).digest(), site: new DeviceSite({ stores: () => [st] } as unknown as DevicePool, `n${i}`) }
   })

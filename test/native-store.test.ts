@@ -144,6 +144,29 @@ test('removing entries returns used_blocks to its earlier value', async (t) => {
   t.is(store.info().usedBlocks, before)
 })
 
+test('putMany stores small entries together, durable when it resolves; a device too full for all of them stores none', async (t) => {
+  const { file } = await freshStore(t, 8 * MiB)
+  let store = await openDevice(file)
+  const id = crypto.randomBytes(16)
+  const entries = [
+    { key: keyOf(id, EntryKind.Manifest), data: crypto.randomBytes(700) },
+    { key: keyOf(crypto.randomBytes(16), EntryKind.Name), data: crypto.randomBytes(90) },
+    { key: key(id, 3, 1), data: crypto.randomBytes(5000) }
+  ]
+  await store.putMany(entries)
+  for (const e of entries) t.alike(await store.read(e.key), e.data, `kind ${e.key.kind} reads back`)
+  await store.close()
+  store = await openDevice(file)
+  t.teardown(() => store.close())
+  for (const e of entries) t.alike(await store.read(e.key), e.data, `kind ${e.key.kind} reads back after a reopen`)
+  const before = store.info().usedBlocks
+  const big = [{ key: key(crypto.randomBytes(16)), data: Buffer.alloc(MiB, 1) }, { key: key(crypto.randomBytes(16)), data: Buffer.alloc(MiB, 2) }]
+  for (let i = 0; i < 10; i++) big.push({ key: key(crypto.randomBytes(16)), data: Buffer.alloc(MiB, 3) })  // 12 MiB
+  await t.exception(store.putMany(big), /DEVICE_FULL/)
+  t.is(store.info().usedBlocks, before, 'no block taken')
+  t.absent(big.some((e) => store.stat(e.key) !== null), 'no entry stored')
+})
+
 test('a put that does not fit fails with DEVICE_FULL and leaves nothing behind', async (t) => {
   const { file } = await freshStore(t, 8 * MiB)
   const store = await openDevice(file)
@@ -295,6 +318,11 @@ test('power loss at any write: the device reopens consistent with every acknowle
         const data = crypto.createHash('sha512').update(`${seed}:${i}:${j}`).digest()
         const payload = Buffer.concat(Array.from({ length: 1 + ((i + j) % 40) }, () => data))
         batch.push(store.put(key(id), payload).then(() => acked.set(id.toString('hex'), payload), () => { crashed = true }))
+      }
+      if (i % 3 === 0) {
+        // Two entries in one commit (a create's manifest and name record): both acknowledged together.
+        const pair = [0, 1].map((j) => ({ key: key(crypto.createHash('sha256').update(`${seed}/${i}/pair${j}`).digest().subarray(0, 16)), data: crypto.randomBytes(100 + j * 3000) }))
+        batch.push(store.putMany(pair).then(() => { for (const e of pair) acked.set(e.key.id.toString('hex'), e.data) }, () => { crashed = true }))
       }
       if (i % 10 === 9 && acked.size > 0) {
         // From the moment a remove is issued the entry may or may not survive a crash.

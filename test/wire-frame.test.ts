@@ -102,3 +102,25 @@ test('a named put reaches a peer of an older version: NamePut answered UNSUPPORT
   t.alike(received.map((r) => r.type), [MessageType.NamePut, MessageType.EntryPut], 'asked with NamePut, then stored with EntryPut')
   t.alike(received[1].payload, record, 'the record arrived')
 })
+
+test('a create reaches a peer of an older version: CreatePut answered UNSUPPORTED becomes its manifest and its name put one by one', async (t) => {
+  const toServer = new PassThrough()
+  const toClient = new PassThrough()
+  const client = new FrameConnection(Duplex.from({ readable: toClient, writable: toServer }))
+  const server = new FrameConnection(Duplex.from({ readable: toServer, writable: toClient }))
+  const received: Array<{ type: number, payload: Buffer }> = []
+  server.on('frame', (f: Frame) => {
+    received.push({ type: f.type, payload: Buffer.from(f.payload) })
+    if (f.type === MessageType.EntryPut || f.type === MessageType.NamePutNew) server.send(MessageType.Ack, f.requestId, emptyMessage, null)
+    else server.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node`))
+  })
+  const rpc = new RpcConnection(client, 'older peer')
+  t.teardown(() => rpc.close())
+  const site = new RemoteSite('older peer', async () => rpc)
+  const manifest = Buffer.from('a manifest')
+  const record = Buffer.from('a name record')
+  t.is(await site.putCreate(crypto.randomBytes(16), manifest, { id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 }, record), null, 'both stored')
+  t.alike(received.map((r) => r.type).sort(), [MessageType.EntryPut, MessageType.NamePutNew, MessageType.CreatePut].sort(), 'asked with CreatePut, then one put each')
+  t.alike(received.find((r) => r.type === MessageType.EntryPut)?.payload, manifest, 'the manifest arrived')
+  t.alike(received.find((r) => r.type === MessageType.NamePutNew)?.payload, record, 'the record arrived')
+})

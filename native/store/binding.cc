@@ -127,6 +127,7 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     return DefineClass(env, "NativeStore", {
       InstanceMethod("summary", &StoreWrap::Summary),
       InstanceMethod("put", &StoreWrap::Put),
+      InstanceMethod("putMany", &StoreWrap::PutMany),
       InstanceMethod("beginWrite", &StoreWrap::BeginWrite),
       InstanceMethod("write", &StoreWrap::Write),
       InstanceMethod("commit", &StoreWrap::Commit),
@@ -214,6 +215,55 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     // The task settles only failures before the commit; the commit settles the promise itself.
     t->onError = [this, c](Napi::Env env, const Napi::Error& err) { c->deferred.Reject(err.Value()); CommitEnded(env); };
     t->Keep(buf);  // the buffer stays alive until the write is done
+    Queue(t);
+    return c->deferred.Promise();
+  }
+
+  // putMany(keys[], datas[]): whole small entries committed in one batch (one journal write and
+  // flush for all: a create's manifest and name record on one node).
+  Napi::Value PutMany(const Napi::CallbackInfo& info) {
+    auto s = Get(info.Env());
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray()) Fail(info.Env(), "putMany(keys, datas)");
+    auto keys = info[0].As<Napi::Array>();
+    auto datas = info[1].As<Napi::Array>();
+    if (keys.Length() != datas.Length() || keys.Length() == 0) Fail(info.Env(), "putMany takes as many keys as datas, at least one");
+    struct Item { Key key; const uint8_t* data; size_t size; };
+    std::vector<Item> items;
+    std::vector<Napi::Value> held;
+    for (uint32_t i = 0; i < keys.Length(); i++) {
+      Napi::Value kv = keys.Get(i), dv = datas.Get(i);
+      if (!kv.IsBuffer() || kv.As<Napi::Buffer<uint8_t>>().Length() != fmt::kKeyBytes) Fail(info.Env(), "putMany: a key is a " + std::to_string(fmt::kKeyBytes) + "-byte Buffer");
+      if (!dv.IsTypedArray()) Fail(info.Env(), "putMany: data must be a Buffer");
+      auto d = dv.As<Napi::Uint8Array>();
+      if (d.ByteLength() > fmt::kSegmentSize) Fail(info.Env(), "putMany takes entries of at most one segment");
+      Key k;
+      memcpy(k.data(), kv.As<Napi::Buffer<uint8_t>>().Data(), fmt::kKeyBytes);
+      items.push_back({k, d.Data(), d.ByteLength()});
+      held.push_back(dv);
+    }
+    auto c = std::make_shared<Completion>(info.Env());
+    CommitStarted(info.Env());
+    auto tsfn = tsfn_;
+    auto* t = new Task(info.Env(), [s, items, c, tsfn] {
+      std::vector<uint64_t> wids;
+      try {
+        for (const Item& it : items) {
+          wids.push_back(s->BeginWrite(it.key, it.size));
+          s->Write(wids.back(), 0, it.data, it.size);
+        }
+      } catch (...) {
+        for (uint64_t wid : wids) s->Abort(wid);
+        throw;
+      }
+      s->CommitManyAsync(wids, [c, tsfn](const std::string& error, const Entry& e) {
+        c->error = error;
+        c->entry = e;
+        auto* h = new std::shared_ptr<Completion>(c);
+        if (tsfn.BlockingCall(h) != napi_ok) delete h;
+      });
+    }, [](Napi::Env env) { return env.Undefined(); });
+    t->onError = [this, c](Napi::Env env, const Napi::Error& err) { c->deferred.Reject(err.Value()); CommitEnded(env); };
+    for (auto& v : held) t->Keep(v.As<Napi::Uint8Array>());  // the data stays alive until written
     Queue(t);
     return c->deferred.Promise();
   }

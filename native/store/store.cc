@@ -451,17 +451,28 @@ Entry Store::Commit(uint64_t write_id) {
 }
 
 void Store::CommitAsync(uint64_t write_id, CommitDone done) {
-  Record r;
-  Entry e;
-  PrepareCommit(write_id, &r, &e);
-  auto finish = [this, write_id, e, done](const std::string& error) {
-    if (error.empty()) {
-      std::lock_guard<std::mutex> g(mu_);
-      pending_.erase(write_id);
-    } else {
-      Abort(write_id);
+  CommitManyAsync({write_id}, std::move(done));
+}
+
+void Store::CommitManyAsync(const std::vector<uint64_t>& write_ids, CommitDone done) {
+  std::vector<Record> records(write_ids.size());
+  Entry last{};
+  try {
+    for (size_t i = 0; i < write_ids.size(); i++) PrepareCommit(write_ids[i], &records[i], &last);
+  } catch (...) {
+    for (uint64_t wid : write_ids) Abort(wid);
+    throw;
+  }
+  auto finish = [this, write_ids, last, done](const std::string& error) {
+    for (uint64_t wid : write_ids) {
+      if (error.empty()) {
+        std::lock_guard<std::mutex> g(mu_);
+        pending_.erase(wid);
+      } else {
+        Abort(wid);
+      }
     }
-    done(error, e);
+    done(error, last);
   };
   std::unique_lock<std::mutex> lk(commit_mu_);
   if (failed_batch_ != 0) {
@@ -470,7 +481,7 @@ void Store::CommitAsync(uint64_t write_id, CommitDone done) {
     finish(error);
     return;
   }
-  Enqueue({r}, finish, lk);
+  Enqueue(records, finish, lk);
   if (!flushing_) LeadFlushes(lk);
 }
 

@@ -54,6 +54,24 @@ export function manifestHolders<T extends PlacementMember> (objectId: Buffer, me
   return rank(DOMAIN_MANIFEST, objectId, members).slice(0, m + 1)
 }
 
+/**
+ * The first `count` of manifestRank, found without ranking everyone (a create tries many ids:
+ * src/object/cluster-object-store.ts idBeside).
+ */
+export function manifestTop<T extends PlacementMember> (objectId: Buffer, members: readonly T[], count: number): T[] {
+  const top: Array<{ m: T, s: bigint }> = []
+  for (const m of members) {
+    const s = score(DOMAIN_MANIFEST, objectId, m.publicKey)
+    let at = top.length
+    while (at > 0 && (top[at - 1].s < s || (top[at - 1].s === s && Buffer.compare(top[at - 1].m.publicKey, m.publicKey) > 0))) at--
+    if (at < count) {
+      top.splice(at, 0, { m, s })
+      if (top.length > count) top.pop()
+    }
+  }
+  return top.map((x) => x.m)
+}
+
 /** All members in manifest-holder order: the first m+1 hold it; readers fall back down the list. */
 export function manifestRank<T extends PlacementMember> (objectId: Buffer, members: readonly T[]): T[] {
   return rank(DOMAIN_MANIFEST, objectId, members)

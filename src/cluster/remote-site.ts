@@ -7,8 +7,9 @@ import type { RpcConnection } from '../wire/rpc'
 import {
   MessageType, entryKeyMessage, entryReplyMessage, entryRemoveMessage, idMessage, listMessage, okMessage, decodeMeta,
   emptyMessage, siteCatalogMessage, capacityRequest, capacityMessage, entryStatesRequest, entryStatesMessage, idsMessage,
-  fragmentCountsMessage, rebuildMessage, rebuiltMessage
+  fragmentCountsMessage, rebuildMessage, rebuiltMessage, createPutMessage
 } from '../wire/messages'
+import { keyOf } from '../object/records'
 
 /** A node that does not answer within this long counts as unreachable for that request. */
 const DATA_TIMEOUT_MS = 30_000
@@ -47,6 +48,21 @@ export class RemoteSite implements EntrySite {
       // A node of an older ddfs cannot tell: the name is set the careful way, after its object.
       if (DdfsError.from(err).code === 'UNSUPPORTED') return Buffer.alloc(0)
       throw err
+    }
+    if (f.type === MessageType.Ack) return null
+    expect(f.type, MessageType.Data, this.label)
+    return f.payload
+  }
+
+  async putCreate (id: Buffer, manifest: Buffer, nameKey: EntryKey, record: Buffer): Promise<Buffer | null> {
+    let f
+    try {
+      f = await (await this.rpc()).request(MessageType.CreatePut, createPutMessage, { id, nameHash: nameKey.id, manifestBytes: manifest.length }, Buffer.concat([manifest, record]), DATA_TIMEOUT_MS)
+    } catch (err) {
+      if (DdfsError.from(err).code !== 'UNSUPPORTED') throw err
+      // A node of an older ddfs (mid-upgrade): the two writes one by one.
+      const [, held] = await Promise.all([this.putEntry(keyOf(id, EntryKind.Manifest), manifest), this.putNewName(nameKey, record)])
+      return held
     }
     if (f.type === MessageType.Ack) return null
     expect(f.type, MessageType.Data, this.label)

@@ -9,8 +9,9 @@ import {
   listMessage, okMessage, decodeMeta, emptyMessage, putLocalMessage, getLocalMessage,
   entryKeyMessage, entryReplyMessage, entryRemoveMessage, siteCatalogMessage, catalogMessage, nameMessage, nameSetMessage, optionalIdMessage,
   capacityRequest, capacityMessage, MAX_READ, putGrowMessage, messageTypeName, entryStatesRequest, entryStatesMessage,
-  idsMessage, fragmentCountsMessage, knownType, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL, mountMessage
+  idsMessage, fragmentCountsMessage, knownType, drainMessage, rebuildMessage, rebuiltMessage, putSmallMessage, putSmallReply, MAX_PUT_SMALL, mountMessage, createPutMessage
 } from '../wire/messages'
+import { keyOf } from '../object/records'
 import { EntryKind } from '../store/types'
 import fs from 'node:fs'
 import { Xxh64Stream } from '../hash'
@@ -161,6 +162,14 @@ export class Session {
       case MessageType.NamePutNew: {
         const key = decodeMeta(entryKeyMessage, f.meta)
         const held = await site.putNewName(key, f.payload)
+        if (held === null) this.conn.send(MessageType.Ack, rid, emptyMessage, null)
+        else this.conn.send(MessageType.Data, rid, null, null, held)
+        return
+      }
+      case MessageType.CreatePut: {
+        const { id, nameHash, manifestBytes } = decodeMeta(createPutMessage, f.meta)
+        if (manifestBytes > f.payload.length) throw DdfsError.PROTOCOL(`a create put of ${f.payload.length} bytes announces a manifest of ${manifestBytes}`)
+        const held = await site.putCreate(id, f.payload.subarray(0, manifestBytes), keyOf(nameHash, EntryKind.Name), f.payload.subarray(manifestBytes))
         if (held === null) this.conn.send(MessageType.Ack, rid, emptyMessage, null)
         else this.conn.send(MessageType.Data, rid, null, null, held)
         return

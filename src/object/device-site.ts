@@ -117,6 +117,34 @@ export class DeviceSite implements EntrySite {
     return null
   }
 
+  async putCreate (id: Buffer, manifest: Buffer, nameKey: EntryKey, record: Buffer): Promise<Buffer | null> {
+    const manifestKey = keyOf(id, EntryKind.Manifest)
+    // The usual create: neither entry is here yet and both belong on the same device (as
+    // putEntry places them): one store commit for the two, where two commits one after the other
+    // took more than twice as long as one.
+    const stores = this.pool.stores()
+    const store = stores.length > 0 ? stores[id[0] % stores.length] : undefined
+    if (store !== undefined && stores[nameKey.id[0] % stores.length] === store && this.find(manifestKey) === undefined &&
+      this.nameStore(nameKey) === undefined && this.find(keyOf(id, TOMBSTONE_KIND)) === undefined) {
+      let stored = true
+      try {
+        await store.putMany([{ key: manifestKey, data: manifest }, { key: nameKey, data: record }])
+      } catch (err) {
+        const code = DdfsError.from(err).code
+        if (code !== 'DEVICE_FULL' && code !== 'IO') throw err
+        stored = false  // another device may take them (below)
+      }
+      if (stored) {
+        await this.undoIfDeleted(manifestKey, store)
+        this.noteEntry(manifestKey, manifest)
+        this.noteEntry(nameKey, record)
+        return null
+      }
+    }
+    const [, held] = await Promise.all([this.putEntry(manifestKey, manifest), this.putNewName(nameKey, record)])
+    return held
+  }
+
   /** The node's attached stores (for scrub and orphan collection). */
   stores (): BlockStore[] {
     return this.pool.stores()

@@ -43,10 +43,19 @@ export class Names {
    * stored it. False when a holder holds a record (it wrote nothing; whoever stored it did): the
    * caller names the object with set() once it is whole, as for any replacement, and learns
    * there what it replaces. Fails like set().
+   *
+   * `together(site, key, record)`: the request that carries a holder's record with another write
+   * of the caller's (a CreatePut), or undefined to send it alone. It is asked for every holder
+   * before setNew returns.
    */
-  async setNew (name: string, id: Buffer): Promise<boolean> {
-    const held = await this.toHolders(name, id, (s, key, record) => s.putNewName(key, record))
+  async setNew (name: string, id: Buffer, together?: (site: EntrySite, key: EntryKey, record: Buffer) => Promise<Buffer | null> | undefined): Promise<boolean> {
+    const held = await this.toHolders(name, id, (s, key, record) => together?.(s, key, record) ?? s.putNewName(key, record))
     return held.every((r) => r === null)
+  }
+
+  /** The sites a new record of `name` goes to. */
+  holders (name: string): EntrySite[] {
+    return this.sitesFor(nameHash(name)).slice(0, NAME_COPIES)
   }
 
   /**
@@ -55,17 +64,19 @@ export class Names {
    * enough, a listing that missed that holder showed the name's older record, and a mount read
    * the replaced object's bytes). Each holder's answer; UNAVAILABLE when any one failed.
    */
-  private async toHolders (name: string, id: Buffer, put: (site: EntrySite, key: EntryKey, record: Buffer) => Promise<Buffer | null>): Promise<Array<Buffer | null>> {
+  private toHolders (name: string, id: Buffer, put: (site: EntrySite, key: EntryKey, record: Buffer) => Promise<Buffer | null>): Promise<Array<Buffer | null>> {
+    // (Not async: every put starts before this returns; setNew's `together` relies on it.)
     checkName(name)
     const hash = nameHash(name)
     const record = encodeNameRecord({ name, id, version: Date.now() })
-    const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
-    const results = await Promise.allSettled(sites.map((s) => put(s, keyOf(hash, EntryKind.Name), record)))
-    const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
-    if (failed.length > 0) {
-      throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
-    }
-    return results.map((r) => r.status === 'fulfilled' ? r.value : null)
+    const sites = this.holders(name)
+    return Promise.allSettled(sites.map(async (s) => await put(s, keyOf(hash, EntryKind.Name), record))).then((results) => {
+      const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
+      if (failed.length > 0) {
+        throw DdfsError.UNAVAILABLE(`${failed.length} of the ${sites.length} nodes that hold the name '${name}' could not store it (${failed.join('; ')}); try again`)
+      }
+      return results.map((r) => r.status === 'fulfilled' ? r.value : null)
+    })
   }
 
   async resolve (name: string): Promise<Buffer | null> {

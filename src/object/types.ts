@@ -137,6 +137,11 @@ export interface EntrySite {
    * written.
    */
   putNewName (key: EntryKey, record: Buffer): Promise<Buffer | null>
+  /**
+   * A create's two writes on one node in one request: the manifest of `id` (as putEntry) and the
+   * new name record (as putNewName, whose answer it gives). Fails when the manifest was not stored.
+   */
+  putCreate? (id: Buffer, manifest: Buffer, nameKey: EntryKey, record: Buffer): Promise<Buffer | null>
   /** The id's manifest bytes, 'deleted' when the node holds its tombstone, null when neither. */
   getManifest (id: Buffer): Promise<Buffer | 'deleted' | null>
   /** The id's fragments on this node and where they are. */

@@ -27,6 +27,12 @@ export class MemoryStore implements BlockStore {
     }
   }
 
+  async putMany (entries: ReadonlyArray<{ key: EntryKey, data: Buffer }>): Promise<void> {
+    const blocks = entries.reduce((sum, e) => sum + Math.ceil(e.data.length / BLOCK_SIZE), 0)
+    if ((this.usedBlocks + blocks) * BLOCK_SIZE > this.size) throw DdfsError.DEVICE_FULL(`${this.path} is full`)
+    for (const e of entries) await this.put(e.key, e.data)
+  }
+
   async put (key: EntryKey, data: Buffer): Promise<EntryInfo> {
     const k = encodeKey(key).toString('hex')
     const blocks = Math.ceil(data.length / BLOCK_SIZE)

@@ -16,6 +16,7 @@ interface NativeEntry { key?: Buffer, block: number, blocks: number, length: num
 interface NativeStore {
   summary (): NativeSummary
   put (key: Buffer, data: Uint8Array): Promise<NativeEntry>
+  putMany (keys: Buffer[], datas: Uint8Array[]): Promise<NativeEntry>
   beginWrite (key: Buffer, length: number): number
   write (wid: number, offset: number, data: Uint8Array): Promise<void>
   commit (wid: number): Promise<NativeEntry>
@@ -154,6 +155,15 @@ export class NativeBlockStore implements BlockStore {
       await h.abort()
       throw err
     }
+  }
+
+  async putMany (entries: ReadonlyArray<{ key: EntryKey, data: Buffer }>): Promise<void> {
+    for (const e of entries) this.refuseFailingWrite(e.key.id)
+    if (entries.some((e) => e.data.length > SEGMENT_SIZE)) {
+      for (const e of entries) await this.put(e.key, e.data)
+      return
+    }
+    await call(() => this.handle.putMany(entries.map((e) => encodeKey(e.key)), entries.map((e) => e.data)))
   }
 
   async beginWrite (key: EntryKey, length: number): Promise<WriteHandle> {

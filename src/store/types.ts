@@ -75,6 +75,8 @@ export interface BlockStore {
   info (): DeviceInfo
   /** Whole-entry write of a small payload; durable when it resolves. Replaces an existing entry. */
   put (key: EntryKey, data: Buffer): Promise<EntryInfo>
+  /** Whole-entry writes of small payloads, durable together (one commit) when it resolves. */
+  putMany (entries: ReadonlyArray<{ key: EntryKey, data: Buffer }>): Promise<void>
   /** Reserves a contiguous extent for `length` bytes. Throws DEVICE_FULL when it cannot. */
   beginWrite (key: EntryKey, length: number): Promise<WriteHandle>
   /** Reads `length` bytes at `offset` of the entry, checked against its XXH64s. CORRUPT on mismatch. */

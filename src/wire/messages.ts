@@ -84,15 +84,18 @@ export const enum MessageType {
   NodeMount = 40,   // mountMessage -> Ok (JSON: mountpoint, pid); local socket only
   // Between nodes: a name record put that takes effect only where the name has no live record
   // (a create), so it can go out beside its object's write.
-  NamePutNew = 41   // entryKeyMessage + the name record -> Ack (stored), or Data (the record held; nothing written)
+  NamePutNew = 41,  // entryKeyMessage + the name record -> Ack (stored), or Data (the record held; nothing written)
+  // Between nodes: a create's manifest and its new name record in one request, where one node
+  // holds both (a small cluster places a create's manifest copies on its name's holders).
+  CreatePut = 42    // createPutMessage + the manifest, then the name record -> Ack (both stored), or Data (the manifest stored; the name's record held, no record written)
 }
 
-const MAX_TYPE = MessageType.NamePutNew
+const MAX_TYPE = MessageType.CreatePut
 
 const TYPE_NAMES = ['error', 'ok', 'put', 'data', 'put_end', 'get', 'get_head', 'get_end', 'query', 'delete', 'dev_add', 'dev_rem',
   'dev_query', 'node_stop', 'status', 'list', 'put_local', 'get_local', 'entry_put', 'entry_get', 'entry_list', 'entry_remove',
   'manifest_list', 'ack', 'catalog_list', 'catalog', 'name_resolve', 'name_set', 'name_remove', 'read', 'capacity', 'put_grow',
-  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put', 'node_mount', 'name_put_new']
+  'entry_states', 'fragment_counts', 'scrub', 'health', 'node_drain', 'rebuild', 'put_small', 'name_put', 'node_mount', 'name_put_new', 'create_put']
 
 /** A message type's name, for logs and metrics. */
 export function messageTypeName (t: number): string {
@@ -216,6 +219,16 @@ export const getLocalMessage: c.Encoder<GetLocalMessage> = {
   preencode (s, m) { id16.preencode(s, m.id); c.string.preencode(s, m.path) },
   encode (s, m) { id16.encode(s, m.id); c.string.encode(s, m.path) },
   decode (s) { return { id: Buffer.from(id16.decode(s) as Uint8Array), path: c.string.decode(s) } }
+}
+
+/** A CreatePut's keys: the manifest's (of `id`) and the name record's (of `nameHash`); the payload's first `manifestBytes` are the manifest. */
+export interface CreatePutMessage { id: Buffer, nameHash: Buffer, manifestBytes: number }
+export const createPutMessage: c.Encoder<CreatePutMessage> = {
+  preencode (s, m) { id16.preencode(s, m.id); id16.preencode(s, m.nameHash); c.uint.preencode(s, m.manifestBytes) },
+  encode (s, m) { id16.encode(s, m.id); id16.encode(s, m.nameHash); c.uint.encode(s, m.manifestBytes) },
+  decode (s) {
+    return { id: Buffer.from(id16.decode(s) as Uint8Array), nameHash: Buffer.from(id16.decode(s) as Uint8Array), manifestBytes: c.uint.decode(s) }
+  }
 }
 
 /**

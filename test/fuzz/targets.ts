@@ -108,7 +108,8 @@ const MESSAGE_ENCODERS: Array<[string, c.Encoder<any>, unknown]> = [
   ['rebuild', messages.rebuildMessage, { id: ID, indices: [0, 5], first: 64, count: 64, urgent: true }],
   ['rebuilt', messages.rebuiltMessage, 1 << 30],
   ['put_small', messages.putSmallMessage, { put: { size: 4096, name: 'a', k: 0, m: 0, allowDegraded: false }, hash: 99n }],
-  ['put_small_reply', messages.putSmallReply, { id: ID, createdAt: 1700000000000, replaced: ID }]
+  ['put_small_reply', messages.putSmallReply, { id: ID, createdAt: 1700000000000, replaced: ID }],
+  ['create_put', messages.createPutMessage, { id: ID, nameHash: ID, manifestBytes: 700 }]
 ]
 
 function encodeWith<T> (enc: c.Encoder<T>, value: T): Buffer {
