@@ -1,14 +1,14 @@
 // Frames of the wire protocol (src/wire/connection.ts, rpc.ts) over in-memory streams, with
 // bytes changed in transit: what each frame's XXH64 covers, and who may skip the payload; and a
 // request a peer does not know.
-import test from 'brittle'
+import test, { type Test } from 'brittle'
 import crypto from 'node:crypto'
 import { Duplex, PassThrough } from 'node:stream'
 import { FrameConnection, type Frame } from '../src/wire/connection'
 import { RpcConnection } from '../src/wire/rpc'
 import { MessageType, SELF_CHECKED, emptyMessage } from '../src/wire/messages'
 import { RemoteSite } from '../src/cluster/remote-site'
-import { EntryKind } from '../src/store/types'
+import { EntryKind, type EntryKey } from '../src/store/types'
 import { DdfsError } from '../src/errors'
 
 /** The bytes a FrameConnection writes for one send. */
@@ -63,27 +63,12 @@ test('a request gets a self-checked reply only when it checks the payload itself
   t.is(f.payload.toString(), 'fragment', 'accepted by a request that checks it')
 })
 
-test('a create reaches a peer of an older version: NamePutNew answered UNSUPPORTED is a refusal, and nothing else is sent', async (t) => {
-  const toServer = new PassThrough()
-  const toClient = new PassThrough()
-  const client = new FrameConnection(Duplex.from({ readable: toClient, writable: toServer }))
-  const server = new FrameConnection(Duplex.from({ readable: toServer, writable: toClient }))
-  const received: number[] = []
-  server.on('frame', (f: Frame) => {
-    received.push(f.type)
-    server.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node`))
-  })
-  const rpc = new RpcConnection(client, 'older peer')
-  t.teardown(() => rpc.close())
-  const site = new RemoteSite('older peer', async () => rpc)
-  const held = await site.putNewName({ id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 }, Buffer.from('a name record'))
-  t.ok(held !== null, 'not stored: the name is set after its object, the careful way')
-  t.alike(received, [MessageType.NamePutNew])
-})
-
-test('a named put reaches a peer of an older version: NamePut answered UNSUPPORTED falls back to a plain EntryPut', async (t) => {
-  // The peer stands in for a node of the version before NamePut (one cannot run in this
-  // checkout): its session answers a type it does not know UNSUPPORTED, as Session does now.
+/**
+ * A RemoteSite whose peer stands in for a node of an older version (one cannot run in this
+ * checkout): it acks the message types in `knows` and answers every other UNSUPPORTED, as Session
+ * does. `received`: what it was sent, in order.
+ */
+function olderPeer (t: Test, knows: MessageType[]): { site: RemoteSite, received: Array<{ type: number, payload: Buffer }> } {
   const toServer = new PassThrough()
   const toClient = new PassThrough()
   const client = new FrameConnection(Duplex.from({ readable: toClient, writable: toServer }))
@@ -91,35 +76,36 @@ test('a named put reaches a peer of an older version: NamePut answered UNSUPPORT
   const received: Array<{ type: number, payload: Buffer }> = []
   server.on('frame', (f: Frame) => {
     received.push({ type: f.type, payload: Buffer.from(f.payload) })
-    if (f.type === MessageType.EntryPut) server.send(MessageType.Ack, f.requestId, emptyMessage, null)
+    if (knows.includes(f.type)) server.send(MessageType.Ack, f.requestId, emptyMessage, null)
     else server.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node`))
   })
   const rpc = new RpcConnection(client, 'older peer')
   t.teardown(() => rpc.close())
-  const site = new RemoteSite('older peer', async () => rpc)
+  return { site: new RemoteSite('older peer', async () => rpc), received }
+}
+
+const nameKey = (): EntryKey => ({ id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 })
+
+test('a create reaches a peer of an older version: NamePutNew answered UNSUPPORTED is a refusal, and nothing else is sent', async (t) => {
+  const { site, received } = olderPeer(t, [])
+  const held = await site.putNewName(nameKey(), Buffer.from('a name record'))
+  t.ok(held !== null, 'not stored: the name is set after its object, the careful way')
+  t.alike(received.map((r) => r.type), [MessageType.NamePutNew])
+})
+
+test('a named put reaches a peer of an older version: NamePut answered UNSUPPORTED falls back to a plain EntryPut', async (t) => {
+  const { site, received } = olderPeer(t, [MessageType.EntryPut])
   const record = Buffer.from('a name record')
-  t.is(await site.putName({ id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 }, record), null, 'what it replaced there is unknown')
+  t.is(await site.putName(nameKey(), record), null, 'what it replaced there is unknown')
   t.alike(received.map((r) => r.type), [MessageType.NamePut, MessageType.EntryPut], 'asked with NamePut, then stored with EntryPut')
   t.alike(received[1].payload, record, 'the record arrived')
 })
 
 test('a create reaches a peer of an older version: CreatePut answered UNSUPPORTED becomes its manifest and its name put one by one', async (t) => {
-  const toServer = new PassThrough()
-  const toClient = new PassThrough()
-  const client = new FrameConnection(Duplex.from({ readable: toClient, writable: toServer }))
-  const server = new FrameConnection(Duplex.from({ readable: toServer, writable: toClient }))
-  const received: Array<{ type: number, payload: Buffer }> = []
-  server.on('frame', (f: Frame) => {
-    received.push({ type: f.type, payload: Buffer.from(f.payload) })
-    if (f.type === MessageType.EntryPut || f.type === MessageType.NamePutNew) server.send(MessageType.Ack, f.requestId, emptyMessage, null)
-    else server.sendError(f.requestId, DdfsError.UNSUPPORTED(`message type ${f.type} is not known to this node`))
-  })
-  const rpc = new RpcConnection(client, 'older peer')
-  t.teardown(() => rpc.close())
-  const site = new RemoteSite('older peer', async () => rpc)
+  const { site, received } = olderPeer(t, [MessageType.EntryPut, MessageType.NamePutNew])
   const manifest = Buffer.from('a manifest')
   const record = Buffer.from('a name record')
-  t.is(await site.putCreate(crypto.randomBytes(16), manifest, { id: crypto.randomBytes(16), kind: EntryKind.Name, stripe: 0, index: 0 }, record), null, 'both stored')
+  t.is(await site.putCreate(crypto.randomBytes(16), manifest, nameKey(), record), null, 'both stored')
   t.alike(received.map((r) => r.type).sort(), [MessageType.EntryPut, MessageType.NamePutNew, MessageType.CreatePut].sort(), 'asked with CreatePut, then one put each')
   t.alike(received.find((r) => r.type === MessageType.EntryPut)?.payload, manifest, 'the manifest arrived')
   t.alike(received.find((r) => r.type === MessageType.NamePutNew)?.payload, record, 'the record arrived')

@@ -188,66 +188,51 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     try { return Napi::Number::New(info.Env(), static_cast<double>(Get(info.Env())->BeginWrite(k, len))); }
     catch (const StoreError& e) { throw Napi::Error::New(info.Env(), e.what()); }
   }
-  // A whole small entry: reserve and write on a pool thread, then commit without holding that
-  // thread; the batch's leader completes the promise through a thread-safe function.
+  // A whole small entry: see QueuePuts.
   Napi::Value Put(const Napi::CallbackInfo& info) {
-    auto s = Get(info.Env());
     Key k = KeyArg(info, 0);
     auto buf = BufArg(info, 1, 0, "data");
     if (buf.ByteLength() > fmt::kSegmentSize) Fail(info.Env(), "put takes at most one segment; use beginWrite for larger entries");
-    const uint8_t* p = buf.Data();
-    size_t n = buf.ByteLength();
-    auto c = std::make_shared<Completion>(info.Env());
-    CommitStarted(info.Env());
-    auto tsfn = tsfn_;
-    auto* t = new Task(info.Env(), [s, k, p, n, c, tsfn] {
-      uint64_t wid = s->BeginWrite(k, n);
-      try {
-        s->Write(wid, 0, p, n);
-      } catch (...) { s->Abort(wid); throw; }
-      s->CommitAsync(wid, [c, tsfn](const std::string& error, const Entry& e) {
-        c->error = error;
-        c->entry = e;
-        auto* held = new std::shared_ptr<Completion>(c);
-        if (tsfn.BlockingCall(held) != napi_ok) delete held;
-      });
-    }, [](Napi::Env env) { return env.Undefined(); });
-    // The task settles only failures before the commit; the commit settles the promise itself.
-    t->onError = [this, c](Napi::Env env, const Napi::Error& err) { c->deferred.Reject(err.Value()); CommitEnded(env); };
-    t->Keep(buf);  // the buffer stays alive until the write is done
-    Queue(t);
-    return c->deferred.Promise();
+    return QueuePuts(info.Env(), {{k, buf.Data(), buf.ByteLength()}}, {buf});
   }
 
   // putMany(keys[], datas[]): whole small entries committed in one batch (one journal write and
   // flush for all: a create's manifest and name record on one node).
   Napi::Value PutMany(const Napi::CallbackInfo& info) {
-    auto s = Get(info.Env());
     if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsArray()) Fail(info.Env(), "putMany(keys, datas)");
     auto keys = info[0].As<Napi::Array>();
     auto datas = info[1].As<Napi::Array>();
     if (keys.Length() != datas.Length() || keys.Length() == 0) Fail(info.Env(), "putMany takes as many keys as datas, at least one");
-    struct Item { Key key; const uint8_t* data; size_t size; };
-    std::vector<Item> items;
-    std::vector<Napi::Value> held;
+    std::vector<PutItem> items;
+    std::vector<Napi::Value> keep;
     for (uint32_t i = 0; i < keys.Length(); i++) {
       Napi::Value kv = keys.Get(i), dv = datas.Get(i);
-      if (!kv.IsBuffer() || kv.As<Napi::Buffer<uint8_t>>().Length() != fmt::kKeyBytes) Fail(info.Env(), "putMany: a key is a " + std::to_string(fmt::kKeyBytes) + "-byte Buffer");
+      if (!kv.IsTypedArray() || kv.As<Napi::Uint8Array>().ByteLength() != fmt::kKeyBytes) Fail(info.Env(), "putMany: a key is a " + std::to_string(fmt::kKeyBytes) + "-byte Buffer");
       if (!dv.IsTypedArray()) Fail(info.Env(), "putMany: data must be a Buffer");
       auto d = dv.As<Napi::Uint8Array>();
       if (d.ByteLength() > fmt::kSegmentSize) Fail(info.Env(), "putMany takes entries of at most one segment");
       Key k;
-      memcpy(k.data(), kv.As<Napi::Buffer<uint8_t>>().Data(), fmt::kKeyBytes);
+      memcpy(k.data(), kv.As<Napi::Uint8Array>().Data(), fmt::kKeyBytes);
       items.push_back({k, d.Data(), d.ByteLength()});
-      held.push_back(dv);
+      keep.push_back(dv);
     }
-    auto c = std::make_shared<Completion>(info.Env());
-    CommitStarted(info.Env());
+    return QueuePuts(info.Env(), std::move(items), keep);
+  }
+
+  struct PutItem { Key key; const uint8_t* data; size_t size; };
+
+  // Reserves and writes the entries on a pool thread, then commits them in one batch without
+  // holding that thread; the batch's leader completes the promise through a thread-safe function.
+  // `keep`: the buffers `items` point into, alive until the writes are done.
+  Napi::Value QueuePuts(Napi::Env env, std::vector<PutItem> items, const std::vector<Napi::Value>& keep) {
+    auto s = Get(env);
+    auto c = std::make_shared<Completion>(env);
+    CommitStarted(env);
     auto tsfn = tsfn_;
-    auto* t = new Task(info.Env(), [s, items, c, tsfn] {
+    auto* t = new Task(env, [s, items, c, tsfn] {
       std::vector<uint64_t> wids;
       try {
-        for (const Item& it : items) {
+        for (const PutItem& it : items) {
           wids.push_back(s->BeginWrite(it.key, it.size));
           s->Write(wids.back(), 0, it.data, it.size);
         }
@@ -258,12 +243,13 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
       s->CommitManyAsync(wids, [c, tsfn](const std::string& error, const Entry& e) {
         c->error = error;
         c->entry = e;
-        auto* h = new std::shared_ptr<Completion>(c);
-        if (tsfn.BlockingCall(h) != napi_ok) delete h;
+        auto* held = new std::shared_ptr<Completion>(c);
+        if (tsfn.BlockingCall(held) != napi_ok) delete held;
       });
     }, [](Napi::Env env) { return env.Undefined(); });
+    // The task settles only failures before the commit; the commit settles the promise itself.
     t->onError = [this, c](Napi::Env env, const Napi::Error& err) { c->deferred.Reject(err.Value()); CommitEnded(env); };
-    for (auto& v : held) t->Keep(v.As<Napi::Uint8Array>());  // the data stays alive until written
+    for (const auto& v : keep) t->Keep(v);
     Queue(t);
     return c->deferred.Promise();
   }

@@ -30,6 +30,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { mountPidFile, forceUnmount } from '../../src/mount/mount'
+import { socketPath } from '../../src/node/paths'
 
 const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'ddfs')
 const NODES = 6
@@ -129,6 +130,22 @@ export function schedule (seed: number, seconds: number): Scheduled[] {
 
 interface NodeRules { cut: Set<string>, delayMs: number, loss: number, failWrites: Map<string, number>, fill: Map<string, number> }
 
+/** This process's children, and every process whose command line names `dir`. */
+function processesOf (dir: string): number[] {
+  const found: number[] = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const parent = Number(fs.readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1])
+      if (parent === process.pid || fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) found.push(Number(entry))
+    } catch {}  // gone meanwhile
+  }
+  return found
+}
+
+/** What each run in progress does when this process is interrupted. */
+const interrupted = new Set<() => void>()
+
 export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`))
   const base = opts.basePort ?? 9400
@@ -175,6 +192,24 @@ export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
     try { return Number(fs.readFileSync(path.join(cluster, `node${i}`, 'node.pid'), 'utf8')) } catch { return null }
   }
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  // On SIGINT or SIGTERM (the runner run by hand): no graceful `ddfs down`, but nothing is left.
+  const killAll = (): void => {
+    const pause = new Int32Array(new SharedArrayBuffer(4))
+    // Twice: a `ddfs node start` of a restart may have started its node after the first pass.
+    for (let pass = 0; pass < 2; pass++) {
+      const pids = [...frozen.values(), ...[...Array(NODES).keys()].map(pidOf), ...processesOf(dir)]
+      for (const file of [mountPidFile(mnt), path.join(cluster, 'bootstrap.pid')]) { try { pids.push(parseInt(fs.readFileSync(file, 'utf8'))) } catch {} }
+      const live = pids.filter((pid): pid is number => pid !== null && pid > 0 && pid !== process.pid)
+      for (const pid of live) { try { process.kill(pid, 'SIGKILL') } catch {} }
+      // Gone before their directory goes (a dying node still writes its log).
+      for (let i = 0; i < 100 && live.some(alive); i++) Atomics.wait(pause, 0, 0, 20)
+    }
+    forceUnmount(mnt)
+    fs.rmSync(mountPidFile(mnt), { force: true })
+    for (let i = 0; i < NODES; i++) fs.rmSync(socketPath('127.0.0.1', base + i), { force: true })
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  interrupted.add(killAll)
   const liveNode = (): number => {
     const live = [...Array(NODES).keys()].filter((i) => !out.has(i))
     return live[Math.floor(rand() * live.length)]
@@ -521,6 +556,7 @@ export async function runFaults (opts: FaultRunOptions): Promise<FaultSummary> {
       }
     }
   } finally {
+    interrupted.delete(killAll)
     for (const pid of frozen.values()) { try { process.kill(pid, 'SIGCONT') } catch {} }
     if (mounted) {
       await onMount(60, process.execPath, BIN, 'umount', mnt)
@@ -544,6 +580,12 @@ export function verdict (s: FaultSummary): boolean {
 }
 
 if (require.main === module) {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      for (const killAll of interrupted) killAll()
+      process.exit(130)
+    })
+  }
   const argv = process.argv.slice(2)
   const arg = (name: string): string | undefined => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : undefined }
   const seed = Number(arg('seed') ?? Date.now() % 100000)
