@@ -450,10 +450,6 @@ Entry Store::Commit(uint64_t write_id) {
   return e;
 }
 
-void Store::CommitAsync(uint64_t write_id, CommitDone done) {
-  CommitManyAsync({write_id}, std::move(done));
-}
-
 void Store::CommitManyAsync(const std::vector<uint64_t>& write_ids, CommitDone done) {
   std::vector<Record> records(write_ids.size());
   Entry last{};
@@ -527,7 +523,7 @@ uint64_t Store::RemoveId(const uint8_t* id16, const Key* mark) {
 
 // Group commit. Callers queue records; whoever finds no flush running leads: it flushes the
 // whole queue as one batch, and again while more arrived meanwhile, so many concurrent commits
-// share two fdatasyncs. Synchronous callers wait for their batch; asynchronous ones (CommitAsync)
+// share two fdatasyncs. Synchronous callers wait for their batch; asynchronous ones (CommitManyAsync)
 // return at once and are completed by the leader.
 uint64_t Store::Enqueue(const std::vector<Record>& records, std::function<void(const std::string&)> done, std::unique_lock<std::mutex>& lk) {
   (void)lk;

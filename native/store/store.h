@@ -62,7 +62,6 @@ class Store {
   // Commits without waiting: `done` runs on the thread that flushes the batch, with "" or an
   // error. The calling thread flushes only if no flush is running, so callers never wait idle.
   using CommitDone = std::function<void(const std::string& error, const Entry& entry)>;
-  void CommitAsync(uint64_t write_id, CommitDone done);
   // Several writes made durable in one batch: one journal write and flush for all (done gets the
   // last one's entry). A failure before the batch aborts them all.
   void CommitManyAsync(const std::vector<uint64_t>& write_ids, CommitDone done);

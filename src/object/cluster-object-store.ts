@@ -94,14 +94,14 @@ function idBeside (name: string, members: ViewMember[], copies: number): Buffer 
   let id = crypto.randomBytes(ID_BYTES)
   const nameSites = new Set(nameRank(nameHash(name), members).slice(0, NAME_COPIES))
   const want = Math.min(copies, nameSites.size)
-  const shared = (candidate: Buffer): number => manifestTop(candidate, members, copies).filter((h) => nameSites.has(h)).length
+  const overlap = (candidate: Buffer): number => manifestTop(candidate, members, copies).filter((h) => nameSites.has(h)).length
   const tries = Math.min(BESIDE_TRIES, Math.floor(BESIDE_SCORES / Math.max(1, members.length)))
-  let best = shared(id)
+  let best = overlap(id)
   let pool = Buffer.alloc(0)  // random bytes for 32 candidates at a time (one call each costs as much as a try)
   for (let i = 0; i < tries && best < want; i++) {
     if (i % 32 === 0) pool = crypto.randomBytes(ID_BYTES * 32)
     const candidate = pool.subarray((i % 32) * ID_BYTES, (i % 32 + 1) * ID_BYTES)
-    const n = shared(candidate)
+    const n = overlap(candidate)
     if (n > best) { best = n; id = Buffer.from(candidate) }
   }
   return id

@@ -53,11 +53,6 @@ export class Names {
     return held.every((r) => r === null)
   }
 
-  /** The sites a new record of `name` goes to. */
-  holders (name: string): EntrySite[] {
-    return this.sitesFor(nameHash(name)).slice(0, NAME_COPIES)
-  }
-
   /**
    * A new record of `name` -> `id` through `put` to every holder of the name (like a manifest's
    * copies: a listing or a resolve that reaches any one holder then sees it; with one copy
@@ -69,7 +64,7 @@ export class Names {
     checkName(name)
     const hash = nameHash(name)
     const record = encodeNameRecord({ name, id, version: Date.now() })
-    const sites = this.holders(name)
+    const sites = this.sitesFor(hash).slice(0, NAME_COPIES)
     return Promise.allSettled(sites.map(async (s) => await put(s, keyOf(hash, EntryKind.Name), record))).then((results) => {
       const failed = results.flatMap((r, i) => r.status === 'rejected' ? [`${sites[i].label}: ${DdfsError.from(r.reason).message}`] : [])
       if (failed.length > 0) {
