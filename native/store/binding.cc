@@ -203,7 +203,7 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     auto keys = info[0].As<Napi::Array>();
     auto datas = info[1].As<Napi::Array>();
     if (keys.Length() != datas.Length() || keys.Length() == 0) Fail(info.Env(), "putMany takes as many keys as datas, at least one");
-    std::vector<PutItem> items;
+    std::vector<Store::WholeEntry> items;
     std::vector<Napi::Value> keep;
     for (uint32_t i = 0; i < keys.Length(); i++) {
       Napi::Value kv = keys.Get(i), dv = datas.Get(i);
@@ -219,27 +219,16 @@ class StoreWrap : public Napi::ObjectWrap<StoreWrap> {
     return QueuePuts(info.Env(), std::move(items), keep);
   }
 
-  struct PutItem { Key key; const uint8_t* data; size_t size; };
-
   // Reserves and writes the entries on a pool thread, then commits them in one batch without
   // holding that thread; the batch's leader completes the promise through a thread-safe function.
   // `keep`: the buffers `items` point into, alive until the writes are done.
-  Napi::Value QueuePuts(Napi::Env env, std::vector<PutItem> items, const std::vector<Napi::Value>& keep) {
+  Napi::Value QueuePuts(Napi::Env env, std::vector<Store::WholeEntry> items, const std::vector<Napi::Value>& keep) {
     auto s = Get(env);
     auto c = std::make_shared<Completion>(env);
     CommitStarted(env);
     auto tsfn = tsfn_;
     auto* t = new Task(env, [s, items, c, tsfn] {
-      std::vector<uint64_t> wids;
-      try {
-        for (const PutItem& it : items) {
-          wids.push_back(s->BeginWrite(it.key, it.size));
-          s->Write(wids.back(), 0, it.data, it.size);
-        }
-      } catch (...) {
-        for (uint64_t wid : wids) s->Abort(wid);
-        throw;
-      }
+      std::vector<uint64_t> wids = s->WriteWhole(items);
       s->CommitManyAsync(wids, [c, tsfn](const std::string& error, const Entry& e) {
         c->error = error;
         c->entry = e;

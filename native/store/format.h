@@ -63,8 +63,16 @@ struct BlockHeader {
   uint32_t count;        // records in this block (bitmap: 0)
   uint64_t seq;          // journal: sequence number; index/bitmap: block ordinal
   uint64_t generation;   // the superblock generation this block belongs to
-  uint64_t reserved;
+  uint64_t reserved;     // journal: PackBatch; index: the next extent (PackExtent); bitmap: 0
 };
+
+// A journal block's place in its commit batch: the batch's blocks and this block's index in
+// it. A batch's data and records are made durable by one flush, so replay applies the last batch
+// only when all its blocks are there and every entry it puts matches its hash. 0: a block of
+// an older ddfs, whose data was flushed before its record (a batch of its own, nothing to check).
+inline uint64_t PackBatch(uint64_t blocks, uint64_t index) { return (blocks << 32) | index; }
+inline uint64_t BatchBlocks(uint64_t packed) { return packed >> 32; }
+inline uint64_t BatchIndex(uint64_t packed) { return packed & 0xffffffffULL; }
 static_assert(sizeof(BlockHeader) == kBlockHeaderBytes, "block header is 32 bytes");
 
 enum RecordType : uint8_t { kPut = 1, kRemove = 2, kRemoveId = 3 };

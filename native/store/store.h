@@ -58,6 +58,11 @@ class Store {
   DeviceSummary Summary();
   uint64_t BeginWrite(const Key& key, uint64_t length);                // returns a write id
   void Write(uint64_t write_id, uint64_t offset, const uint8_t* data, size_t len);
+  // Whole entries of at most one segment each, reserved and written: entries whose extents
+  // follow each other (the next-fit allocator's usual case) go out in one write. Returns their
+  // write ids, in order; on failure none is left pending.
+  struct WholeEntry { Key key; const uint8_t* data; size_t size; };
+  std::vector<uint64_t> WriteWhole(const std::vector<WholeEntry>& entries);
   Entry Commit(uint64_t write_id);                                     // durable on return
   // Commits without waiting: `done` runs on the thread that flushes the batch, with "" or an
   // error. The calling thread flushes only if no flush is running, so callers never wait idle.
@@ -83,6 +88,8 @@ class Store {
   struct Batch;
   void Load();
   void Apply(const fmt::Record& r);           // replay a record into index + free map (lock held)
+  void ReplayJournal(DeviceIo& io);
+  bool DataMatches(DeviceIo& io, const fmt::Record& r);
   uint64_t Allocate(uint64_t blocks);          // lock held; throws DEVICE_FULL
   std::vector<std::pair<uint64_t, uint64_t>> AllocateExtents(uint64_t blocks);  // lock held; any runs
   void MarkUsed(uint64_t block, uint64_t n, bool used);  // lock held
