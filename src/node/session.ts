@@ -167,6 +167,7 @@ export class Session {
         return
       }
       case MessageType.CreatePut: {
+        this.node.clients.touch()  // a client's create (healing never sends one)
         const { id, nameHash, manifestBytes } = decodeMeta(createPutMessage, f.meta)
         if (manifestBytes > f.payload.length) throw DdfsError.PROTOCOL(`a create put of ${f.payload.length} bytes announces a manifest of ${manifestBytes}`)
         const held = await site.putCreate(id, f.payload.subarray(0, manifestBytes), keyOf(nameHash, EntryKind.Name), f.payload.subarray(manifestBytes))
