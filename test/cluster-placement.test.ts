@@ -1,6 +1,8 @@
 import test from 'brittle'
 import crypto from 'node:crypto'
 import { fragmentHolders, manifestHolders, manifestTop, nameHolders, nameHash, assignFragments, fragmentMoves, repairAssignment, type PlacementMember } from '../src/cluster/placement'
+import { IdsBeside } from '../src/object/ids-beside'
+import type { ViewMember } from '../src/object/cluster-object-store'
 
 function members (count: number): PlacementMember[] {
   return Array.from({ length: count }, () => ({ publicKey: crypto.randomBytes(32) }))
@@ -28,6 +30,35 @@ test('manifestTop picks the same holders, in the same order, as ranking every me
   for (const count of [1, 3, 4, 12]) {
     const ms = members(count === 12 ? 12 : 7)
     for (const id of ids(300)) t.alike(keys(manifestTop(id, ms, count)), keys(manifestHolders(id, ms, count - 1)))
+  }
+})
+
+test('a small create gets a fresh random id whose manifest holders are its name record holders, ready ids first', async (t) => {
+  const view = (ms: PlacementMember[]): ViewMember[] => ms.map((m) => ({ publicKey: m.publicKey, site: {} as unknown as ViewMember['site'] }))
+  const ids = new IdsBeside()
+  let ms = members(6)
+  const seen = new Set<string>()
+  let fromReady = 0
+  for (let i = 0; i < 300; i++) {
+    if (i === 150) ms = members(6)  // another membership: nothing filed under the old one is handed out
+    const now = view(ms)  // a new array of new objects each time, as the cluster view gives them
+    const name = `file-${i}`
+    const before = ids.readyIds
+    const id = ids.take(name, now, 3)
+    if (ids.readyIds === before - 1) fromReady++
+    t.absent(seen.has(id.toString('hex')), 'never handed out twice')
+    seen.add(id.toString('hex'))
+    t.alike(keys(manifestTop(id, now, 3)).sort(), keys(nameHolders(nameHash(name), now, 2)).sort(), `create ${i}: manifest and name on the same nodes`)
+    await new Promise((resolve) => setImmediate(resolve))  // the turn after a create, where ids are tried
+  }
+  t.comment(`${fromReady} of 300 creates took a ready id`)
+  t.ok(fromReady > 200, 'ids tried between creates are used')
+  // Fewer manifest copies than name records (a 3-node cluster's 2+1): every manifest holder holds the name.
+  const small = view(members(3))
+  for (let i = 0; i < 50; i++) {
+    const id = ids.take(`small-${i}`, small, 2)
+    const holders = new Set(keys(nameHolders(nameHash(`small-${i}`), small, 2)))
+    t.ok(keys(manifestTop(id, small, 2)).every((k) => holders.has(k)))
   }
 })
 

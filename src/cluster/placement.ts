@@ -56,7 +56,7 @@ export function manifestHolders<T extends PlacementMember> (objectId: Buffer, me
 
 /**
  * The first `count` of manifestRank, found without ranking everyone (a create tries many ids:
- * src/object/cluster-object-store.ts idBeside).
+ * src/object/ids-beside.ts).
  */
 export function manifestTop<T extends PlacementMember> (objectId: Buffer, members: readonly T[], count: number): T[] {
   const top: Array<{ m: T, s: bigint }> = []

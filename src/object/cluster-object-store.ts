@@ -8,8 +8,9 @@ import crypto from 'node:crypto'
 import { DdfsError } from '../errors'
 import { ID_BYTES } from '../constants'
 import { EntryKind } from '../store/types'
-import { fragmentSpread, manifestRank, manifestTop, nameRank, nameHash } from '../cluster/placement'
-import { Names, NAME_COPIES } from './names'
+import { fragmentSpread, manifestRank, nameRank } from '../cluster/placement'
+import { Names } from './names'
+import { IdsBeside } from './ids-beside'
 import { encodeManifest, decodeManifest, keyOf, checkName, type Manifest } from './records'
 import { writeObject, readObject, FRAGMENT_DATA, type FetchedFragment, type WrittenObject } from './stripes'
 import { xxh64 } from '../hash'
@@ -76,43 +77,13 @@ const NAME_ATTEMPTS = 3
 export const INLINE_MAX = 16 * 1024
 /** DDFS_SEQUENTIAL_NAMES=1 names every put's object after it is whole, creates too (for comparison in benchmarks). */
 const NEW_NAME_BESIDE = process.env.DDFS_SEQUENTIAL_NAMES !== '1'
-/**
- * Ids tried for a small create whose manifest holders are its name's holders, and the placement
- * scores that may cost (ids x members): a 6-node cluster finds such an id in 1 of 20 tries (in
- * 200, all but 1 in 28,000 creates do).
- */
-const BESIDE_TRIES = 200
-const BESIDE_SCORES = 1200
-
-/**
- * A new object id whose manifest holders (the first `copies` of its manifest rank) are the
- * holders of `name`'s record, or as many of them as the ids tried could give: a node that holds
- * both takes the create's manifest and name record in one request instead of two. Ids stay
- * random (the best of a few random ones); placement stays the rendezvous rank of the id.
- */
-function idBeside (name: string, members: ViewMember[], copies: number): Buffer {
-  let id = crypto.randomBytes(ID_BYTES)
-  const nameSites = new Set(nameRank(nameHash(name), members).slice(0, NAME_COPIES))
-  const want = Math.min(copies, nameSites.size)
-  const overlap = (candidate: Buffer): number => manifestTop(candidate, members, copies).filter((h) => nameSites.has(h)).length
-  const tries = Math.min(BESIDE_TRIES, Math.floor(BESIDE_SCORES / Math.max(1, members.length)))
-  let best = overlap(id)
-  let pool = Buffer.alloc(0)  // random bytes for 32 candidates at a time (one call each costs as much as a try)
-  for (let i = 0; i < tries && best < want; i++) {
-    if (i % 32 === 0) pool = crypto.randomBytes(ID_BYTES * 32)
-    const candidate = pool.subarray((i % 32) * ID_BYTES, (i % 32 + 1) * ID_BYTES)
-    const n = overlap(candidate)
-    if (n > best) { best = n; id = Buffer.from(candidate) }
-  }
-  return id
-}
-
 /** Starts the message of a put that stored its object but not its name; the object's id follows. */
 export const STORED_BUT_UNNAMED = 'stored without its name: object'
 
 export class ClusterObjectStore implements ObjectStore {
   private readonly names: Names
   private readonly manifests = new Map<string, { manifest: Manifest, at: number }>()
+  private readonly idsBeside = new IdsBeside()
 
   constructor (private readonly view: ClusterView) {
     this.names = new Names((hash) => nameRank(hash, this.view.members()).map((m) => m.site), () => this.view.members().map((m) => m.site))
@@ -127,7 +98,7 @@ export class ClusterObjectStore implements ObjectStore {
     const { k, m } = schema
     const inline = opts.size !== undefined && opts.size <= INLINE_MAX
     const name = NEW_NAME_BESIDE ? opts.name : undefined
-    const id = inline && name !== undefined ? idBeside(name, members, m + 1) : crypto.randomBytes(ID_BYTES)
+    const id = inline && name !== undefined ? this.idsBeside.take(name, members, m + 1) : crypto.randomBytes(ID_BYTES)
     const manifestSites = manifestRank(id, members).slice(0, m + 1)
     const holders = inline ? [] : fragmentSpread(id, members, k + m)
     // A name nobody holds a record of (a create) is written beside the object: a listing shows a
