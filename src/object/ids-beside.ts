@@ -2,9 +2,8 @@
 // a node that holds both takes the create in one request (CreatePut). Ids stay random (the
 // first of many random ones to land on the wanted holders); placement stays the id's rendezvous
 // rank. A try costs ~1.7 µs and a 6-node cluster needs ~20 tries per create (in 200, all but 1 in
-// 28,000 creates find one); IdsBeside keeps
-// every try, filed under the holders it lands on, and tries between creates, so a create takes
-// a ready id instead of searching before it sends anything.
+// 28,000 creates find one); IdsBeside keeps every try, filed under the holders it lands on, and
+// tries between creates, so a create takes a ready id instead of searching before it sends.
 import crypto from 'node:crypto'
 import { ID_BYTES } from '../constants'
 import { manifestTop, nameRank, nameHash } from '../cluster/placement'
@@ -58,11 +57,8 @@ export class IdsBeside {
     setImmediate(() => {
       this.filling = false
       const members = this.members
-      const tries = Math.min(TRIES, Math.floor(SCORES / Math.max(1, members.length)))
-      let pool = Buffer.alloc(0)
-      for (let i = 0; i < tries && (this.ready.get(want)?.length ?? 0) === 0; i++) {
-        if (i % 32 === 0) pool = crypto.randomBytes(ID_BYTES * 32)  // one call costs as much as a try
-        const candidate = pool.subarray((i % 32) * ID_BYTES, (i % 32 + 1) * ID_BYTES)
+      for (const candidate of candidates(members)) {
+        if ((this.ready.get(want)?.length ?? 0) > 0) break
         const key = setKey(manifestTop(candidate, members, copies), members)
         const ids = this.ready.get(key) ?? []
         if (ids.length < KEEP) { ids.push(Buffer.from(candidate)); this.ready.set(key, ids) }
@@ -77,16 +73,23 @@ function search (nameSites: ViewMember[], members: ViewMember[], copies: number)
   const sites = new Set(nameSites)
   const want = Math.min(copies, sites.size)
   const overlap = (candidate: Buffer): number => manifestTop(candidate, members, copies).filter((h) => sites.has(h)).length
-  const tries = Math.min(TRIES, Math.floor(SCORES / Math.max(1, members.length)))
   let best = overlap(id)
-  let pool = Buffer.alloc(0)
-  for (let i = 0; i < tries && best < want; i++) {
-    if (i % 32 === 0) pool = crypto.randomBytes(ID_BYTES * 32)
-    const candidate = pool.subarray((i % 32) * ID_BYTES, (i % 32 + 1) * ID_BYTES)
+  for (const candidate of candidates(members)) {
+    if (best >= want) break
     const n = overlap(candidate)
     if (n > best) { best = n; id = Buffer.from(candidate) }
   }
   return id
+}
+
+/** Random candidate ids (views into a shared pool: copy the one kept), as many as one search may try. */
+function * candidates (members: ViewMember[]): Generator<Buffer> {
+  const tries = Math.min(TRIES, Math.floor(SCORES / Math.max(1, members.length)))
+  let pool = Buffer.alloc(0)
+  for (let i = 0; i < tries; i++) {
+    if (i % 32 === 0) pool = crypto.randomBytes(ID_BYTES * 32)  // one call costs as much as a try
+    yield pool.subarray((i % 32) * ID_BYTES, (i % 32 + 1) * ID_BYTES)
+  }
 }
 
 /** A set of members as the sorted positions in `members` (the same array the sites came from). */
