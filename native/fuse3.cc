@@ -22,6 +22,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
@@ -90,6 +91,7 @@ struct Request {
   std::vector<double> stats;
   std::string bytes;
   bool has_bytes = false;
+  bool has_stat = false;  // create: nums holds the new file's stat
   int write_fd = -1;  // open/create/write: the descriptor the handle's writes may go to directly from now on
   int write_direct_fd = -1;     // and one of the same file opened O_DIRECT, for aligned writes
   double write_direct_from = 0;  // at and past this offset
@@ -98,6 +100,7 @@ struct Request {
   // Synchronization (all under Fuse3Mount::mu_).
   std::condition_variable cv;
   bool answered = false;   // result is final
+  std::atomic<bool> answered_seen{false};  // `answered`, for a waiter spinning without the lock
   bool js_holds = false;   // JS has a Buffer over `data` not yet detached
   bool released = true;    // false while a release job is pending
   napi_ref buf_ref = nullptr;  // JS thread only
@@ -186,6 +189,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
       mount_opts = "fsname=" + name + ",subtype=ddfs";
     }
     if (opts.Get("debug").ToBoolean()) debug_ = true;
+    spin_ = getenv("DDFS_FUSE_SPIN") == nullptr || strcmp(getenv("DDFS_FUSE_SPIN"), "0") != 0;
     if (opts.Get("xattrPrefix").IsString()) xattr_prefix_ = opts.Get("xattrPrefix").As<Napi::String>().Utf8Value();
 
     struct fuse_operations ops;
@@ -249,6 +253,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     std::unique_lock<std::mutex> lock(mu_);
     if (closing_) return -EIO;
     r.id = next_id_++;
+    requests_[r.op]++;
     live_.emplace(r.id, &r);
     lock.unlock();
     if (tsfn_.NonBlockingCall(Encode(kCallJob, r.id)) != napi_ok) {
@@ -256,6 +261,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
       live_.erase(r.id);
       return -EIO;
     }
+    SpinForAnswer(r);
     lock.lock();
     auto answered = [&r] { return r.answered; };
     if (timeout_ms_ > 0) {
@@ -277,6 +283,17 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     }
     live_.erase(r.id);
     return r.result;
+  }
+
+  // A request JS answers from memory (a lookup, an open) takes it ~20-40 µs; sleeping on the
+  // condition variable and being woken costs this thread a context switch each way and the
+  // answer a wake-up's latency. So such a request first yields the CPU in a loop for a while.
+  static bool Quick(Op op) { return op == kGetattr || op == kOpen || op == kCreate || op == kRelease || op == kWrite || op == kTruncate; }
+  static constexpr auto kSpin = std::chrono::microseconds(60);
+  void SpinForAnswer(Request& r) {
+    if (!spin_ || !Quick(r.op)) return;
+    auto until = std::chrono::steady_clock::now() + kSpin;
+    while (!r.answered_seen.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) sched_yield();
   }
 
   // ---- direct writes ----------------------------------------------------------------------------
@@ -663,7 +680,29 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     return m;
   }
 
+  // What create's answer said of the new file: libfuse asks getattr for it next, on the same
+  // thread (to fill the kernel's entry), and that answer comes from here instead of another
+  // round trip to JS.
+  struct Created {
+    bool valid = false;
+    uint64_t fh = 0;
+    std::string path;
+    double nums[kStatFields] = {};
+  };
+  static Created& LastCreated() {
+    thread_local Created created;
+    return created;
+  }
+
   static int OpGetattr(const char* path, struct stat* st, struct fuse_file_info* fi) {
+    Created& created = LastCreated();
+    if (created.valid) {
+      created.valid = false;
+      if (fi != nullptr && fi->fh == created.fh && created.path == Str(path)) {
+        ToStat(created.nums, st);
+        return 0;
+      }
+    }
     Request r;
     r.op = kGetattr;
     r.path = Str(path);
@@ -753,6 +792,13 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     if (res < 0) return res;
     fi->fh = static_cast<uint64_t>(res);
     if (r.write_fd >= 0) Self()->DirectWrites(fi->fh, r.write_fd, r.write_direct_fd, r.write_direct_from, r.write_spool);
+    if (r.has_stat) {
+      Created& created = LastCreated();
+      created.valid = true;
+      created.fh = fi->fh;
+      created.path = r.path;
+      std::copy(r.nums, r.nums + kStatFields, created.nums);
+    }
     return 0;
   }
 
@@ -1015,6 +1061,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     if (info != nullptr && result >= 0) r.result = Parse(*info, r, result);
     Detach(env, r);
     r.answered = true;
+    r.answered_seen.store(true, std::memory_order_release);
     r.cv.notify_all();
     return true;
   }
@@ -1071,8 +1118,16 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         if (static_cast<size_t>(result) > r.size) return -EIO;
         TargetOf(r, v, w);
         return result;
-      case kOpen:
       case kCreate:
+        // value3: the new file's stat (optional).
+        if (info.Length() > 4 && info[4].IsArray() && info[4].As<Napi::Array>().Length() >= kStatFields) {
+          auto arr = info[4].As<Napi::Array>();
+          for (size_t i = 0; i < kStatFields; i++) r.nums[i] = Num(arr.Get(static_cast<uint32_t>(i)));
+          r.has_stat = true;
+        }
+        TargetOf(r, v, w);
+        return result;
+      case kOpen:
         TargetOf(r, v, w);
         return result;
       default:
@@ -1100,7 +1155,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     }
   }
 
-  // reply(id, result, value?, value2?): result >= 0 (a count, a file handle, 0) or -errno.
+  // reply(id, result, value?, value2?, value3?): result >= 0 (a count, a file handle, 0) or -errno.
   Napi::Value Reply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "BAD_ARGUMENT: reply(id, result, ...)");
@@ -1153,6 +1208,12 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
     o.Set("writebackCache", (conn_->want & FUSE_CAP_WRITEBACK_CACHE) != 0);
     o.Set("atomicOTrunc", (conn_->want & FUSE_CAP_ATOMIC_O_TRUNC) != 0);
     o.Set("maxThreads", max_threads_);
+    auto requests = Napi::Object::New(env);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int op = 0; op < kEnded; op++) if (requests_[op] > 0) requests.Set(kOpNames[op], static_cast<double>(requests_[op]));
+    }
+    o.Set("requests", requests);
     return o;
   }
 
@@ -1177,6 +1238,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         r->result = -EIO;
         Detach(env, *r);
         r->answered = true;
+        r->answered_seen.store(true, std::memory_order_release);
         r->cv.notify_all();
         answered++;
       }
@@ -1268,6 +1330,8 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   std::shared_mutex direct_mu_;
   std::unordered_map<uint64_t, WriteTarget> direct_fds_;  // fh -> descriptors (direct writes)
   bool stop_direct_ = false;                      // under direct_mu_
+  bool spin_ = true;
+  uint64_t requests_[kOpCount] = {};  // requests handed to JS, by kind (under mu_)
   std::mutex written_mu_;
   std::vector<Written> written_;                  // direct writes JS has not heard of yet
   bool write_behind_ = true;

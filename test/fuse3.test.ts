@@ -353,6 +353,19 @@ test('stopDirectWrites reports every write answered so far before it returns, th
   t.is((await holder).code, 0)
 })
 
+test('a create asks JS for the new file\'s attributes once: libfuse\'s getattr after it is answered from create\'s answer', async (t) => {
+  const h = await mountMem(t)
+  const before = h.fuse.requests()
+  const r = await sh(`printf abc > ${h.mp}/new`, 20)
+  t.is(r.code, 0, r.stderr)
+  t.is(h.files.get('new')?.toString(), 'abc', 'the file has its bytes')
+  const after = h.fuse.requests()
+  const asked = (op: string): number => (after[op] ?? 0) - (before[op] ?? 0)
+  t.is(asked('create'), 1, 'one create')
+  t.is(asked('getattr'), 1, 'one getattr request: the lookup that found no such file')
+  t.is(h.calls.get('getattr:/new'), 2, 'the handler was asked twice: the lookup, and for create\'s answer')
+})
+
 test('closing a file opened read-only sends no flush; closing one opened for writing does', async (t) => {
   const h = await mountMem(t, { flush: () => { h.calls.set('flush', (h.calls.get('flush') ?? 0) + 1) } })
   h.files.set('f', Buffer.from('data'))

@@ -83,9 +83,9 @@ const OP_NAMES = Object.keys(OP) as Array<keyof typeof OP>
 type Dispatch = (op: number, id: number, path: string, fh: number, a: number, b: number, path2: string | undefined, data: Buffer | undefined) => void
 
 interface NativeMount {
-  reply: (id: number, result: number, value?: unknown, value2?: unknown) => boolean
+  reply: (id: number, result: number, value?: unknown, value2?: unknown, value3?: unknown) => boolean
   close: () => Promise<number>
-  info: () => Omit<Fuse3Info, 'readAheadKb'> | null
+  info: () => (Omit<Fuse3Info, 'readAheadKb'> & { requests: Record<string, number> }) | null
   /** Returns the writes JS has not heard of yet, as [fh, pos, bytes] triples. */
   stopDirectWrites: () => Array<[number, number, number]>
   keepWrites: (spool: number, on: boolean) => void
@@ -109,6 +109,11 @@ export class Fuse3 {
   constructor (readonly mountpoint: string, private readonly ops: FsOps, private readonly init: Fuse3Init = {}) {}
 
   get info (): Fuse3Info | null { return this.fuseInfo }
+
+  /** Requests handed to the handlers so far, by operation (those the binding answers itself are not counted). */
+  requests (): Record<string, number> {
+    return this.native?.info()?.requests ?? {}
+  }
 
   /** The writes behind this binding keeps for a reader that follows a file (none before mounting or after closing). */
   readonly kept: KeptWrites = {
@@ -270,11 +275,27 @@ export class Fuse3 {
   }
 
   /** Replies `result`, with where fh's writes may go from now on (FsOps.writeTarget). */
-  private replyWithTarget (id: number, result: number, fh: number): void {
+  private replyWithTarget (id: number, result: number, fh: number, stat?: number[]): void {
     const native = this.native as NativeMount
     const target = this.ops.writeTarget?.(fh) ?? null
-    if (typeof target === 'number' || target === null) native.reply(id, result, target ?? -1)
-    else native.reply(id, result, target.fd, target.direct === null ? null : [target.direct, target.directFrom, target.spool ?? 0])
+    if (typeof target === 'number' || target === null) native.reply(id, result, target ?? -1, null, stat)
+    else native.reply(id, result, target.fd, target.direct === null ? null : [target.direct, target.directFrom, target.spool ?? 0], stat)
+  }
+
+  /**
+   * Create's answer carries the new file's attributes: libfuse asks for them right after, and the
+   * binding answers that from these instead of another request (one fewer per file created).
+   */
+  private replyCreated (id: number, p: string, fh: number): void {
+    let stat: FsStat | Promise<FsStat> | undefined
+    try {
+      stat = this.ops.getattr?.(p, fh)
+    } catch {
+      stat = undefined  // libfuse's own getattr asks again, and that answer counts
+    }
+    if (!(stat instanceof Promise)) { this.replyWithTarget(id, fh, fh, stat === undefined ? undefined : this.statArray(stat)); return }
+    stat.then((s) => this.replyWithTarget(id, fh, fh, this.statArray(s)), () => this.replyWithTarget(id, fh, fh))
+      .catch((err) => this.fail(id, OP.create, p, err))
   }
 
   private answer (id: number, op: number, p: string, fh: number, v: unknown): void {
@@ -292,12 +313,12 @@ export class Fuse3 {
           native.reply(id, 0, dir.names, stats)
           return
         }
-        case OP.open:
-        case OP.create: {
+        case OP.open: {
           const fh = checkCount(v)
           this.replyWithTarget(id, fh, fh)
           return
         }
+        case OP.create: this.replyCreated(id, p, checkCount(v)); return
         // A write may have moved its file to a spool (FsOps.writeTarget): later ones go there.
         case OP.write: this.replyWithTarget(id, checkCount(v), fh); return
         case OP.read:
