@@ -1,6 +1,7 @@
 // bench:fuse — the mount of a local 6-node 4+2 cluster (ddfs up + ddfs mount) against a local
 // ext4 directory on the same disk, in the same run, with the same tools:
-//   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M)
+//   1 GiB sequential write (dd bs=1M conv=fsync) and read after dropping caches (dd bs=1M);
+//   1 GiB copied in with cp (its own write size: st_blksize), then synced
 //   2,000 x 4 KiB files: created, read cold, listed (ls -l, cold), deleted (one process, sync calls),
 //   after a ramp-up of 1,000 files created and deleted: a fresh node's request paths are still
 //   being compiled by V8 during its first creates (they cost ~1.6x the CPU of later ones). The
@@ -48,11 +49,12 @@ function sh (cmd: string): void {
   if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr}`)
 }
 
-interface Figures { write: number, read: number, createFirst: number, create: number, readFiles: number, ls: number, del: number }
+interface Figures { write: number, read: number, copy: number, createFirst: number, create: number, readFiles: number, ls: number, del: number }
 
 function measure (dir: string, src: string, settle: () => void): Figures {
   let write = NaN
   let read = NaN
+  let copy = NaN
   if (!SMALL_ONLY) {
     const big = path.join(dir, 'big.bin')
     sh(`cat ${src} > /dev/null`)  // the source from the page cache, for both
@@ -61,6 +63,9 @@ function measure (dir: string, src: string, settle: () => void): Figures {
     settle()
     read = GiB / 1e6 / seconds(() => sh(`dd if=${big} of=/dev/null bs=1M status=none`))
     fs.rmSync(big)
+    const copied = path.join(dir, 'copy.bin')
+    copy = GiB / 1e6 / seconds(() => sh(`cp ${src} ${copied} && sync ${copied}`))
+    fs.rmSync(copied)
   }
   const small = crypto.randomBytes(4096)
   const ramp = Array.from({ length: RAMP_FILES }, (_, i) => path.join(dir, `ramp-${i}`))
@@ -75,7 +80,7 @@ function measure (dir: string, src: string, settle: () => void): Figures {
   settle()
   const readFiles = FILES / seconds(() => { for (const n of names) if (fs.readFileSync(n).length !== 4096) throw new Error(`${n}: short read`) })
   const del = FILES / seconds(() => { for (const n of names) fs.unlinkSync(n) })
-  return { write, read, createFirst, create, readFiles, ls, del }
+  return { write, read, copy, createFirst, create, readFiles, ls, del }
 }
 
 function main (): void {
@@ -91,7 +96,7 @@ function main (): void {
     const local = measure(ext4, src, () => {})
     execFileSync(process.execPath, [BIN, 'up', '--nodes', '6', '--dir', cluster, '--base-port', String(BASE), '--device-size', '2G', '--no-mount'])
     const rows: Array<[keyof Figures, string, string]> = [
-      ['write', 'seq_write_1g', 'MB/s'], ['read', 'seq_read_1g', 'MB/s'], ['createFirst', 'create_4k_first', 'files/s'], ['create', 'create_4k', 'files/s'],
+      ['write', 'seq_write_1g', 'MB/s'], ['read', 'seq_read_1g', 'MB/s'], ['copy', 'cp_1g', 'MB/s'], ['createFirst', 'create_4k_first', 'files/s'], ['create', 'create_4k', 'files/s'],
       ['readFiles', 'read_4k_cold', 'files/s'], ['ls', 'ls_l_2000', 's'], ['del', 'delete_4k', 'files/s']
     ]
     const results: Array<[string, Figures]> = []

@@ -277,12 +277,16 @@ test('ddfs up --mount: node 0 serves the mount itself; umount leaves it serving,
   t.is((await sh(`cmp ${got} ${work}/big`)).code, 0)
   t.is((await sh(`rm ${mp}/greeting && ls ${mp}`)).stdout, 'big\n', 'rm')
 
-  // A large file's put follows its spool, taking the writes the binding still holds in memory.
+  // A large file's put follows its spool, taking the writes the binding still holds in memory;
+  // cp writes in the file's st_blksize, a request's most.
   await sh(`dd if=/dev/urandom of=${work}/large bs=1M count=64 status=none`)
-  t.is((await sh(`dd if=${work}/large of=${mp}/large bs=1M conv=fsync status=none`)).code, 0, '64 MiB written')
+  t.is((await sh(`stat -c %o ${mp}/big`)).stdout, '1048576\n', 'st_blksize: 1 MiB')
+  t.is((await sh(`cp ${work}/large ${mp}/large`)).code, 0, '64 MiB copied')
   t.is((await sh(`md5sum < ${mp}/large`)).stdout, (await sh(`md5sum < ${work}/large`)).stdout, 'md5 equal')
-  const followed = /put id=\S+ size=67108864 peer=mount fromMemory=(\d+)/.exec(fs.readFileSync(path.join(c.data(0), 'ddfs.log'), 'utf8'))
+  const log = fs.readFileSync(path.join(c.data(0), 'ddfs.log'), 'utf8')
+  const followed = /put id=\S+ size=67108864 peer=mount fromMemory=(\d+)/.exec(log)
   t.ok(Number(followed?.[1]) > 0, `the put took ${Number(followed?.[1]) / 1048576} MiB from memory, not from the spool on disk`)
+  t.ok(/committed name=large id=\S+ size=67108864 writeRequests=64\b/.test(log), 'cp wrote 1 MiB per request')
   t.is((await sh(`rm ${mp}/large && ls ${mp}`)).stdout, 'big\n')
 
   // A file open there keeps the mount: umount says so and changes nothing.
