@@ -490,7 +490,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
         behind_order_.pop_front();
         if (d->error != 0) behind_failed_.emplace(d->fh, WriteErrno(d->error));
         NoteWritten({d->fh, d->off, d->error == 0 ? static_cast<int64_t>(d->size) : -static_cast<int64_t>(WriteErrno(d->error))});
-        if (d->error == 0 && d->spool != 0 && d->size == max_write_ && kept_spools_.count(d->spool) != 0) behind_kept_.push_back(d);
+        if (d->error == 0 && d->spool != 0 && d->size >= kKeptMin && kept_spools_.count(d->spool) != 0) behind_kept_.push_back(d);
         else behind_idle_.push_back(d);
       }
       behind_cv_.notify_all();
@@ -527,10 +527,11 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // for a spool whose put follows it is kept, once written, until the put takes its bytes
   // (takeWritten: a copy). The writer waits up to kKeptHold for the put when every buffer is kept
   // (a put keeps pace with it); past that, or for a range it never got, the put reads the spool.
-  // Only full-size writes are kept: the put takes a stripe at a time once the mount announces
-  // 8 MiB more, so kBehindBuffers smaller writes never hold enough for it to take, and the writer
-  // waited kKeptHold for every buffer (`cp`'s 128 KiB writes ran at 1.7 MB/s, dd bs=256k at 5.5).
+  // Only writes of kKeptMin or more are kept: the put takes a stripe at a time once the mount
+  // announces 8 MiB more, so kBehindBuffers smaller writes never hold enough for it to take, and
+  // the writer waited kKeptHold for every buffer (`cp`'s 128 KiB writes ran at 1.7 MB/s).
   static constexpr auto kKeptHold = std::chrono::milliseconds(100);
+  static constexpr size_t kKeptMin = 1 << 20;
 
   // keepWrites(spool, on): keep (or no longer) the buffers written behind for the spool.
   Napi::Value KeepWrites(const Napi::CallbackInfo& info) {
