@@ -676,37 +676,34 @@ export class DdfsFs {
   }
 
   /**
-   * A put, tried again a few times: a node that just died can still be picked as a holder until
-   * the others notice (the first failure marks it). What a failed attempt stored without its
+   * A put, tried again a few times (see whenReachable). What a failed attempt stored without its
    * name is remembered, to be deleted once one commits.
    */
   private async retrying<T> (h: WriteHandle, put: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
+    return await this.whenReachable('commit-retry', h.name, async () => {
       try {
         return await put()
       } catch (err) {
         const stray = strayOf(err)
         if (stray !== null) h.strays.push(stray)
-        if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
-        this.log.warn('commit-retry', { name: h.name, error: DdfsError.from(err).message })
-        await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
+        throw err
       }
-    }
+    })
   }
 
   /**
-   * A step of an rm (the object's delete, the name's removal), tried again a few times as a put
-   * is: each needs every holder it ranks, and a node that died or stalls stays in this view
-   * until the others notice. (The 2,000-file mount test once saw an rm answered EIO while a node
-   * was down, its file gone from the listing afterwards.)
+   * A step that needs every holder it ranks (a put, an rm's delete, a name's removal), tried up
+   * to three times on UNAVAILABLE: a node that just died or stalls stays in this view until the
+   * others notice (for a put, the first failure marks it). The 2,000-file mount test once saw
+   * an rm answered EIO while a node was down, its file gone from the listing afterwards.
    */
-  private async rmRetrying (name: string, step: (attempt: number) => Promise<void>): Promise<void> {
+  private async whenReachable<T> (event: string, name: string, step: (attempt: number) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await step(attempt)
       } catch (err) {
         if (DdfsError.from(err).code !== 'UNAVAILABLE' || attempt === 3) throw err
-        this.log.warn('rm-retry', { name, error: DdfsError.from(err).message })
+        this.log.warn(event, { name, error: DdfsError.from(err).message })
         await new Promise((resolve) => setTimeout(resolve, 200 * attempt))
       }
     }
@@ -795,7 +792,7 @@ export class DdfsFs {
     const e = await this.lookup(name)
     if (e === null && w === undefined) throw errno.ENOENT
     if (e !== null) {
-      await this.rmRetrying(name, async (attempt) => {
+      await this.whenReachable('rm-retry', name, async (attempt) => {
         try {
           await this.link.delete(e.id)
         } catch (err) {
@@ -807,7 +804,7 @@ export class DdfsFs {
     // The name goes even when the listing had no object for it: a failed commit of the file may
     // have named one on some of the name's holders (the fault schedule listed such a file again
     // after its rm).
-    if (e?.name != null || w !== undefined) await this.rmRetrying(name, async () => await this.link.removeName(name))
+    if (e?.name != null || w !== undefined) await this.whenReachable('rm-retry', name, async () => await this.link.removeName(name))
     if (e !== null) this.forget(e)
   }
 
