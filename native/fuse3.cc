@@ -531,7 +531,7 @@ class Fuse3Mount : public Napi::ObjectWrap<Fuse3Mount> {
   // announces 8 MiB more, so kBehindBuffers smaller writes never hold enough for it to take, and
   // the writer waited kKeptHold for every buffer (`cp`'s 128 KiB writes ran at 1.7 MB/s).
   static constexpr auto kKeptHold = std::chrono::milliseconds(100);
-  static constexpr size_t kKeptMin = 1 << 20;
+  static constexpr size_t kKeptMin = kPreferredIo;  // what st_blksize has cp write is kept
 
   // keepWrites(spool, on): keep (or no longer) the buffers written behind for the spool.
   Napi::Value KeepWrites(const Napi::CallbackInfo& info) {
